@@ -156,7 +156,8 @@ def demo(
     model = results["model"]
     console.print(
         f"model [bold]{model['model']}[/bold]: {model['parameters']:,} parameters, "
-        f"loaded in {model['load_seconds']:.2f}s; {model['prompt']!r} → {model['greedy_continuation']!r}"
+        f"loaded in {model['load_seconds']:.2f}s (first load in this process, imports included); "
+        f"{model['prompt']!r} → {model['greedy_continuation']!r}"
     )
     table = Table(title="tasks")
     for column in ("task", "labels", "train", "test"):
