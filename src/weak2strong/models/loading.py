@@ -44,6 +44,19 @@ def resolve(name: str, *, prepare: bool = True) -> ResolvedModel:
     return ResolvedModel(name, name, embedded=False)
 
 
+def model_fingerprint(name: str, revision: str | None = None) -> dict[str, object]:
+    """What identifies a model's weights, for cache keys: never the name alone."""
+    resolved = resolve(name)
+    if resolved.embedded:
+        return {"name": name, "sha256": EMBEDDED_MODELS[name].sha256}
+    folder = Path(resolved.location)
+    if folder.is_dir():
+        weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+        stamp = [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in weights]
+        return {"name": name, "folder": str(folder.resolve()), "weights": stamp}
+    return {"name": name, "hub_id": name, "revision": revision or "main"}
+
+
 def default_device() -> str:
     import torch
 

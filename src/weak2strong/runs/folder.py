@@ -7,6 +7,8 @@ recomputing them, and a run killed half-way resumes at the first unfinished step
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import platform
@@ -96,6 +98,9 @@ class Run:
 
     def __init__(self, path: Path, command: str, config: Any) -> None:
         self.path = path
+        # Results shared between runs (e.g. backbone features) live beside the run folders,
+        # keyed by everything that determines them, never by a task or model name alone.
+        self.shared_dir = path.parent / "shared"
         self.command = command
         self.config = config
         self.log = logging.getLogger(f"weak2strong.run.{path.name}")
@@ -158,14 +163,32 @@ class Run:
 
     def cached_tensors(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Like `cached_json` for a dict of tensors, stored as safetensors (never pickle)."""
+        return self._tensors_at(self.step_path(name, ".safetensors"), name, compute)
+
+    def shared_tensors(
+        self, kind: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Tensors cached across runs under a digest of `key`, which must name every input."""
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
+        path = self.shared_dir / f"{kind}-{digest}.safetensors"
+        key_file = path.with_suffix(".json")
+        if not key_file.exists():
+            write_json(key_file, key)
+        return self._tensors_at(path, f"{kind} ({digest})", compute)
+
+    def _tensors_at(
+        self, path: Path, name: str, compute: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         from safetensors.torch import load_file, save_file
 
-        path = self.step_path(name, ".safetensors")
         if path.exists():
             self.log.info("step %s: cached", name)
             return load_file(path)
         started = time.perf_counter()
         tensors = {key: value.contiguous() for key, value in compute().items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         save_file(tensors, tmp)
         os.replace(tmp, path)

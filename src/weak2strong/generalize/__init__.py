@@ -1,0 +1,6 @@
+"""Weak-to-strong generalization: `w2s generalize`."""
+
+from weak2strong.generalize.config import GeneralizeConfig, ProbeConfig, StrategyConfig
+from weak2strong.generalize.pipeline import Generalize, split_halves
+
+__all__ = ["Generalize", "GeneralizeConfig", "ProbeConfig", "StrategyConfig", "split_halves"]

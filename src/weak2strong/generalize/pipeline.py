@@ -1,0 +1,245 @@
+"""The weak-to-strong protocol (Burns et al. 2023) in the probe regime.
+
+Train half A → weak supervisor (gold labels) → soft labels on half B → strong student on
+those labels, one per strategy; ceiling = the same student on B's gold labels; all scored
+on the task's common test set. Backbone features are cached across runs under a key of
+model weights, feature settings and texts; every trained head's predictions are a step
+of the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from weak2strong.data import Example, TaskData, load_task
+from weak2strong.errors import W2SError
+from weak2strong.generalize.config import GeneralizeConfig
+from weak2strong.generalize.probe import train_probe
+from weak2strong.generalize.strategies import check_strategies, training_subset
+from weak2strong.generalize.supervisors import (
+    calibrated_lexicon_probs,
+    check_lexicon_task,
+    lexicon_name,
+)
+from weak2strong.models import load_encoder, resolve
+from weak2strong.models.features import extract_features
+from weak2strong.models.loading import model_fingerprint
+from weak2strong.runs import Run
+from weak2strong.scoring import compute_metrics, paired_bootstrap
+
+
+def split_halves(examples: Sequence[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    """Label-stratified, seeded halves A (weak's gold) and B (to be weakly labelled)."""
+    rng = np.random.default_rng(seed)
+    half_a: list[Example] = []
+    half_b: list[Example] = []
+    for label in sorted({example.label for example in examples}):
+        members = [example for example in examples if example.label == label]
+        order = rng.permutation(len(members))
+        cut = len(members) // 2
+        half_a += [members[i] for i in order[:cut]]
+        half_b += [members[i] for i in order[cut:]]
+    return half_a, half_b
+
+
+def _one_hot(labels: Sequence[int], classes: int) -> np.ndarray:
+    return np.eye(classes, dtype=np.float32)[np.asarray(labels)]
+
+
+def _texts_digest(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:16]
+
+
+class Generalize:
+    def __init__(self, config: GeneralizeConfig, runs_dir: str = "runs") -> None:
+        # Validate everything before a run folder exists.
+        self.config = config
+        self.strategies = check_strategies(list(config.strategies))
+        self.lexicon = lexicon_name(config.weak)
+        if lexicon_name(config.strong) is not None:
+            raise W2SError("the strong student must be a model, not a lexicon")
+        self.data: TaskData = load_task(config.task, seed=config.seed)
+        if self.lexicon:
+            check_lexicon_task(self.data.name, self.data.label_names)
+        else:
+            resolve(config.weak)
+        resolve(config.strong)
+        self.half_a, self.half_b = split_halves(self.data.split("train"), config.seed)
+        self.test = self.data.split("test")
+        classes = len(self.data.label_names)
+        for name, part in (
+            ("weak half A", self.half_a),
+            ("student half B", self.half_b),
+            ("test", self.test),
+        ):
+            present = {example.label for example in part}
+            if len(present) < classes:
+                raise W2SError(
+                    f"the {name} split has {len(part)} examples covering {len(present)} of {classes} labels; "
+                    "use more data (task.max_per_split)"
+                )
+        self.runs_dir = runs_dir
+        self.timings: dict[str, float] = {}
+
+    # ---- features
+
+    def _features(
+        self, run: Run, model_name: str, parts: dict[str, Sequence[Example]]
+    ) -> dict[str, torch.Tensor]:
+        texts = [example.text for part in parts.values() for example in part]
+        key = {
+            "model": model_fingerprint(model_name, self.config.model_revision),
+            "features": dataclasses.asdict(self.config.features),
+            "texts": _texts_digest(texts),
+            "count": len(texts),
+        }
+
+        def compute() -> dict[str, torch.Tensor]:
+            started = time.perf_counter()
+            backbone, tokenizer = load_encoder(
+                model_name,
+                revision=self.config.model_revision,
+                trust_remote_code=self.config.trust_remote_code,
+            )
+            features = extract_features(
+                backbone,
+                tokenizer,
+                texts,
+                self.config.features,
+                description=f"features {model_name}",
+                show_progress=self.config.show_progress,
+            )
+            self.timings[f"features {model_name}"] = time.perf_counter() - started
+            return {"features": features}
+
+        features = run.shared_tensors("features", key, compute)["features"]
+        out, start = {}, 0
+        for name, part in parts.items():
+            out[name] = features[start : start + len(part)]
+            start += len(part)
+        return out
+
+    # ---- stages
+
+    def _train_and_predict(
+        self,
+        run: Run,
+        step: str,
+        features: torch.Tensor,
+        targets: np.ndarray,
+        strategy: str,
+        predict: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        def compute() -> dict[str, torch.Tensor]:
+            started = time.perf_counter()
+            probe = train_probe(
+                features,
+                targets,
+                strategy=strategy,
+                probe=self.config.probe,
+                strategy_config=self.config.strategy,
+                seed=self.config.seed,
+            )
+            self.timings[step] = time.perf_counter() - started
+            return {name: torch.as_tensor(probe.predict_proba(x)) for name, x in predict.items()}
+
+        return run.cached_tensors(step, compute)
+
+    def weak_probs(self, run: Run) -> dict[str, np.ndarray]:
+        if self.lexicon:
+
+            def compute() -> dict[str, torch.Tensor]:
+                probs = calibrated_lexicon_probs(
+                    self.lexicon or "",
+                    [e.text for e in self.half_a],
+                    [e.label for e in self.half_a],
+                    {"b": [e.text for e in self.half_b], "test": [e.text for e in self.test]},
+                )
+                return {name: torch.as_tensor(p, dtype=torch.float32) for name, p in probs.items()}
+
+            probs = run.cached_tensors("weak-probs", compute)
+        else:
+            features = self._features(
+                run, self.config.weak, {"a": self.half_a, "b": self.half_b, "test": self.test}
+            )
+            targets = _one_hot([e.label for e in self.half_a], len(self.data.label_names))
+            probs = self._train_and_predict(
+                run,
+                "weak-probs",
+                features["a"],
+                targets,
+                "naive",
+                {"b": features["b"], "test": features["test"]},
+            )
+        return {name: tensor.numpy() for name, tensor in probs.items()}
+
+    def run(self) -> tuple[Run, dict[str, Any]]:
+        run = Run.open("generalize", self.config, self.runs_dir)
+        try:
+            return run, self._run(run)
+        finally:
+            run.close()
+
+    def _run(self, run: Run) -> dict[str, Any]:
+        classes = len(self.data.label_names)
+        weak = self.weak_probs(run)
+        strong = self._features(run, self.config.strong, {"b": self.half_b, "test": self.test})
+        gold_b = _one_hot([e.label for e in self.half_b], classes)
+        probs: dict[str, np.ndarray] = {"weak": weak["test"]}
+        for strategy in self.strategies:
+            subset = training_subset(strategy, weak["b"], self.config.strategy)
+            predicted = self._train_and_predict(
+                run,
+                f"w2s-{strategy}-probs",
+                strong["b"][torch.as_tensor(subset)],
+                weak["b"][subset],
+                strategy,
+                {"test": strong["test"]},
+            )
+            probs[f"w2s:{strategy}"] = predicted["test"].numpy()
+        ceiling = self._train_and_predict(
+            run, "ceiling-probs", strong["b"], gold_b, "naive", {"test": strong["test"]}
+        )
+        probs["ceiling"] = ceiling["test"].numpy()
+
+        labels = np.asarray([e.label for e in self.test])
+        weak_label_accuracy = float(
+            np.mean(weak["b"].argmax(1) == np.asarray([e.label for e in self.half_b]))
+        )
+        results = {
+            "task": self.data.name,
+            "task_fingerprint": self.data.fingerprint(),
+            "label_names": list(self.data.label_names),
+            "weak": self.config.weak,
+            "strong": self.config.strong,
+            "strategies": self.strategies,
+            "sizes": {
+                "weak_train_a": len(self.half_a),
+                "student_train_b": len(self.half_b),
+                "test": len(self.test),
+            },
+            "weak_label_accuracy_on_b": weak_label_accuracy,
+            "metrics": {name: compute_metrics(labels, p) for name, p in probs.items()},
+            "bootstrap": paired_bootstrap(
+                labels,
+                probs,
+                weak="weak",
+                ceiling="ceiling",
+                samples=self.config.bootstrap_samples,
+                seed=self.config.seed,
+            ),
+            "stage_seconds": {name: round(seconds, 3) for name, seconds in self.timings.items()},
+        }
+        run.write_results(results)
+        return results

@@ -1,0 +1,74 @@
+"""How a strong student learns from weak labels: the loss and which examples it sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from weak2strong.errors import W2SError
+from weak2strong.generalize.config import STRATEGY_NAMES, StrategyConfig
+
+
+def check_strategies(names: list[str]) -> list[str]:
+    if names == ["all"]:
+        return list(STRATEGY_NAMES)
+    for name in names:
+        if name not in STRATEGY_NAMES:
+            raise W2SError(f"unknown strategy '{name}' (known: {', '.join(STRATEGY_NAMES)}, all)")
+    if not names:
+        raise W2SError("no strategy given")
+    return names
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def confidence_weight(step: int, total_steps: int, config: StrategyConfig) -> float:
+    """α at `step`: a linear ramp from 0 to `confidence_alpha` over the warm-up, then flat."""
+    warmup_steps = config.confidence_warmup * total_steps
+    if warmup_steps <= 0:
+        return config.confidence_alpha
+    return config.confidence_alpha * min(1.0, step / warmup_steps)
+
+
+def harden(probs: torch.Tensor, weak_targets: torch.Tensor) -> torch.Tensor:
+    """The student's own predictions as one-hot targets.
+
+    Binary: the threshold is set so the hardened positive fraction equals the weak labels'
+    positive fraction in the batch (Burns et al.'s class balancing). Multi-class: argmax.
+    """
+    if probs.shape[1] != 2:
+        return F.one_hot(probs.argmax(1), probs.shape[1]).to(probs.dtype)
+    positive_fraction = weak_targets[:, 1].mean()
+    threshold = torch.quantile(probs[:, 1], (1 - positive_fraction).clamp(0.0, 1.0))
+    positive = (probs[:, 1] >= threshold).to(probs.dtype)
+    return torch.stack([1 - positive, positive], dim=1)
+
+
+def strategy_loss(
+    name: str,
+    logits: torch.Tensor,
+    weak_targets: torch.Tensor,
+    step: int,
+    total_steps: int,
+    config: StrategyConfig,
+) -> torch.Tensor:
+    if name != "confidence":
+        return soft_cross_entropy(logits, weak_targets)
+    alpha = confidence_weight(step, total_steps, config)
+    hardened = harden(torch.softmax(logits.detach(), dim=-1), weak_targets)
+    # (1-α)·CE(f, y_weak) + α·CE(f, ŷ_f): CE is linear in its target, so mix the targets.
+    return soft_cross_entropy(logits, (1 - alpha) * weak_targets + alpha * hardened)
+
+
+def training_subset(name: str, weak_probs: np.ndarray, config: StrategyConfig) -> np.ndarray:
+    """Indices of the weak-labelled examples the student trains on."""
+    if name != "confident-subset":
+        return np.arange(len(weak_probs))
+    if not 0.0 < config.subset_keep <= 1.0:
+        raise W2SError(f"strategy.subset_keep must be in (0, 1], got {config.subset_keep}")
+    confidence = weak_probs.max(1)
+    keep = max(1, round(config.subset_keep * len(weak_probs)))
+    return np.sort(np.argsort(-confidence, kind="stable")[:keep])

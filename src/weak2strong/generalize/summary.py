@@ -1,0 +1,56 @@
+"""The results table and plot of a generalize run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from weak2strong.report import bar_chart_with_intervals, format_interval, print_table
+
+TABLE_METRICS = ("accuracy", "balanced_accuracy", "f1", "auroc")
+
+
+def model_order(results: dict[str, Any]) -> list[str]:
+    return ["weak", *[f"w2s:{name}" for name in results["strategies"]], "ceiling"]
+
+
+def print_summary(console: Console, results: dict[str, Any]) -> None:
+    boot = results["bootstrap"]
+    rows = []
+    for name in model_order(results):
+        row = [name, *[format_interval(boot[metric][name]) for metric in TABLE_METRICS]]
+        row.append(
+            format_interval(boot["accuracy"].get(f"pgr:{name}")) if name.startswith("w2s:") else ""
+        )
+        rows.append(row)
+    sizes = results["sizes"]
+    title = (
+        f"{results['task']}: weak {results['weak']} → strong {results['strong']} "
+        f"(A={sizes['weak_train_a']}, B={sizes['student_train_b']}, test={sizes['test']}; 95% bootstrap CI)"
+    )
+    print_table(console, title, ["model", *TABLE_METRICS, "PGR (accuracy)"], rows)
+
+
+def plot_summary(results: dict[str, Any], path: Path) -> Path:
+    accuracy = results["bootstrap"]["accuracy"]
+    names = model_order(results)
+    notes = []
+    for name in names:
+        pgr = accuracy.get(f"pgr:{name}")
+        notes.append(f"PGR {format_interval(pgr, 2)}" if pgr is not None else None)
+    colors = [
+        "#9e9e9e" if n == "weak" else "#2e7d32" if n == "ceiling" else "#1565c0" for n in names
+    ]
+    return bar_chart_with_intervals(
+        path,
+        names,
+        [accuracy[n]["value"] for n in names],
+        [accuracy[n]["low"] for n in names],
+        [accuracy[n]["high"] for n in names],
+        title=f"{results['task']}: {results['weak']} → {results['strong']}",
+        ylabel="test accuracy",
+        annotations=notes,
+        colors=colors,
+    )

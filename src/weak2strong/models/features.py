@@ -1,0 +1,68 @@
+"""Frozen-backbone text features, batched by length, pooled with the attention mask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class FeatureConfig:
+    max_length: int = 256
+    batch_size: int = 16
+    pooling: Literal["mean", "last"] = "mean"
+    layer: int = -1  # hidden-state index; -1 is the final layer
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Mean over real tokens, or the last real token, found from the mask (never from token ids)."""
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    if pooling == "mean":
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = (attention_mask * positions).argmax(1)  # works for left and right padding
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    config: FeatureConfig,
+    *,
+    description: str = "features",
+    show_progress: bool = True,
+) -> torch.Tensor:
+    """[len(texts), hidden] float32 features, in the order of `texts`.
+
+    Texts are processed longest-first so each batch pads to similar lengths.
+    """
+    device = next(backbone.parameters()).device
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    output: torch.Tensor | None = None
+    batches = range(0, len(order), config.batch_size)
+    for start in tqdm(batches, desc=description, disable=not show_progress, unit="batch"):
+        chunk = order[start : start + config.batch_size]
+        batch = tokenizer(
+            [texts[i] for i in chunk],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=config.max_length,
+        ).to(device)
+        result = backbone(**batch, output_hidden_states=config.layer != -1)
+        hidden = (
+            result.last_hidden_state if config.layer == -1 else result.hidden_states[config.layer]
+        )
+        pooled = pool(hidden.float(), batch["attention_mask"], config.pooling).cpu()
+        if output is None:
+            output = torch.empty(len(texts), pooled.shape[1])
+        output[torch.tensor(chunk)] = pooled
+    if output is None:
+        raise ValueError("no texts to embed")
+    return output

@@ -1,0 +1,11 @@
+"""Scoring: metrics, PGR and bootstrap intervals shared by every method."""
+
+from weak2strong.scoring.metrics import (
+    METRICS,
+    Metric,
+    compute_metrics,
+    paired_bootstrap,
+    performance_gap_recovered,
+)
+
+__all__ = ["METRICS", "Metric", "compute_metrics", "paired_bootstrap", "performance_gap_recovered"]

@@ -1,0 +1,159 @@
+"""w2s generalize: the confidence loss by hand, caching without backbone passes, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from weak2strong.data import TaskConfig
+from weak2strong.generalize import Generalize, GeneralizeConfig, StrategyConfig, split_halves
+from weak2strong.generalize import pipeline as pipeline_module
+from weak2strong.generalize.strategies import (
+    confidence_weight,
+    harden,
+    strategy_loss,
+    training_subset,
+)
+from weak2strong.models.features import FeatureConfig
+
+
+def test_confidence_loss_matches_hand_computation():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.5], [0.2, 0.0]])
+    weak = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    config = StrategyConfig(confidence_alpha=0.5, confidence_warmup=0.0)
+    # weak positive fraction = mean(0.1, 0.8, 0.4, 0.7) = 0.5, so the student's two most
+    # positive predictions (rows 1 and 3: p1 = 0.731, 0.450 vs 0.119, 0.378) are hardened to 1
+    p = torch.softmax(logits, -1)
+    assert p[:, 1].argsort(descending=True)[:2].tolist() == [1, 3]
+    hardened = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    log_p = torch.log_softmax(logits, -1)
+    ce_weak = -(weak * log_p).sum(1).mean()
+    ce_self = -(hardened * log_p).sum(1).mean()
+    expected = 0.5 * ce_weak + 0.5 * ce_self
+    assert torch.equal(harden(p, weak), hardened)
+    assert strategy_loss("confidence", logits, weak, 10, 100, config).item() == pytest.approx(
+        expected.item()
+    )
+    assert strategy_loss("naive", logits, weak, 10, 100, config).item() == pytest.approx(
+        ce_weak.item()
+    )
+
+
+def test_confidence_warmup_is_a_linear_ramp_without_jumps():
+    config = StrategyConfig(confidence_alpha=0.75, confidence_warmup=0.2)
+    weights = [confidence_weight(step, 1000, config) for step in range(1001)]
+    assert weights[0] == 0.0
+    assert weights[100] == pytest.approx(0.375)
+    assert weights[200] == pytest.approx(0.75) and weights[-1] == pytest.approx(0.75)
+    assert max(np.diff(weights)) == pytest.approx(0.75 / 200)
+
+
+def test_confident_subset_keeps_the_most_confident_weak_labels():
+    weak = np.array([[0.5, 0.5], [0.9, 0.1], [0.4, 0.6], [0.05, 0.95]])
+    assert training_subset("confident-subset", weak, StrategyConfig(subset_keep=0.5)).tolist() == [
+        1,
+        3,
+    ]
+    assert training_subset("naive", weak, StrategyConfig()).tolist() == [0, 1, 2, 3]
+
+
+def _small_config(**overrides) -> GeneralizeConfig:
+    base = GeneralizeConfig(
+        task=TaskConfig(name="rotten-tomatoes", max_per_split=48),
+        weak="smollm2-135m-instruct",
+        strong="smollm2-135m-instruct",
+        strategies=["naive", "confidence", "confident-subset"],
+        features=FeatureConfig(max_length=32, batch_size=16),
+        bootstrap_samples=200,
+        show_progress=False,
+    )
+    for key, value in overrides.items():
+        setattr(base, key, value)
+    return base
+
+
+def test_halves_are_disjoint_stratified_and_seeded():
+    from weak2strong.data import load_task
+
+    train = load_task(TaskConfig(name="rotten-tomatoes", max_per_split=100)).split("train")
+    a, b = split_halves(train, seed=0)
+    assert not {e.text for e in a} & {e.text for e in b}
+    assert sum(e.label for e in a) == sum(e.label for e in b) == 25
+    assert split_halves(train, seed=0) == (a, b) and split_halves(train, seed=1) != (a, b)
+
+
+def test_end_to_end_then_cached_rerun_without_backbone_passes(tmp_path, monkeypatch):
+    run, results = Generalize(_small_config(), str(tmp_path)).run()
+    assert set(results["metrics"]) == {
+        "weak",
+        "w2s:naive",
+        "w2s:confidence",
+        "w2s:confident-subset",
+        "ceiling",
+    }
+    assert results["sizes"] == {"weak_train_a": 24, "student_train_b": 24, "test": 48}
+    assert 0.0 <= results["metrics"]["ceiling"]["accuracy"] <= 1.0
+    assert set(results["bootstrap"]["accuracy"]) >= {"pgr:w2s:naive", "weak", "ceiling"}
+    assert (
+        len(list((tmp_path / "shared").glob("features-*.safetensors"))) == 2
+    )  # weak (A,B,test), strong (B,test)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a backbone was loaded or run on a cached rerun")
+
+    monkeypatch.setattr(pipeline_module, "extract_features", forbidden)
+    monkeypatch.setattr(pipeline_module, "load_encoder", forbidden)
+    again_run, again = Generalize(_small_config(), str(tmp_path)).run()
+    assert again_run.path == run.path
+    assert again["metrics"] == results["metrics"]
+
+    # A new strategy set is a new run, but reuses the cached features and re-trains heads only.
+    _, subset_only = Generalize(_small_config(strategies=["confident-subset"]), str(tmp_path)).run()
+    assert subset_only["metrics"]["ceiling"] == results["metrics"]["ceiling"]
+
+
+def test_interrupted_run_resumes_at_the_unfinished_step(tmp_path, monkeypatch):
+    config = _small_config(weak="lexicon:vader")
+    real_train = pipeline_module.train_probe
+    calls: list[str] = []
+
+    def crash_on_confidence(*args, strategy, **kwargs):
+        calls.append(strategy)
+        if strategy == "confidence" and len(calls) < 5:
+            raise KeyboardInterrupt
+        return real_train(*args, strategy=strategy, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "train_probe", crash_on_confidence)
+    with pytest.raises(KeyboardInterrupt):
+        Generalize(config, str(tmp_path)).run()
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("generalize-")]
+    assert not (folder / "results.json").exists()
+    calls.clear()
+    calls.extend(["filler"] * 4)  # let the retry through
+    _, results = Generalize(config, str(tmp_path)).run()
+    assert calls[4:] == [
+        "confidence",
+        "confident-subset",
+        "naive",
+    ]  # naive is the ceiling; w2s-naive was cached
+    assert json.loads((folder / "results.json").read_text())["metrics"] == results["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--strategy", "magic"], "unknown strategy 'magic'"),
+        (["--task", "safety", "--weak", "lexicon:vader"], "is not a two-class sentiment task"),
+        (["--weak", "lexicon:textblob"], "unknown lexicon 'textblob'"),
+        (["--strong", "lexicon:vader"], "strong student must be a model"),
+        (["--task", "rotten-tomatoes", "--set", "task.max_per_split=2"], "use more data"),
+    ],
+)
+def test_bad_input_exit_2(run_cli, tmp_path, args, fragment):
+    result = run_cli("generalize", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr
+    assert not (tmp_path / "runs").exists()
