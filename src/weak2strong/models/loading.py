@@ -130,8 +130,15 @@ def load_encoder(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a bare transformer backbone (no LM head) and its tokenizer."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
-    return _load(AutoModel, name, revision, dtype, device, trust_remote_code)
+    # A causal LM checkpoint loaded as a backbone has an unused lm_head: expected, not news.
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return _load(AutoModel, name, revision, dtype, device, trust_remote_code)
+    finally:
+        hf_logging.set_verbosity(previous)
 
 
 def _load(
