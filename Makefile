@@ -9,7 +9,7 @@ STAMP := $(VENV)/.w2s-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-DEMO_ASSETS := smollm2-135m-instruct imdb safety
+DEMO_ASSETS := smollm2-135m-instruct qwen2.5-0.5b-instruct imdb safety
 TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
 
 .PHONY: install assets test-assets demo test lint clean
@@ -29,7 +29,8 @@ test-assets: install
 	$(BIN)/w2s assets prepare $(TEST_ASSETS)
 
 demo: assets
-	$(BIN)/w2s demo
+	$(BIN)/w2s generalize --config configs/demo-imdb.yaml
+	$(BIN)/w2s generalize --config configs/demo-safety.yaml
 
 test: test-assets
 	$(BIN)/python -m pytest

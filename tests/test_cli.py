@@ -1,4 +1,4 @@
-"""The command line: the demo runs and caches; bad input is one line on stderr, exit 2, no run folder."""
+"""The command line: `w2s check` runs and caches; bad input is one line on stderr, exit 2, no run folder."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def _assert_clean_failure(result, fragment: str, tmp_path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-def test_demo_runs_then_reruns_from_cache(run_cli, tmp_path):
-    first = run_cli("demo", "--set", "tasks=[rotten-tomatoes]")
+def test_check_runs_then_reruns_from_cache(run_cli, tmp_path):
+    first = run_cli("check", "--set", "tasks=[rotten-tomatoes]")
     assert first.returncode == 0, first.stderr
     assert "Paris" in first.stdout
     (folder,) = (tmp_path / "runs").iterdir()
@@ -33,7 +33,7 @@ def test_demo_runs_then_reruns_from_cache(run_cli, tmp_path):
         "negative": 853,
         "positive": 853,
     }
-    second = run_cli("demo", "--set", "tasks=[rotten-tomatoes]")
+    second = run_cli("check", "--set", "tasks=[rotten-tomatoes]")
     assert second.returncode == 0, second.stderr
     assert "step model: cached" in (folder / "run.log").read_text()
 
@@ -41,15 +41,15 @@ def test_demo_runs_then_reruns_from_cache(run_cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["demo", "--set", "model=./no-such-model"], "model not found: './no-such-model'"),
-        (["demo", "--set", "tasks=[no-such-task]"], "unknown task 'no-such-task'"),
-        (["demo", "--set", "tasks=[missing.csv]"], "data file not found"),
-        (["demo", "--set", "tasks=[bad.csv]"], "bad.csv has no column 'text'"),
-        (["demo", "--set", "modle=x"], "unknown config key 'modle'"),
-        (["demo", "--set", "seed"], "malformed override"),
-        (["demo", "--config", "missing.yaml"], "config file not found"),
+        (["check", "--set", "model=./no-such-model"], "model not found: './no-such-model'"),
+        (["check", "--set", "tasks=[no-such-task]"], "unknown task 'no-such-task'"),
+        (["check", "--set", "tasks=[missing.csv]"], "data file not found"),
+        (["check", "--set", "tasks=[bad.csv]"], "bad.csv has no column 'text'"),
+        (["check", "--set", "modle=x"], "unknown config key 'modle'"),
+        (["check", "--set", "seed"], "malformed override"),
+        (["check", "--config", "missing.yaml"], "config file not found"),
         (["assets", "prepare", "no-such-asset"], "unknown asset 'no-such-asset'"),
-        (["generalize", "--task", "imdb"], "not built yet"),
+        (["search", "--method", "cbs"], "not built yet"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, args, fragment):

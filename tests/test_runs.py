@@ -120,3 +120,21 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         raise RuntimeError("crash mid-write")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_reopening_with_only_unhashed_changes_is_the_same_run(tmp_path):
+    first = Run.open("example", ExampleConfig(progress=True), tmp_path)
+    first.close()
+    second = Run.open("example", ExampleConfig(progress=False), tmp_path)
+    assert second.path == first.path
+    second.close()
+
+
+def test_same_hash_but_different_stored_settings_is_refused(tmp_path):
+    run = Run.open("example", ExampleConfig(), tmp_path)
+    run.close()
+    stored = yaml.safe_load((run.path / "config.yaml").read_text())
+    stored["learning_rate"] = 0.5  # as if a default had changed between versions
+    (run.path / "config.yaml").write_text(yaml.safe_dump(stored))
+    with pytest.raises(W2SError, match="differs from this run's config"):
+        Run.open("example", ExampleConfig(), tmp_path)

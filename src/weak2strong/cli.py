@@ -180,16 +180,16 @@ def tasks_list() -> None:
     )
 
 
-@app.command("demo")
-def demo(
+@app.command("check")
+def check(
     config: ConfigOption = None, set_: SetOption = None, runs_dir: RunsDirOption = "runs"
 ) -> None:
     """Load the embedded small model and tasks offline and print what was loaded."""
-    from weak2strong.demo import DemoConfig, run_demo
+    from weak2strong.check import CheckConfig, run_check
     from weak2strong.runs import load_config
 
-    resolved = load_config(DemoConfig, config, set_ or [])
-    run, results = run_demo(resolved, runs_dir)
+    resolved = load_config(CheckConfig, config, set_ or [])
+    run, results = run_check(resolved, runs_dir)
     model = results["model"]
     console.print(
         f"model [bold]{model['model']}[/bold]: {model['parameters']:,} parameters, "

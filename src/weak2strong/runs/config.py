@@ -27,6 +27,32 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def result_settings(config: Any) -> dict[str, Any]:
+    """Every setting that can change a result: the config minus fields marked `hash: False`."""
+    settings: dict[str, Any] = {}
+    for item in dataclasses.fields(config):
+        if not item.metadata.get("hash", True):
+            continue
+        value = getattr(config, item.name)
+        settings[item.name] = result_settings(value) if dataclasses.is_dataclass(value) else value
+    return settings
+
+
+def without_unhashed(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """A stored config dict restricted to the fields that `result_settings` keeps."""
+    hints = typing.get_type_hints(cls)
+    kept: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        if not item.metadata.get("hash", True) or item.name not in data:
+            continue
+        nested = _dataclass_in(hints[item.name])
+        value = data[item.name]
+        kept[item.name] = (
+            without_unhashed(nested, value) if nested and isinstance(value, dict) else value
+        )
+    return kept
+
+
 def _valid_keys(cls: type, prefix: str = "") -> list[str]:
     keys = []
     hints = typing.get_type_hints(cls)

@@ -25,7 +25,7 @@ import yaml
 
 from weak2strong.errors import W2SError
 from weak2strong.fileio import read_json, write_json, write_yaml
-from weak2strong.runs.config import config_hash, config_to_dict
+from weak2strong.runs.config import config_hash, config_to_dict, result_settings, without_unhashed
 
 T = TypeVar("T")
 
@@ -40,6 +40,11 @@ TRACKED_PACKAGES = (
     "numpy",
     "gguf",
 )
+
+
+def _plain(value: Any) -> Any:
+    """The value as YAML reads it back (tuples become lists)."""
+    return yaml.safe_load(yaml.safe_dump(value))
 
 
 def seed_everything(seed: int) -> None:
@@ -112,7 +117,10 @@ class Run:
         (path / "steps").mkdir(parents=True, exist_ok=True)
         resolved = config_to_dict(config)
         config_file = path / "config.yaml"
-        if config_file.exists() and yaml.safe_load(config_file.read_text("utf-8")) != resolved:
+        stored = yaml.safe_load(config_file.read_text("utf-8")) if config_file.exists() else None
+        if stored is not None and without_unhashed(type(config), stored) != _plain(
+            result_settings(config)
+        ):
             # Same hash, different settings: a default changed between versions.
             raise W2SError(
                 f"{config_file} differs from this run's config; move the old run folder away"

@@ -1,4 +1,4 @@
-"""The embedded-default job that `make demo` runs until the method commands replace it.
+"""`w2s check`: load the embedded small model and tasks offline and say what was loaded.
 
 It exercises the shared parts end to end: a run folder, an embedded task and an embedded
 model loaded offline, and one cached step.
@@ -16,7 +16,7 @@ from weak2strong.runs import Run
 
 
 @dataclass
-class DemoConfig:
+class CheckConfig:
     seed: int = 0
     model: str = "smollm2-135m-instruct"
     tasks: list[str] = field(default_factory=lambda: ["imdb", "safety"])
@@ -24,11 +24,11 @@ class DemoConfig:
     new_tokens: int = 8
 
 
-def run_demo(config: DemoConfig, runs_dir: str = "runs") -> tuple[Run, dict[str, Any]]:
+def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[str, Any]]:
     # Validate every input before the run folder exists, so bad input leaves nothing behind.
     task_data = {name: load_task(TaskConfig(name=name), seed=config.seed) for name in config.tasks}
     resolve(config.model)
-    run = Run.open("demo", config, runs_dir)
+    run = Run.open("check", config, runs_dir)
     try:
 
         def generate() -> dict[str, Any]:
