@@ -117,16 +117,16 @@ def test_end_to_end_then_cached_rerun_without_backbone_passes(tmp_path, monkeypa
 
 def test_interrupted_run_resumes_at_the_unfinished_step(tmp_path, monkeypatch):
     config = _small_config(weak="lexicon:vader")
-    real_train = pipeline_module.train_probe
+    real_fit = pipeline_module.fit
     calls: list[str] = []
 
     def crash_on_confidence(*args, strategy, **kwargs):
         calls.append(strategy)
         if strategy == "confidence" and len(calls) < 5:
             raise KeyboardInterrupt
-        return real_train(*args, strategy=strategy, **kwargs)
+        return real_fit(*args, strategy=strategy, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "train_probe", crash_on_confidence)
+    monkeypatch.setattr(pipeline_module, "fit", crash_on_confidence)
     with pytest.raises(KeyboardInterrupt):
         Generalize(config, str(tmp_path)).run()
     (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("generalize-")]
@@ -169,3 +169,57 @@ def test_bad_input_exit_2(run_cli, tmp_path, args, fragment):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_lora_student_trains_only_adapters_and_head_and_fits_its_labels():
+    from weak2strong.data import load_task
+    from weak2strong.generalize import FinetuneConfig
+    from weak2strong.generalize.training import TextClassifier, fit, predict_proba
+    from weak2strong.models import load_encoder
+
+    examples = load_task(TaskConfig(name="rotten-tomatoes", max_per_split=16)).split("train")
+    texts, labels = [e.text for e in examples], np.array([e.label for e in examples])
+    backbone, tokenizer = load_encoder("smollm2-135m-instruct", device="cpu")
+    config = FinetuneConfig(lora_rank=4, max_length=48, batch_size=8, learning_rate=2e-3)
+    student = TextClassifier(backbone, tokenizer, 2, config)
+    trainable = {name for name, p in student.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name or name.startswith("head.") for name in trainable)
+    frozen_before = {
+        n: p.detach().clone() for n, p in student.named_parameters() if not p.requires_grad
+    }
+    fit(
+        student,
+        texts,
+        np.eye(2, dtype=np.float32)[labels],
+        strategy="naive",
+        epochs=8,
+        batch_size=8,
+        learning_rate=2e-3,
+        weight_decay=0.0,
+        strategy_config=StrategyConfig(),
+        seed=0,
+    )
+    assert (predict_proba(student, texts).argmax(1) == labels).mean() >= 0.9
+    for name, parameter in student.named_parameters():
+        if name in frozen_before:
+            assert torch.equal(parameter, frozen_before[name]), name
+
+
+def test_finetune_regime_end_to_end(tmp_path):
+    from weak2strong.generalize import FinetuneConfig
+
+    config = _small_config(
+        weak="lexicon:vader",
+        strategies=["confidence"],
+        regime="finetune",
+        finetune=FinetuneConfig(lora_rank=4, epochs=1, batch_size=8, max_length=32),
+    )
+    run, results = Generalize(config, str(tmp_path)).run()
+    assert results["regime"] == "finetune"
+    assert set(results["metrics"]) == {"weak", "w2s:confidence", "ceiling"}
+    assert not (tmp_path / "shared").exists()  # no feature cache: the backbone itself trains
+    assert {p.name for p in (run.path / "steps").iterdir()} == {
+        "weak-probs.safetensors",
+        "w2s-confidence-probs.safetensors",
+        "ceiling-probs.safetensors",
+    }

@@ -1,6 +1,18 @@
 """Weak-to-strong generalization: `w2s generalize`."""
 
-from weak2strong.generalize.config import GeneralizeConfig, ProbeConfig, StrategyConfig
+from weak2strong.generalize.config import (
+    FinetuneConfig,
+    GeneralizeConfig,
+    ProbeConfig,
+    StrategyConfig,
+)
 from weak2strong.generalize.pipeline import Generalize, split_halves
 
-__all__ = ["Generalize", "GeneralizeConfig", "ProbeConfig", "StrategyConfig", "split_halves"]
+__all__ = [
+    "FinetuneConfig",
+    "Generalize",
+    "GeneralizeConfig",
+    "ProbeConfig",
+    "StrategyConfig",
+    "split_halves",
+]

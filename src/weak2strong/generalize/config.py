@@ -23,6 +23,22 @@ class ProbeConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Fine-tuning the backbone with a head; lora_rank=0 trains every weight."""
+
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
+    epochs: int = 2
+    batch_size: int = 8
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    max_length: int = 128
+    pooling: Literal["mean", "last"] = "mean"
+
+
+@dataclass
 class StrategyConfig:
     # Burns et al.'s auxiliary confidence loss: weight of the self-hardened target, reached
     # linearly over the first `confidence_warmup` fraction of training steps.
@@ -41,9 +57,10 @@ class GeneralizeConfig:
     )
     strong: str = "qwen2.5-0.5b-instruct"
     strategies: list[str] = field(default_factory=lambda: ["naive"])
-    regime: Literal["probe"] = "probe"
+    regime: Literal["probe", "finetune"] = "probe"
     features: FeatureConfig = field(default_factory=FeatureConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     bootstrap_samples: int = 1000
     model_revision: str | None = None

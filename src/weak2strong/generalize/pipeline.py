@@ -1,4 +1,4 @@
-"""The weak-to-strong protocol (Burns et al. 2023) in the probe regime.
+"""The weak-to-strong protocol (Burns et al. 2023).
 
 Train half A → weak supervisor (gold labels) → soft labels on half B → strong student on
 those labels, one per strategy; ceiling = the same student on B's gold labels; all scored
@@ -21,13 +21,13 @@ import torch
 from weak2strong.data import Example, TaskData, load_task
 from weak2strong.errors import W2SError
 from weak2strong.generalize.config import GeneralizeConfig
-from weak2strong.generalize.probe import train_probe
 from weak2strong.generalize.strategies import check_strategies, training_subset
 from weak2strong.generalize.supervisors import (
     calibrated_lexicon_probs,
     check_lexicon_task,
     lexicon_name,
 )
+from weak2strong.generalize.training import Inputs, Probe, TextClassifier, fit, predict_proba, take
 from weak2strong.models import load_encoder, resolve
 from weak2strong.models.features import extract_features
 from weak2strong.models.loading import model_fingerprint
@@ -130,38 +130,69 @@ class Generalize:
             start += len(part)
         return out
 
-    # ---- stages
+    # ---- students
+
+    def _inputs(
+        self, run: Run, model_name: str, parts: dict[str, Sequence[Example]]
+    ) -> dict[str, Inputs]:
+        """Cached features in the probe regime; the texts themselves when fine-tuning."""
+        if self.config.regime == "probe":
+            return dict(self._features(run, model_name, parts))
+        return {name: [example.text for example in part] for name, part in parts.items()}
+
+    def _new_student(self, model_name: str, train_inputs: Inputs, classes: int) -> torch.nn.Module:
+        if self.config.regime == "probe":
+            assert isinstance(train_inputs, torch.Tensor)
+            return Probe(train_inputs, classes, self.config.probe.hidden)
+        backbone, tokenizer = load_encoder(
+            model_name,
+            revision=self.config.model_revision,
+            trust_remote_code=self.config.trust_remote_code,
+        )
+        return TextClassifier(backbone, tokenizer, classes, self.config.finetune)
 
     def _train_and_predict(
         self,
         run: Run,
         step: str,
-        features: torch.Tensor,
+        model_name: str,
+        train_inputs: Inputs,
         targets: np.ndarray,
         strategy: str,
-        predict: dict[str, torch.Tensor],
+        predict: dict[str, Inputs],
     ) -> dict[str, torch.Tensor]:
+        settings = self.config.probe if self.config.regime == "probe" else self.config.finetune
+
         def compute() -> dict[str, torch.Tensor]:
             started = time.perf_counter()
-            probe = train_probe(
-                features,
+            student = self._new_student(model_name, train_inputs, targets.shape[1])
+            student = fit(
+                student,
+                train_inputs,
                 targets,
                 strategy=strategy,
-                probe=self.config.probe,
+                epochs=settings.epochs,
+                batch_size=settings.batch_size,
+                learning_rate=settings.learning_rate,
+                weight_decay=settings.weight_decay,
                 strategy_config=self.config.strategy,
                 seed=self.config.seed,
             )
+            outputs = {
+                name: torch.as_tensor(predict_proba(student, x)) for name, x in predict.items()
+            }
             self.timings[step] = time.perf_counter() - started
-            return {name: torch.as_tensor(probe.predict_proba(x)) for name, x in predict.items()}
+            return outputs
 
         return run.cached_tensors(step, compute)
 
     def weak_probs(self, run: Run) -> dict[str, np.ndarray]:
         if self.lexicon:
+            lexicon = self.lexicon
 
             def compute() -> dict[str, torch.Tensor]:
                 probs = calibrated_lexicon_probs(
-                    self.lexicon or "",
+                    lexicon,
                     [e.text for e in self.half_a],
                     [e.label for e in self.half_a],
                     {"b": [e.text for e in self.half_b], "test": [e.text for e in self.test]},
@@ -170,17 +201,18 @@ class Generalize:
 
             probs = run.cached_tensors("weak-probs", compute)
         else:
-            features = self._features(
+            inputs = self._inputs(
                 run, self.config.weak, {"a": self.half_a, "b": self.half_b, "test": self.test}
             )
             targets = _one_hot([e.label for e in self.half_a], len(self.data.label_names))
             probs = self._train_and_predict(
                 run,
                 "weak-probs",
-                features["a"],
+                self.config.weak,
+                inputs["a"],
                 targets,
                 "naive",
-                {"b": features["b"], "test": features["test"]},
+                {"b": inputs["b"], "test": inputs["test"]},
             )
         return {name: tensor.numpy() for name, tensor in probs.items()}
 
@@ -194,7 +226,7 @@ class Generalize:
     def _run(self, run: Run) -> dict[str, Any]:
         classes = len(self.data.label_names)
         weak = self.weak_probs(run)
-        strong = self._features(run, self.config.strong, {"b": self.half_b, "test": self.test})
+        strong = self._inputs(run, self.config.strong, {"b": self.half_b, "test": self.test})
         gold_b = _one_hot([e.label for e in self.half_b], classes)
         probs: dict[str, np.ndarray] = {"weak": weak["test"]}
         for strategy in self.strategies:
@@ -202,14 +234,21 @@ class Generalize:
             predicted = self._train_and_predict(
                 run,
                 f"w2s-{strategy}-probs",
-                strong["b"][torch.as_tensor(subset)],
+                self.config.strong,
+                take(strong["b"], torch.as_tensor(subset)),
                 weak["b"][subset],
                 strategy,
                 {"test": strong["test"]},
             )
             probs[f"w2s:{strategy}"] = predicted["test"].numpy()
         ceiling = self._train_and_predict(
-            run, "ceiling-probs", strong["b"], gold_b, "naive", {"test": strong["test"]}
+            run,
+            "ceiling-probs",
+            self.config.strong,
+            strong["b"],
+            gold_b,
+            "naive",
+            {"test": strong["test"]},
         )
         probs["ceiling"] = ceiling["test"].numpy()
 
@@ -224,6 +263,7 @@ class Generalize:
             "weak": self.config.weak,
             "strong": self.config.strong,
             "strategies": self.strategies,
+            "regime": self.config.regime,
             "sizes": {
                 "weak_train_a": len(self.half_a),
                 "student_train_b": len(self.half_b),
