@@ -223,3 +223,18 @@ def test_finetune_regime_end_to_end(tmp_path):
         "w2s-confidence-probs.safetensors",
         "ceiling-probs.safetensors",
     }
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--set", "prompts=poems"], "unknown prompt set 'poems'"),
+        (["--set", "scorer.name=helpfulness"], "unknown scorer 'helpfulness'"),
+        (["--task", "imdb"], "--task and --strategy belong to classification mode"),
+    ],
+)
+def test_generative_bad_input_exit_2(run_cli, tmp_path, args, fragment):
+    result = run_cli("generalize", "--generative", "--strong", "smollm2-135m-instruct", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -52,3 +52,68 @@ def test_long_pairs_are_cut_completion_first():
     prompt_length = len(tokenizer("short prompt")["input_ids"])
     assert (batch["labels"][0, :prompt_length] == IGNORE_INDEX).all()
     assert (batch["labels"][0, prompt_length:] != IGNORE_INDEX).all()
+
+
+def test_lora_sft_lowers_the_completion_loss():
+    from weak2strong.generalize.generative import SFTConfig, train_sft
+
+    model, tokenizer = load_causal_lm("smollm2-135m-instruct", device="cpu")
+    prompts = ["I watched this film and", "The acting was"] * 4
+    completions = [" it was a total triumph, wonderful!", " superb and moving."] * 4
+    batch = build_sft_batch(tokenizer, prompts, completions, max_length=64)
+    with torch.no_grad():
+        before = model(**batch).loss.item()
+    tuned = train_sft(
+        model,
+        tokenizer,
+        prompts,
+        completions,
+        SFTConfig(epochs=3, batch_size=4, learning_rate=1e-3),
+        0,
+    )
+    with torch.no_grad():
+        after = tuned(**batch).loss.item()
+    assert after < 0.5 * before
+    assert all("lora_" in name for name, p in tuned.named_parameters() if p.requires_grad)
+
+
+def test_generative_mode_end_to_end_and_cached(tmp_path, monkeypatch):
+    from weak2strong.generalize import generative
+    from weak2strong.generalize.generative import GenerativeConfig, GenerativeGeneralize, SFTConfig
+    from weak2strong.models.generation import SamplingConfig
+    from weak2strong.scoring.classifier import ScorerConfig
+
+    config = GenerativeConfig(
+        prompts="rtp",
+        scorer=ScorerConfig(name="toxicity", max_length=64),
+        weak="smollm2-135m-instruct",
+        strong="smollm2-135m-instruct",
+        train_prompts=8,
+        test_prompts=6,
+        ceiling_candidates=2,
+        sampling=SamplingConfig(new_tokens=8),
+        sft=SFTConfig(epochs=2, batch_size=4, learning_rate=1e-3),
+        bootstrap_samples=100,
+        show_progress=False,
+    )
+    run, results = GenerativeGeneralize(config, str(tmp_path / "runs")).run()
+    table = results["mean_score"]
+    assert set(table) == {"weak", "strong-base", "w2s", "ceiling", "pgr:strong-base", "pgr:w2s"}
+    assert results["scorer_higher_is_better"] is False
+    assert all(
+        0.0 <= table[name]["value"] <= 1.0 for name in ("weak", "w2s", "ceiling")
+    )  # p(toxic)
+    steps = {p.stem for p in (run.path / "steps").iterdir()}
+    assert {
+        "weak-train-completions",
+        "w2s-test-completions",
+        "ceiling-train-completions",
+        "gold-scores",
+    } <= steps
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("sampled again on a cached rerun")
+
+    monkeypatch.setattr(generative, "sample_completions", forbidden)
+    _, again = GenerativeGeneralize(config, str(tmp_path / "runs")).run()
+    assert again["mean_score"] == table

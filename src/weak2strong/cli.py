@@ -139,14 +139,34 @@ def generalize(
         list[str] | None,
         typer.Option(help="naive, confidence, confident-subset, or all (repeatable)."),
     ] = None,
+    generative: Annotated[
+        bool,
+        typer.Option(help="Generative mode: weak completions become the strong LM's SFT targets."),
+    ] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
     runs_dir: RunsDirOption = "runs",
 ) -> None:
     """Weak-to-strong generalization: weak supervisor, strong student, ceiling, PGR."""
     from weak2strong.generalize import Generalize, GeneralizeConfig
-    from weak2strong.generalize.summary import plot_summary, print_summary
+    from weak2strong.generalize.summary import plot_summary, print_generative_summary, print_summary
     from weak2strong.runs import load_config
+
+    if generative:
+        from weak2strong.generalize.generative import GenerativeConfig, GenerativeGeneralize
+
+        if task is not None or strategy:
+            raise W2SError(
+                "--task and --strategy belong to classification mode; use --set prompts=imdb|rtp"
+            )
+        overrides = list(set_ or [])
+        overrides += [f"weak={weak}"] if weak is not None else []
+        overrides += [f"strong={strong}"] if strong is not None else []
+        generative_config = load_config(GenerativeConfig, config, overrides)
+        run, results = GenerativeGeneralize(generative_config, runs_dir).run()
+        print_generative_summary(console, results)
+        console.print(f"run folder: {run.path}")
+        return
 
     overrides = list(set_ or [])
     if task is not None:

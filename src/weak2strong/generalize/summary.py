@@ -54,3 +54,21 @@ def plot_summary(results: dict[str, Any], path: Path) -> Path:
         annotations=notes,
         colors=colors,
     )
+
+
+def print_generative_summary(console: Console, results: dict[str, Any]) -> None:
+    table = results["mean_score"]
+    direction = "higher" if results["scorer_higher_is_better"] else "lower"
+    rows = []
+    for name in ("weak", "strong-base", "w2s", "ceiling"):
+        pgr = table.get(f"pgr:{name}")
+        rows.append(
+            [name, format_interval(table[name]), format_interval(pgr) if pgr is not None else ""]
+        )
+    sizes = results["sizes"]
+    title = (
+        f"generative {results['prompts']}: weak {results['weak']} → strong {results['strong']}, "
+        f"{results['scorer']} score ({direction} is better; {sizes['train_prompts']} train / "
+        f"{sizes['test_prompts']} test prompts; 95% bootstrap CI)"
+    )
+    print_table(console, title, ["model", "mean gold score", "PGR"], rows)

@@ -5,7 +5,15 @@ from weak2strong.scoring.metrics import (
     Metric,
     compute_metrics,
     paired_bootstrap,
+    paired_bootstrap_means,
     performance_gap_recovered,
 )
 
-__all__ = ["METRICS", "Metric", "compute_metrics", "paired_bootstrap", "performance_gap_recovered"]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "compute_metrics",
+    "paired_bootstrap",
+    "paired_bootstrap_means",
+    "performance_gap_recovered",
+]

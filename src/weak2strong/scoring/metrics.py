@@ -158,7 +158,6 @@ def paired_bootstrap(
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     indices = rng.integers(0, len(labels), (samples, len(labels)))
-    students = [name for name in probs if name not in (weak, ceiling)]
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for metric_name in metric_names:
         metric = METRICS[metric_name]
@@ -168,20 +167,51 @@ def paired_bootstrap(
             p = np.asarray(p, dtype=np.float64)
             point[name] = float(metric.compute(labels, p))
             boot[name] = metric.compute(labels[indices], p[indices]).tolist()
-        table: dict[str, dict[str, float | None]] = {}
-        for name in probs:
-            low, high = _quantiles(boot[name], level)
-            table[name] = Interval(point[name], low, high).as_dict()
-        higher = metric.higher_is_better
-        for name in students:
-            samples_pgr = [
-                performance_gap_recovered(w, s, c, higher_is_better=higher)
-                for w, s, c in zip(boot[weak], boot[name], boot[ceiling], strict=True)
-            ]
-            low, high = _quantiles(samples_pgr, level)
-            value = performance_gap_recovered(
-                point[weak], point[name], point[ceiling], higher_is_better=higher
-            )
-            table[f"pgr:{name}"] = Interval(value, low, high).as_dict()
-        out[metric_name] = table
+        out[metric_name] = _intervals_with_pgr(
+            point, boot, weak, ceiling, metric.higher_is_better, level
+        )
     return out
+
+
+def paired_bootstrap_means(
+    scores: Mapping[str, np.ndarray],
+    *,
+    weak: str,
+    ceiling: str,
+    higher_is_better: bool,
+    samples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, float | None]]:
+    """Mean per-item score of each model (e.g. a reward per prompt) and PGR, paired by item."""
+    arrays = {name: np.asarray(values, dtype=np.float64) for name, values in scores.items()}
+    length = len(next(iter(arrays.values())))
+    indices = np.random.default_rng(seed).integers(0, length, (samples, length))
+    point = {name: float(values.mean()) for name, values in arrays.items()}
+    boot = {name: values[indices].mean(axis=1).tolist() for name, values in arrays.items()}
+    return _intervals_with_pgr(point, boot, weak, ceiling, higher_is_better, level)
+
+
+def _intervals_with_pgr(
+    point: dict[str, float],
+    boot: dict[str, list[float]],
+    weak: str,
+    ceiling: str,
+    higher_is_better: bool,
+    level: float,
+) -> dict[str, dict[str, float | None]]:
+    table: dict[str, dict[str, float | None]] = {}
+    for name in point:
+        low, high = _quantiles(boot[name], level)
+        table[name] = Interval(point[name], low, high).as_dict()
+    for name in (n for n in point if n not in (weak, ceiling)):
+        samples_pgr = [
+            performance_gap_recovered(w, s, c, higher_is_better=higher_is_better)
+            for w, s, c in zip(boot[weak], boot[name], boot[ceiling], strict=True)
+        ]
+        low, high = _quantiles(samples_pgr, level)
+        value = performance_gap_recovered(
+            point[weak], point[name], point[ceiling], higher_is_better=higher_is_better
+        )
+        table[f"pgr:{name}"] = Interval(value, low, high).as_dict()
+    return table

@@ -1,0 +1,59 @@
+"""Sampling completions from a causal LM with the public `generate` API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class SamplingConfig:
+    new_tokens: int = 24
+    temperature: float = 0.7
+    top_k: int = 50
+    top_p: float = 1.0
+    batch_size: int = 16
+
+
+@torch.no_grad()
+def sample_completions(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    config: SamplingConfig,
+    *,
+    seed: int,
+    description: str = "sampling",
+    show_progress: bool = True,
+) -> list[str]:
+    """One sampled continuation per prompt (only the new text), in prompt order."""
+    device = next(model.parameters()).device
+    previous_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # new tokens must follow every prompt directly
+    completions: list[str] = []
+    try:
+        starts = range(0, len(prompts), config.batch_size)
+        for start in tqdm(starts, desc=description, disable=not show_progress, unit="batch"):
+            batch = tokenizer(
+                list(prompts[start : start + config.batch_size]), return_tensors="pt", padding=True
+            )
+            batch = batch.to(device)
+            torch.manual_seed(seed + start)
+            output = model.generate(
+                **batch,
+                do_sample=True,
+                max_new_tokens=config.new_tokens,
+                temperature=config.temperature,
+                top_k=config.top_k,
+                top_p=config.top_p,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new_tokens = output[:, batch["input_ids"].shape[1] :]
+            completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = previous_side
+    return completions
