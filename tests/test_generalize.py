@@ -86,27 +86,33 @@ def test_halves_are_disjoint_stratified_and_seeded():
 
 
 def test_end_to_end_then_cached_rerun_without_backbone_passes(tmp_path, monkeypatch):
-    run, results = Generalize(_small_config(), str(tmp_path)).run()
+    config = _small_config(
+        strategies=["naive", "confidence", "confident-subset", "bootstrap"],
+        strategy=StrategyConfig(intermediate="smollm2-135m-instruct"),
+    )
+    run, results = Generalize(config, str(tmp_path)).run()
     assert set(results["metrics"]) == {
         "weak",
         "w2s:naive",
         "w2s:confidence",
         "w2s:confident-subset",
+        "w2s:bootstrap",
         "ceiling",
     }
+    assert run.is_done("intermediate-fold0-probs", ".safetensors")
+    assert run.is_done("intermediate-fold1-probs", ".safetensors")
     assert results["sizes"] == {"weak_train_a": 24, "student_train_b": 24, "test": 48}
     assert 0.0 <= results["metrics"]["ceiling"]["accuracy"] <= 1.0
     assert set(results["bootstrap"]["accuracy"]) >= {"pgr:w2s:naive", "weak", "ceiling"}
-    assert (
-        len(list((tmp_path / "shared").glob("features-*.safetensors"))) == 2
-    )  # weak (A,B,test), strong (B,test)
+    # one model, three text sets: weak (A, B, test), strong (B, test), intermediate (B)
+    assert len(list((tmp_path / "shared").glob("features-*.safetensors"))) == 3
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a backbone was loaded or run on a cached rerun")
 
     monkeypatch.setattr(pipeline_module, "extract_features", forbidden)
     monkeypatch.setattr(pipeline_module, "load_encoder", forbidden)
-    again_run, again = Generalize(_small_config(), str(tmp_path)).run()
+    again_run, again = Generalize(config, str(tmp_path)).run()
     assert again_run.path == run.path
     assert again["metrics"] == results["metrics"]
 
@@ -146,6 +152,7 @@ def test_interrupted_run_resumes_at_the_unfinished_step(tmp_path, monkeypatch):
     ("args", "fragment"),
     [
         (["--strategy", "magic"], "unknown strategy 'magic'"),
+        (["--strategy", "bootstrap"], "needs an intermediate model"),
         (["--task", "safety", "--weak", "lexicon:vader"], "is not a two-class sentiment task"),
         (["--weak", "lexicon:textblob"], "unknown lexicon 'textblob'"),
         (["--strong", "lexicon:vader"], "strong student must be a model"),

@@ -8,7 +8,7 @@ from typing import Literal
 from weak2strong.data import TaskConfig
 from weak2strong.models.features import FeatureConfig
 
-STRATEGY_NAMES = ("naive", "confidence", "confident-subset")
+STRATEGY_NAMES = ("naive", "confidence", "confident-subset", "bootstrap")
 
 
 @dataclass
@@ -46,6 +46,9 @@ class StrategyConfig:
     confidence_warmup: float = 0.2
     # confident-subset: train only on the most confident fraction of weak labels.
     subset_keep: float = 0.5
+    # bootstrap: weak → intermediate → strong. The intermediate model learns from the weak
+    # labels and relabels half B by 2-fold cross-fitting (never its own training examples).
+    intermediate: str | None = None
 
 
 @dataclass

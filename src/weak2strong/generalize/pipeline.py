@@ -65,7 +65,7 @@ class Generalize:
     def __init__(self, config: GeneralizeConfig, runs_dir: str = "runs") -> None:
         # Validate everything before a run folder exists.
         self.config = config
-        self.strategies = check_strategies(list(config.strategies))
+        self.strategies = check_strategies(list(config.strategies), config.strategy)
         self.lexicon = lexicon_name(config.weak)
         if lexicon_name(config.strong) is not None:
             raise W2SError("the strong student must be a model, not a lexicon")
@@ -75,6 +75,8 @@ class Generalize:
         else:
             resolve(config.weak)
         resolve(config.strong)
+        if "bootstrap" in self.strategies and config.strategy.intermediate:
+            resolve(config.strategy.intermediate)
         self.half_a, self.half_b = split_halves(self.data.split("train"), config.seed)
         self.test = self.data.split("test")
         classes = len(self.data.label_names)
@@ -216,6 +218,28 @@ class Generalize:
             )
         return {name: tensor.numpy() for name, tensor in probs.items()}
 
+    def intermediate_labels(self, run: Run, weak_b: np.ndarray) -> np.ndarray:
+        """Soft labels on B from an intermediate student trained on the weak labels, cross-fitted."""
+        name = self.config.strategy.intermediate or ""
+        inputs = self._inputs(run, name, {"b": self.half_b})["b"]
+        folds = np.arange(len(self.half_b)) % 2
+        np.random.default_rng(self.config.seed).shuffle(folds)
+        labels = np.zeros_like(weak_b)
+        for fold in (0, 1):
+            train = torch.as_tensor(np.flatnonzero(folds != fold))
+            held_out = torch.as_tensor(np.flatnonzero(folds == fold))
+            predicted = self._train_and_predict(
+                run,
+                f"intermediate-fold{fold}-probs",
+                name,
+                take(inputs, train),
+                weak_b[train.numpy()],
+                "naive",
+                {"held_out": take(inputs, held_out)},
+            )
+            labels[held_out.numpy()] = predicted["held_out"].numpy()
+        return labels
+
     def run(self) -> tuple[Run, dict[str, Any]]:
         run = Run.open("generalize", self.config, self.runs_dir)
         try:
@@ -231,13 +255,16 @@ class Generalize:
         probs: dict[str, np.ndarray] = {"weak": weak["test"]}
         for strategy in self.strategies:
             subset = training_subset(strategy, weak["b"], self.config.strategy)
+            labels_b = (
+                self.intermediate_labels(run, weak["b"]) if strategy == "bootstrap" else weak["b"]
+            )
             predicted = self._train_and_predict(
                 run,
                 f"w2s-{strategy}-probs",
                 self.config.strong,
                 take(strong["b"], torch.as_tensor(subset)),
-                weak["b"][subset],
-                strategy,
+                labels_b[subset],
+                "naive" if strategy == "bootstrap" else strategy,
                 {"test": strong["test"]},
             )
             probs[f"w2s:{strategy}"] = predicted["test"].numpy()

@@ -10,14 +10,18 @@ from weak2strong.errors import W2SError
 from weak2strong.generalize.config import STRATEGY_NAMES, StrategyConfig
 
 
-def check_strategies(names: list[str]) -> list[str]:
+def check_strategies(names: list[str], config: StrategyConfig) -> list[str]:
     if names == ["all"]:
-        return list(STRATEGY_NAMES)
+        names = [name for name in STRATEGY_NAMES if name != "bootstrap" or config.intermediate]
     for name in names:
         if name not in STRATEGY_NAMES:
             raise W2SError(f"unknown strategy '{name}' (known: {', '.join(STRATEGY_NAMES)}, all)")
     if not names:
         raise W2SError("no strategy given")
+    if "bootstrap" in names and not config.intermediate:
+        raise W2SError(
+            "strategy 'bootstrap' needs an intermediate model: --set strategy.intermediate=NAME"
+        )
     return names
 
 
