@@ -17,6 +17,7 @@ from weak2strong.generalize.strategies import (
     strategy_loss,
     training_subset,
 )
+from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.features import FeatureConfig
 
 
@@ -187,7 +188,9 @@ def test_lora_student_trains_only_adapters_and_head_and_fits_its_labels():
     examples = load_task(TaskConfig(name="rotten-tomatoes", max_per_split=16)).split("train")
     texts, labels = [e.text for e in examples], np.array([e.label for e in examples])
     backbone, tokenizer = load_encoder("smollm2-135m-instruct", device="cpu")
-    config = FinetuneConfig(lora_rank=4, max_length=48, batch_size=8, learning_rate=2e-3)
+    config = FinetuneConfig(
+        lora=LoraSettings(rank=4), max_length=48, batch_size=8, learning_rate=2e-3
+    )
     student = TextClassifier(backbone, tokenizer, 2, config)
     trainable = {name for name, p in student.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name or name.startswith("head.") for name in trainable)
@@ -219,7 +222,7 @@ def test_finetune_regime_end_to_end(tmp_path):
         weak="lexicon:vader",
         strategies=["confidence"],
         regime="finetune",
-        finetune=FinetuneConfig(lora_rank=4, epochs=1, batch_size=8, max_length=32),
+        finetune=FinetuneConfig(lora=LoraSettings(rank=4), epochs=1, batch_size=8, max_length=32),
     )
     run, results = Generalize(config, str(tmp_path)).run()
     assert results["regime"] == "finetune"

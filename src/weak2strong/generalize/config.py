@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from weak2strong.data import TaskConfig
+from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.features import FeatureConfig
 
 STRATEGY_NAMES = ("naive", "confidence", "confident-subset", "bootstrap")
@@ -24,12 +25,9 @@ class ProbeConfig:
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tuning the backbone with a head; lora_rank=0 trains every weight."""
+    """Fine-tuning the backbone with a head; lora.rank=0 trains every weight."""
 
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: str = "all-linear"
+    lora: LoraSettings = field(default_factory=LoraSettings)
     epochs: int = 2
     batch_size: int = 8
     learning_rate: float = 2e-4

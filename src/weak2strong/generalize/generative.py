@@ -17,6 +17,7 @@ import torch
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm, resolve
+from weak2strong.models.adapters import LoraSettings, with_lora
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.runs import Run
 from weak2strong.scoring import paired_bootstrap_means
@@ -68,10 +69,7 @@ DEFAULT_INSTRUCTIONS = {
 
 @dataclass
 class SFTConfig:
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: str = "all-linear"
+    lora: LoraSettings = field(default_factory=LoraSettings)
     epochs: int = 2
     batch_size: int = 8
     learning_rate: float = 2e-4
@@ -116,23 +114,11 @@ def train_sft(
     config: SFTConfig,
     seed: int,
 ) -> Any:
-    """LoRA (or, with lora_rank=0, full) supervised fine-tuning on completion tokens only."""
+    """LoRA (or, with lora.rank=0, full) supervised fine-tuning on completion tokens only."""
     from accelerate import Accelerator
     from torch.utils.data import DataLoader, TensorDataset
 
-    if config.lora_rank > 0:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=config.lora_rank,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=config.lora_target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
+    model = with_lora(model, config.lora, task_type="CAUSAL_LM")
     accelerator = Accelerator()
     torch.manual_seed(seed)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]

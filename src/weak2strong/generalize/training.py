@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from weak2strong.generalize.config import FinetuneConfig, StrategyConfig
 from weak2strong.generalize.strategies import strategy_loss
+from weak2strong.models.adapters import with_lora
 from weak2strong.models.features import pool
 
 Inputs = torch.Tensor | Sequence[str]
@@ -49,16 +50,7 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.tokenizer = tokenizer
         self.config = config
-        if config.lora_rank > 0:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(
-                r=config.lora_rank,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=config.lora_target_modules,
-            )
-            backbone = get_peft_model(backbone, lora)
+        backbone = with_lora(backbone, config.lora)
         self.backbone = backbone
         self.head = _head(backbone.config.hidden_size, num_classes, hidden=0)
 

@@ -1,0 +1,32 @@
+"""LoRA adapters through peft, one setting block for every command that fine-tunes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class LoraSettings:
+    """rank=0 means no adapters: every weight trains."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: str = "all-linear"
+
+
+def with_lora(model: Any, settings: LoraSettings, task_type: str | None = None) -> Any:
+    """The model wrapped with trainable LoRA adapters (base weights frozen), or as is for rank 0."""
+    if settings.rank == 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type=task_type,
+    )
+    return get_peft_model(model, config)
