@@ -136,5 +136,16 @@ def test_same_hash_but_different_stored_settings_is_refused(tmp_path):
     stored = yaml.safe_load((run.path / "config.yaml").read_text())
     stored["learning_rate"] = 0.5  # as if a default had changed between versions
     (run.path / "config.yaml").write_text(yaml.safe_dump(stored))
-    with pytest.raises(W2SError, match="differs from this run's config"):
+    with pytest.raises(W2SError, match="differs from this run's config at learning_rate"):
         Run.open("example", ExampleConfig(), tmp_path)
+
+
+def test_a_new_option_at_its_default_keeps_old_runs(tmp_path):
+    run = Run.open("example", ExampleConfig(), tmp_path)
+    run.close()
+    stored = yaml.safe_load((run.path / "config.yaml").read_text())
+    del stored["task"]["revision"]  # as if written before the option existed
+    (run.path / "config.yaml").write_text(yaml.safe_dump(stored))
+    again = Run.open("example", ExampleConfig(), tmp_path)
+    assert again.path == run.path
+    again.close()

@@ -3,7 +3,7 @@
 Train half A → weak supervisor (gold labels) → soft labels on half B → strong student on
 those labels, one per strategy; ceiling = the same student on B's gold labels; all scored
 on the task's common test set. Backbone features are cached across runs under a key of
-model weights, feature settings and texts; every trained head's predictions are a step
+model weights, feature settings and texts; every trained student's predictions are a step
 of the run folder.
 """
 

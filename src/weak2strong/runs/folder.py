@@ -47,6 +47,16 @@ def _plain(value: Any) -> Any:
     return yaml.safe_load(yaml.safe_dump(value))
 
 
+def _conflicts(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    """Keys present in both with different values (nested mappings compared key by key)."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        found: list[str] = []
+        for key in sorted(stored.keys() & current.keys()):
+            found += _conflicts(stored[key], current[key], f"{prefix}{key}.")
+        return found
+    return [] if stored == current else [prefix.rstrip(".")]
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch
@@ -118,13 +128,17 @@ class Run:
         resolved = config_to_dict(config)
         config_file = path / "config.yaml"
         stored = yaml.safe_load(config_file.read_text("utf-8")) if config_file.exists() else None
-        if stored is not None and without_unhashed(type(config), stored) != _plain(
-            result_settings(config)
-        ):
-            # Same hash, different settings: a default changed between versions.
-            raise W2SError(
-                f"{config_file} differs from this run's config; move the old run folder away"
+        if stored is not None:
+            # Same hash, different values: a default changed between versions. Options that
+            # the stored config lacks are new ones at their defaults, and keep the run.
+            conflicts = _conflicts(
+                without_unhashed(type(config), stored), _plain(result_settings(config))
             )
+            if conflicts:
+                raise W2SError(
+                    f"{config_file} differs from this run's config at {', '.join(conflicts)}; "
+                    "move the old run folder away"
+                )
         write_yaml(config_file, resolved)
         attempts = (
             read_json(path / "env.json").get("attempts", []) if (path / "env.json").exists() else []
