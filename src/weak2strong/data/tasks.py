@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from weak2strong.data import embedded
@@ -35,8 +35,6 @@ class TaskSpec:
     wheels: tuple[PinnedWheel, ...]
     read: Reader
     sizes: str = ""  # documented size at the default split, shown by `w2s tasks`
-    needs_path: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _movie(source: str) -> Reader:
@@ -79,14 +77,9 @@ TASKS: dict[str, TaskSpec] = {
             "a LegalBench binary task in its TSV format, e.g. privacy_policy_qa (set task.path)",
             (),
             lambda config, seed: embedded.legalbench(config.path),
-            needs_path=True,
         ),
     )
 }
-
-
-def task_wheels(name: str) -> tuple[PinnedWheel, ...]:
-    return TASKS[name].wheels if name in TASKS else ()
 
 
 def load_task(config: TaskConfig, seed: int = 0) -> TaskData:

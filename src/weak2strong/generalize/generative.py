@@ -21,7 +21,7 @@ from weak2strong.models.adapters import LoraSettings, with_lora
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.runs import Run
 from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.classifier import SCORERS, ClassifierScorer, ScorerConfig
+from weak2strong.scoring.classifier import ClassifierScorer, ScorerConfig, scorer_spec
 
 IGNORE_INDEX = -100
 
@@ -155,9 +155,7 @@ def train_sft(
 class GenerativeGeneralize:
     def __init__(self, config: GenerativeConfig, runs_dir: str = "runs") -> None:
         self.config = config
-        self.scorer_spec = SCORERS.get(config.scorer.name)
-        if self.scorer_spec is None:
-            raise W2SError(f"unknown scorer '{config.scorer.name}' (known: {', '.join(SCORERS)})")
+        self.higher_is_better = scorer_spec(config.scorer.name).higher_is_better
         if config.ceiling_candidates < 1:
             raise W2SError("ceiling_candidates must be at least 1")
         self.prompts = load_prompts(
@@ -176,6 +174,7 @@ class GenerativeGeneralize:
         )
         self.runs_dir = runs_dir
         self._scorer: ClassifierScorer | None = None
+        self._pretrained: dict[str, tuple[Any, Any]] = {}
 
     @property
     def scorer(self) -> ClassifierScorer:
@@ -194,7 +193,11 @@ class GenerativeGeneralize:
         tokenizer: Any = None,
     ) -> list[str]:
         if model is None:
-            model, tokenizer = load_causal_lm(model_name)
+            # Models only sampled from are loaded once; fine-tuning loads its own fresh copy,
+            # because peft injects adapters into the model it wraps.
+            if model_name not in self._pretrained:
+                self._pretrained[model_name] = load_causal_lm(model_name)
+            model, tokenizer = self._pretrained[model_name]
         return sample_completions(
             model,
             tokenizer,
@@ -260,7 +263,7 @@ class GenerativeGeneralize:
             "gold-scores",
             lambda: {name: self.scorer.score(texts).tolist() for name, texts in outputs.items()},
         )
-        higher = self.scorer_spec.higher_is_better if self.scorer_spec else True
+        higher = self.higher_is_better
         results = {
             "mode": "generative",
             "prompts": cfg.prompts,

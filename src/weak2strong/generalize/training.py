@@ -55,11 +55,7 @@ class TextClassifier(nn.Module):
         self.head = _head(backbone.config.hidden_size, num_classes, hidden=0)
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        device = (
-            self.head.weight.device
-            if isinstance(self.head, nn.Linear)
-            else next(self.parameters()).device
-        )
+        device = next(self.head.parameters()).device
         batch = self.tokenizer(
             list(texts),
             return_tensors="pt",

@@ -223,7 +223,3 @@ class Run:
         path = self.path / "results.json"
         write_json(path, results)
         return path
-
-    def results(self) -> dict[str, Any] | None:
-        path = self.path / "results.json"
-        return read_json(path) if path.exists() else None

@@ -42,6 +42,13 @@ SCORERS: dict[str, ScorerSpec] = {
 }
 
 
+def scorer_spec(name: str) -> ScorerSpec:
+    try:
+        return SCORERS[name]
+    except KeyError:
+        raise W2SError(f"unknown scorer '{name}' (known: {', '.join(SCORERS)})") from None
+
+
 @dataclass
 class ScorerConfig:
     name: str = "sentiment"
@@ -52,10 +59,8 @@ class ScorerConfig:
 
 class ClassifierScorer:
     def __init__(self, config: ScorerConfig, seed: int = 0, show_progress: bool = True) -> None:
-        if config.name not in SCORERS:
-            raise W2SError(f"unknown scorer '{config.name}' (known: {', '.join(SCORERS)})")
         self.config = config
-        self.spec = SCORERS[config.name]
+        self.spec = scorer_spec(config.name)
         self.higher_is_better = self.spec.higher_is_better
         self.show_progress = show_progress
         self.features = FeatureConfig(max_length=config.max_length, batch_size=32)
