@@ -71,3 +71,26 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def key_digest(key: Any, length: int = 16) -> str:
+    """A short stable digest of a JSON-able cache key."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[
+        :length
+    ]
+
+
+def write_tensors(path: str | Path, tensors: dict[str, Any]) -> None:
+    """Save tensors as safetensors (never pickle), atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file({name: value.contiguous() for name, value in tensors.items()}, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

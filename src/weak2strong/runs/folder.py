@@ -7,8 +7,6 @@ recomputing them, and a run killed half-way resumes at the first unfinished step
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import platform
@@ -24,7 +22,7 @@ from typing import Any, TypeVar
 import yaml
 
 from weak2strong.errors import W2SError
-from weak2strong.fileio import read_json, write_json, write_yaml
+from weak2strong.fileio import key_digest, read_json, write_json, write_tensors, write_yaml
 from weak2strong.runs.config import config_hash, config_to_dict, result_settings, without_unhashed
 
 T = TypeVar("T")
@@ -191,9 +189,7 @@ class Run:
         self, kind: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
         """Tensors cached across runs under a digest of `key`, which must name every input."""
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[
-            :16
-        ]
+        digest = key_digest(key)
         path = self.shared_dir / f"{kind}-{digest}.safetensors"
         key_file = path.with_suffix(".json")
         if not key_file.exists():
@@ -203,17 +199,14 @@ class Run:
     def _tensors_at(
         self, path: Path, name: str, compute: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file
 
         if path.exists():
             self.log.info("step %s: cached", name)
             return load_file(path)
         started = time.perf_counter()
         tensors = {key: value.contiguous() for key, value in compute().items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, tmp)
-        os.replace(tmp, path)
+        write_tensors(path, tensors)
         self.log.info("step %s: done in %.1fs", name, time.perf_counter() - started)
         return tensors
 

@@ -8,9 +8,6 @@ cached in the weak2strong cache under a key of task data, encoder weights and se
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +18,7 @@ import torch
 
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.errors import W2SError
-from weak2strong.fileio import read_json, write_json
+from weak2strong.fileio import key_digest, read_json, write_json, write_tensors
 from weak2strong.models import load_encoder
 from weak2strong.models.features import FeatureConfig, extract_features
 from weak2strong.models.loading import model_fingerprint
@@ -72,9 +69,7 @@ class ClassifierScorer:
             "features": dataclasses.asdict(self.features),
             "positive": self.positive,
         }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[
-            :16
-        ]
+        digest = key_digest(key)
         path = cache_dir() / "scorers" / f"{config.name}-{digest}.safetensors"
         self._encoder: tuple[Any, Any] | None = None
         if not path.exists():
@@ -113,7 +108,6 @@ class ClassifierScorer:
         test_labels: list[int],
         path: Path,
     ) -> None:
-        from safetensors.torch import save_file
         from sklearn.linear_model import LogisticRegression
 
         features = self._encode(texts)
@@ -132,11 +126,9 @@ class ClassifierScorer:
         accuracy = float(
             np.mean(regression.predict(test_features) == (np.asarray(test_labels) == self.positive))
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, tmp)
+        # The JSON first: the weights' existence is what marks the scorer as trained.
         write_json(path.with_suffix(".json"), {"test_accuracy": accuracy, "train_size": len(texts)})
-        os.replace(tmp, path)
+        write_tensors(path, tensors)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """log p(positive) − log p(negative) per text."""
