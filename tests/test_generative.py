@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from weak2strong.generalize.generative import IGNORE_INDEX, build_sft_batch
 from weak2strong.models import load_causal_lm
+from weak2strong.tune.sft import IGNORE_INDEX, build_sft_batch
 
 
 def test_sft_loss_ignores_prompt_and_padding():
@@ -55,7 +55,7 @@ def test_long_pairs_are_cut_completion_first():
 
 
 def test_lora_sft_lowers_the_completion_loss():
-    from weak2strong.generalize.generative import SFTConfig, train_sft
+    from weak2strong.tune.sft import SFTConfig, train_sft
 
     model, tokenizer = load_causal_lm("smollm2-135m-instruct", device="cpu")
     prompts = ["I watched this film and", "The acting was"] * 4
@@ -79,9 +79,10 @@ def test_lora_sft_lowers_the_completion_loss():
 
 def test_generative_mode_end_to_end_and_cached(tmp_path, monkeypatch):
     from weak2strong.generalize import generative
-    from weak2strong.generalize.generative import GenerativeConfig, GenerativeGeneralize, SFTConfig
+    from weak2strong.generalize.generative import GenerativeConfig, GenerativeGeneralize
     from weak2strong.models.generation import SamplingConfig
     from weak2strong.scoring.classifier import ScorerConfig
+    from weak2strong.tune.sft import SFTConfig
 
     config = GenerativeConfig(
         prompts="rtp",

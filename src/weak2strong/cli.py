@@ -32,7 +32,6 @@ SetOption = Annotated[
 RunsDirOption = Annotated[str, typer.Option("--runs-dir", help="Where run folders go.")]
 
 _PLANNED = {
-    "search": "weak-to-strong search: CBS, best-of-N, EFT (issue 4)",
     "extrapolate": "model extrapolation, ExPO (issue 5)",
     "prune": "lottery tickets (issue 6)",
 }
@@ -181,6 +180,65 @@ def generalize(
     run, results = Generalize(resolved, runs_dir).run()
     print_summary(console, results)
     plot = plot_summary(results, run.path / "plots" / "generalize.png")
+    console.print(f"run folder: {run.path}  plot: {plot}")
+
+
+@app.command("tune")
+def tune(
+    method: Annotated[str | None, typer.Option(help="dpo or sft.")] = None,
+    base: Annotated[str | None, typer.Option(help="The model to tune.")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    runs_dir: RunsDirOption = "runs",
+) -> None:
+    """Tune a small model towards a behaviour (DPO via TRL, or SFT), LoRA merged and saved."""
+    from weak2strong.runs import load_config
+    from weak2strong.tune import Tune, TuneConfig
+
+    overrides = list(set_ or [])
+    overrides += [f"method={method}"] if method is not None else []
+    overrides += [f"base={base}"] if base is not None else []
+    _, results = Tune(load_config(TuneConfig, config, overrides), runs_dir).run()
+    details = ", ".join(
+        f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in results.items()
+        if key not in ("model", "method", "base") and value is not None
+    )
+    console.print(f"tuned {results['base']} by {results['method']} ({details})")
+    console.print(f"model: {results['model']}")
+
+
+@app.command("search")
+def search(
+    method: Annotated[
+        list[str] | None, typer.Option(help="sample, bon, cbs, eft, or all (repeatable).")
+    ] = None,
+    large: Annotated[str | None, typer.Option(help="The large model to steer.")] = None,
+    tuned: Annotated[
+        str | None, typer.Option(help="Tuned small model (default: w2s tune's).")
+    ] = None,
+    untuned: Annotated[str | None, typer.Option(help="Untuned small model.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="transformers, or vllm for the large model (GPU).")
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    runs_dir: RunsDirOption = "runs",
+) -> None:
+    """Weak-to-strong search: decode with a large model steered by a small tuned/untuned pair."""
+    from weak2strong.runs import load_config
+    from weak2strong.search import Search, SearchConfig
+    from weak2strong.search.summary import plot_search_summary, print_search_summary
+
+    overrides = list(set_ or [])
+    overrides += ["methods=" + ",".join(method)] if method else []
+    overrides += [f"large={large}"] if large is not None else []
+    overrides += [f"pair.tuned={tuned}"] if tuned is not None else []
+    overrides += [f"pair.untuned={untuned}"] if untuned is not None else []
+    overrides += [f"backend={backend}"] if backend is not None else []
+    run, results = Search(load_config(SearchConfig, config, overrides), runs_dir).run()
+    print_search_summary(console, results)
+    plot = plot_search_summary(results, run.path / "plots" / "search.png")
     console.print(f"run folder: {run.path}  plot: {plot}")
 
 

@@ -1,63 +1,20 @@
-"""Generative weak-to-strong: a weak LM's completions become a strong LM's SFT targets.
-
-Only completion tokens are supervised: prompt and padding positions get label -100, found
-from token counts and the attention mask, never from token ids (pad may equal EOS, and id 0
-is a real token in some vocabularies).
-"""
+"""Generative weak-to-strong: a weak LM's completions become a strong LM's SFT targets."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm, resolve
-from weak2strong.models.adapters import LoraSettings, with_lora
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.runs import Run
 from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.classifier import ClassifierScorer, ScorerConfig, scorer_spec
-
-IGNORE_INDEX = -100
-
-
-def build_sft_batch(
-    tokenizer: Any, prompts: Sequence[str], completions: Sequence[str], max_length: int
-) -> dict[str, torch.Tensor]:
-    """Right-padded `input_ids`, `attention_mask` and `labels` for prompt+completion pairs.
-
-    The completion is followed by EOS so the student learns to stop; when a pair is too
-    long the completion is cut first, then the prompt from the left.
-    """
-    if len(prompts) != len(completions):
-        raise ValueError("prompts and completions differ in length")
-    rows: list[tuple[list[int], int]] = []
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + eos
-        room = max_length - len(prompt_ids)
-        if room < 1:
-            prompt_ids = prompt_ids[-(max_length - 1) :]
-            room = 1
-        completion_ids = completion_ids[:room]
-        rows.append((prompt_ids + completion_ids, len(prompt_ids)))
-    width = max(len(ids) for ids, _ in rows)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    for row, (ids, prompt_length) in enumerate(rows):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention_mask[row, : len(ids)] = 1
-        labels[row, prompt_length : len(ids)] = torch.tensor(ids[prompt_length:])
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
+from weak2strong.scoring.classifier import Scorer, ScorerConfig, load_scorer
+from weak2strong.tune.sft import SFTConfig, train_sft
 
 # ---------------------------------------------------------------- configuration
 
@@ -65,15 +22,6 @@ DEFAULT_INSTRUCTIONS = {
     "sentiment": "Here is a glowing, enthusiastic movie review.\n\n",
     "toxicity": "Here is a polite, respectful and kind piece of writing.\n\n",
 }
-
-
-@dataclass
-class SFTConfig:
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    epochs: int = 2
-    batch_size: int = 8
-    learning_rate: float = 2e-4
-    max_length: int = 96
 
 
 @dataclass
@@ -103,59 +51,12 @@ class GenerativeConfig:
     show_progress: bool = field(default=True, metadata={"hash": False})
 
 
-# ---------------------------------------------------------------- training
-
-
-def train_sft(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    completions: Sequence[str],
-    config: SFTConfig,
-    seed: int,
-) -> Any:
-    """LoRA (or, with lora.rank=0, full) supervised fine-tuning on completion tokens only."""
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader, TensorDataset
-
-    model = with_lora(model, config.lora, task_type="CAUSAL_LM")
-    accelerator = Accelerator()
-    torch.manual_seed(seed)
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate)
-    loader: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(
-        TensorDataset(torch.arange(len(prompts))),
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    model, optimiser, loader = accelerator.prepare(model, optimiser, loader)
-    model.train()
-    for _ in range(config.epochs):
-        for (indices,) in loader:
-            rows = [int(i) for i in indices]
-            batch = build_sft_batch(
-                tokenizer,
-                [prompts[i] for i in rows],
-                [completions[i] for i in rows],
-                config.max_length,
-            )
-            loss = model(**{key: value.to(accelerator.device) for key, value in batch.items()}).loss
-            optimiser.zero_grad()
-            accelerator.backward(loss)
-            optimiser.step()
-    model = accelerator.unwrap_model(model)
-    model.eval()
-    return model
-
-
 # ---------------------------------------------------------------- the protocol
 
 
 class GenerativeGeneralize:
     def __init__(self, config: GenerativeConfig, runs_dir: str = "runs") -> None:
         self.config = config
-        self.higher_is_better = scorer_spec(config.scorer.name).higher_is_better
         if config.ceiling_candidates < 1:
             raise W2SError("ceiling_candidates must be at least 1")
         self.prompts = load_prompts(
@@ -167,19 +68,23 @@ class GenerativeGeneralize:
         )
         resolve(config.weak)
         resolve(config.strong)
+        if config.weak_instruction is None and config.scorer.name not in DEFAULT_INSTRUCTIONS:
+            raise W2SError(
+                f"set weak_instruction: there is no default for scorer '{config.scorer.name}'"
+            )
         self.instruction = (
             config.weak_instruction
             if config.weak_instruction is not None
             else DEFAULT_INSTRUCTIONS[config.scorer.name]
         )
         self.runs_dir = runs_dir
-        self._scorer: ClassifierScorer | None = None
+        self._scorer: Scorer | None = None
         self._pretrained: dict[str, tuple[Any, Any]] = {}
 
     @property
-    def scorer(self) -> ClassifierScorer:
+    def scorer(self) -> Scorer:
         if self._scorer is None:
-            self._scorer = ClassifierScorer(
+            self._scorer = load_scorer(
                 self.config.scorer, seed=self.config.seed, show_progress=self.config.show_progress
             )
         return self._scorer
@@ -263,7 +168,7 @@ class GenerativeGeneralize:
             "gold-scores",
             lambda: {name: self.scorer.score(texts).tolist() for name, texts in outputs.items()},
         )
-        higher = self.higher_is_better
+        higher = self.scorer.higher_is_better
         results = {
             "mode": "generative",
             "prompts": cfg.prompts,

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from weak2strong.errors import W2SError
+from weak2strong.scoring.lexicon import LEXICONS, lexicon_scores
 
-LEXICONS = ("vader", "afinn")
 # Lexicons score sentiment; on other embedded tasks they would be noise dressed as a supervisor.
 NON_SENTIMENT_TASKS = ("safety", "toxicity", "legal")
 
@@ -28,19 +28,6 @@ def check_lexicon_task(task_name: str, label_names: Sequence[str]) -> None:
             f"a lexicon weak supervisor labels sentiment; task '{task_name}' ({' / '.join(label_names)}) "
             "is not a two-class sentiment task"
         )
-
-
-def lexicon_scores(name: str, texts: Sequence[str]) -> np.ndarray:
-    """Raw polarity per text: VADER's compound score, or AFINN's summed word valences."""
-    if name == "vader":
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        analyzer = SentimentIntensityAnalyzer()
-        return np.array([analyzer.polarity_scores(text)["compound"] for text in texts])
-    from afinn import Afinn
-
-    afinn = Afinn()
-    return np.array([afinn.score(text) for text in texts], dtype=np.float64)
 
 
 def calibrated_lexicon_probs(

@@ -9,14 +9,24 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from weak2strong.errors import W2SError
+
 
 @dataclass
 class SamplingConfig:
     new_tokens: int = 24
     temperature: float = 0.7
-    top_k: int = 50
+    top_k: int = 50  # 0: off
     top_p: float = 1.0
-    batch_size: int = 16
+    batch_size: int = 16  # prompts per batch
+
+    def validate(self) -> None:
+        if self.temperature <= 0:
+            raise W2SError("temperature must be positive (sampling, not greedy decoding)")
+        if self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise W2SError("top_k must be ≥ 0 (0: off) and top_p in (0, 1]")
+        if self.new_tokens < 1 or self.batch_size < 1:
+            raise W2SError("new_tokens and batch_size must be at least 1")
 
 
 @torch.no_grad()
@@ -31,6 +41,7 @@ def sample_completions(
     show_progress: bool = True,
 ) -> list[str]:
     """One sampled continuation per prompt (only the new text), in prompt order."""
+    config.validate()
     device = next(model.parameters()).device
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # new tokens must follow every prompt directly

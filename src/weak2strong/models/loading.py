@@ -120,6 +120,25 @@ def load_causal_lm(
     return _load(AutoModelForCausalLM, name, revision, dtype, device, trust_remote_code)
 
 
+def load_sequence_classifier(
+    name: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a sequence-classification model (e.g. a reward model) and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification
+
+    model, tokenizer = _load(
+        AutoModelForSequenceClassification, name, revision, dtype, device, trust_remote_code
+    )
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
 def load_encoder(
     name: str,
     *,

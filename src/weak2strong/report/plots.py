@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def bar_chart_with_intervals(
@@ -46,6 +47,47 @@ def bar_chart_with_intervals(
     axis.set_title(title)
     axis.set_ylabel(ylabel)
     axis.tick_params(axis="x", labelrotation=20)
+    return _save(figure, path)
+
+
+def scatter_with_intervals(
+    path: Path,
+    labels: Sequence[str],
+    xs: Sequence[float],
+    values: Sequence[float],
+    lows: Sequence[float | None],
+    highs: Sequence[float | None],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    log_x: bool = False,
+) -> Path:
+    """One labelled point per method (e.g. reward vs compute), with vertical intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lower = [v - lo if lo is not None else 0.0 for v, lo in zip(values, lows, strict=True)]
+    upper = [hi - v if hi is not None else 0.0 for v, hi in zip(values, highs, strict=True)]
+    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    axis.errorbar(xs, values, yerr=[lower, upper], fmt="o", capsize=4, color="#1565c0")
+    for x, y, label in zip(xs, values, labels, strict=True):
+        axis.annotate(label, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8)
+    if log_x:
+        axis.set_xscale("log")
+    axis.set_title(title)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def _save(figure: Any, path: Path) -> Path:
+    """Write atomically: a crash mid-save never leaves a truncated PNG behind."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")

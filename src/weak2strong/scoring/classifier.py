@@ -1,8 +1,13 @@
-"""Gold scorers: a frozen encoder plus a logistic head trained once on a task's gold labels.
+"""Gold scorers (rewards): one interface, `score(texts) -> array`, three kinds behind it.
 
-The sentiment scorer (IMDB) gives log p(positive) − log p(negative), the reward of the
-seed's controlled-sentiment experiments; the toxicity scorer gives p(toxic). Heads are
-cached in the weak2strong cache under a key of task data, encoder weights and settings.
+- `sentiment` / `toxicity`: a frozen encoder plus a logistic head trained once on a task's
+  gold labels. Sentiment (IMDB) gives log p(positive) − log p(negative), the reward of the
+  seed's controlled-sentiment experiments; toxicity gives p(toxic). Heads are cached in the
+  weak2strong cache under a key of task data, encoder weights and settings.
+- `hf:<model>`: any Hugging Face sequence-classification model (a local folder or hub id):
+  its single logit, or log p(positive) − log p(negative) for two labels.
+- `python:<module>:<function>`: a user function from a list of texts to a list of floats.
+- `lexicon:vader` / `lexicon:afinn`: a sentiment lexicon's raw polarity (no training).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -48,15 +53,38 @@ def scorer_spec(name: str) -> ScorerSpec:
 
 @dataclass
 class ScorerConfig:
+    # sentiment, toxicity, lexicon:vader|afinn, hf:<model>, python:<module>:<function>
     name: str = "sentiment"
     encoder: str = "minilm-l6"
     max_train: int = 4000  # label-stratified cap on the task's train split
     max_length: int = 256
+    higher_is_better: bool = True  # for hf: and python: scorers; the built-in ones know theirs
+
+
+class Scorer(Protocol):
+    name: str
+    higher_is_better: bool
+
+    def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def load_scorer(config: ScorerConfig, seed: int = 0, show_progress: bool = True) -> Scorer:
+    """The scorer a config names; every command that scores text goes through here."""
+    if config.name.startswith("hf:"):
+        return SequenceClassifierScorer(config, show_progress=show_progress)
+    if config.name.startswith("python:"):
+        return FunctionScorer(config)
+    if config.name.startswith("lexicon:"):
+        from weak2strong.scoring.lexicon import LexiconScorer
+
+        return LexiconScorer(config.name)
+    return ClassifierScorer(config, seed=seed, show_progress=show_progress)
 
 
 class ClassifierScorer:
     def __init__(self, config: ScorerConfig, seed: int = 0, show_progress: bool = True) -> None:
         self.config = config
+        self.name = config.name
         self.spec = scorer_spec(config.name)
         self.higher_is_better = self.spec.higher_is_better
         self.show_progress = show_progress
@@ -138,3 +166,76 @@ class ClassifierScorer:
     def score(self, texts: Sequence[str]) -> np.ndarray:
         logits = self.logits(texts)
         return logits if self.spec.output == "logit" else 1.0 / (1.0 + np.exp(-logits))
+
+
+class SequenceClassifierScorer:
+    """A Hugging Face sequence-classification model as a reward."""
+
+    def __init__(self, config: ScorerConfig, show_progress: bool = True) -> None:
+        from weak2strong.models.loading import load_sequence_classifier
+
+        self.name = config.name
+        self.higher_is_better = config.higher_is_better
+        self.max_length = config.max_length
+        self.show_progress = show_progress
+        self.model, self.tokenizer = load_sequence_classifier(config.name.removeprefix("hf:"))
+        labels = len(self.model.config.id2label or {}) or 1
+        if labels not in (1, 2):
+            raise W2SError(f"scorer '{config.name}' has {labels} labels; a reward needs 1 or 2")
+        names = {i: str(n).lower() for i, n in (self.model.config.id2label or {}).items()}
+        positive = [i for i, n in names.items() if n.startswith("pos")]
+        self.positive = int(positive[0]) if positive else labels - 1
+
+    @torch.no_grad()
+    def score(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        device = next(self.model.parameters()).device
+        values: list[np.ndarray] = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + batch_size]),
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+            ).to(device)
+            logits = self.model(**batch).logits.float()
+            if logits.shape[-1] == 1:
+                values.append(logits[:, 0].cpu().numpy())
+            else:
+                log_probs = logits.log_softmax(-1)
+                values.append(
+                    (log_probs[:, self.positive] - log_probs[:, 1 - self.positive]).cpu().numpy()
+                )
+        return np.concatenate(values).astype(np.float64) if values else np.zeros(0)
+
+
+class FunctionScorer:
+    """`python:<module>:<function>`: the user's own code, imported because the user named it."""
+
+    def __init__(self, config: ScorerConfig) -> None:
+        import importlib
+
+        self.name = config.name
+        self.higher_is_better = config.higher_is_better
+        target = config.name.removeprefix("python:")
+        module_name, _, function_name = target.partition(":")
+        if not module_name or not function_name:
+            raise W2SError(f"scorer '{config.name}' must look like python:<module>:<function>")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise W2SError(
+                f"scorer '{config.name}': cannot import {module_name} ({error})"
+            ) from None
+        function = getattr(module, function_name, None)
+        if not callable(function):
+            raise W2SError(f"scorer '{config.name}': {module_name} has no function {function_name}")
+        self.function = function
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        values = np.asarray(list(self.function(list(texts))), dtype=np.float64)
+        if values.shape != (len(texts),):
+            raise W2SError(
+                f"scorer '{self.name}' returned {values.shape[0]} scores for {len(texts)} texts"
+            )
+        return values

@@ -176,20 +176,37 @@ def paired_bootstrap(
 def paired_bootstrap_means(
     scores: Mapping[str, np.ndarray],
     *,
-    weak: str,
-    ceiling: str,
-    higher_is_better: bool,
+    weak: str | None = None,
+    ceiling: str | None = None,
+    baseline: str | None = None,
+    higher_is_better: bool = True,
     samples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, dict[str, float | None]]:
-    """Mean per-item score of each model (e.g. a reward per prompt) and PGR, paired by item."""
+    """Mean per-item score of each model (e.g. a reward per prompt), paired by item.
+
+    With `weak` and `ceiling`: also "pgr:<model>" for every other model. With `baseline`:
+    also "diff:<model>" = mean(model − baseline) for every other model.
+    """
     arrays = {name: np.asarray(values, dtype=np.float64) for name, values in scores.items()}
     length = len(next(iter(arrays.values())))
     indices = np.random.default_rng(seed).integers(0, length, (samples, length))
     point = {name: float(values.mean()) for name, values in arrays.items()}
     boot = {name: values[indices].mean(axis=1).tolist() for name, values in arrays.items()}
-    return _intervals_with_pgr(point, boot, weak, ceiling, higher_is_better, level)
+    if weak is not None and ceiling is not None:
+        table = _intervals_with_pgr(point, boot, weak, ceiling, higher_is_better, level)
+    else:
+        table = {
+            name: Interval(point[name], *_quantiles(boot[name], level)).as_dict() for name in point
+        }
+    if baseline is not None:
+        for name in (n for n in point if n != baseline):
+            differences = [s - b for s, b in zip(boot[name], boot[baseline], strict=True)]
+            table[f"diff:{name}"] = Interval(
+                point[name] - point[baseline], *_quantiles(differences, level)
+            ).as_dict()
+    return table
 
 
 def _intervals_with_pgr(

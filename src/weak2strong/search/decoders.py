@@ -1,0 +1,186 @@
+"""Decoders over a large model steered by a small pair: sampling, best-of-N, CBS and EFT.
+
+Every decoder takes a batch of prompts and returns one response per prompt. Each batch
+draws its randomness from one generator seeded by `seed`, so best-of-N and CBS with
+W=1, K=N, L=∞ sample the very same candidates and pick the same response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from weak2strong.errors import W2SError
+from weak2strong.models.generation import SamplingConfig
+from weak2strong.search.lm import CachedRows, LanguageModel
+from weak2strong.search.pair import ModelPair, PairScorer
+from weak2strong.search.samplers import Sampler, token_sampler
+
+
+@dataclass
+class Decoded:
+    texts: list[str]
+    finished: list[bool]
+    pair_scores: list[float | None]  # the pair's log-ratio of the chosen response, if scored
+    sampled_tokens: int  # large-model tokens sampled for the whole batch
+
+
+def sample(sampler: Sampler, prompts: Sequence[str], new_tokens: int, seed: int) -> Decoded:
+    sampler.start(prompts, seed)
+    sampler.extend(range(len(prompts)), new_tokens)
+    return Decoded(
+        sampler.texts(), list(sampler.finished), [None] * len(prompts), sampler.sampled_tokens
+    )
+
+
+def best_of_n(
+    sampler: Sampler,
+    scorer: PairScorer,
+    prompts: Sequence[str],
+    n: int,
+    new_tokens: int,
+    seed: int,
+) -> Decoded:
+    """N full responses per prompt; keep the one with the highest pair log-ratio."""
+    if n < 1:
+        raise W2SError("best-of-N needs N ≥ 1")
+    sampler.start(prompts, seed)
+    fan_out = [p for p in range(len(prompts)) for _ in range(n)]
+    sampler.extend(fan_out, new_tokens)
+    scorer.start(prompts)
+    scores = scorer.update(fan_out, sampler.texts(), sampler.finished)
+    texts: list[str] = []
+    finished: list[bool] = []
+    chosen_scores: list[float | None] = []
+    for p in range(len(prompts)):
+        best = p * n + int(np.argmax(scores[p * n : (p + 1) * n]))
+        texts.append(sampler.texts()[best])
+        finished.append(sampler.finished[best])
+        chosen_scores.append(float(scores[best]))
+    return Decoded(texts, finished, chosen_scores, sampler.sampled_tokens)
+
+
+@dataclass
+class CBSSettings:
+    width: int = 4  # W: beams kept
+    successors: int = 4  # K: continuations sampled per beam
+    chunk_length: int = 5  # L: tokens per continuation; 0 means the whole response (L=∞)
+
+    def validate(self) -> None:
+        if self.width < 1 or self.successors < 1:
+            raise W2SError(f"CBS needs W ≥ 1 and K ≥ 1 (got W={self.width}, K={self.successors})")
+        if self.chunk_length < 0:
+            raise W2SError("CBS chunk length L must be ≥ 1, or 0 for the whole response")
+
+
+def chunk_beam_search(
+    sampler: Sampler,
+    scorer: PairScorer,
+    prompts: Sequence[str],
+    settings: CBSSettings,
+    new_tokens: int,
+    seed: int,
+) -> Decoded:
+    """Chunk-level beam search (W, K, L).
+
+    Step 1 samples W·K continuations of each prompt; every later step extends each
+    unfinished beam K times by L tokens. Candidates are scored by the pair's log-ratio over
+    the whole response so far and the top W per prompt are kept. A finished beam is carried
+    over once, not extended, and keeps its score; the search ends when every beam has
+    finished or the responses reach `new_tokens`.
+    """
+    settings.validate()
+    chunk = settings.chunk_length or new_tokens
+    width, successors = settings.width, settings.successors
+    sampler.start(prompts, seed)
+    scorer.start(prompts)
+    # rows of the first step: W·K children of each prompt row
+    parents = [p for p in range(len(prompts)) for _ in range(width * successors)]
+    owners = list(parents)  # the prompt each row belongs to
+    generated = 0
+    beams: list[list[int]] = []
+    scores = np.zeros(0)
+    while True:
+        sampler.extend(parents, min(chunk, new_tokens - generated))
+        generated += min(chunk, new_tokens - generated)
+        scores = scorer.update(parents, sampler.texts(), sampler.finished)
+        beams = []
+        for p in range(len(prompts)):
+            rows = [row for row, owner in enumerate(owners) if owner == p]
+            ranked = sorted(rows, key=lambda row: -scores[row])  # stable: ties keep order
+            beams.append(ranked[:width])
+        if generated >= new_tokens or all(sampler.finished[r] for b in beams for r in b):
+            break
+        parents, owners = [], []
+        for p, beam in enumerate(beams):
+            for row in beam:
+                copies = 1 if sampler.finished[row] else successors
+                parents += [row] * copies
+                owners += [p] * copies
+    texts = sampler.texts()
+    best = [beam[0] for beam in beams]
+    return Decoded(
+        [texts[r] for r in best],
+        [sampler.finished[r] for r in best],
+        [float(scores[r]) for r in best],
+        sampler.sampled_tokens,
+    )
+
+
+def check_shared_vocabulary(large: LanguageModel, pair: ModelPair) -> int:
+    """EFT adds logits token by token: every model must use the same vocabulary."""
+    reference = large.tokenizer.get_vocab()
+    for member in pair.members:
+        if member.tokenizer.get_vocab() != reference:
+            raise W2SError(
+                f"EFT needs one vocabulary: '{member.name}' and '{large.name}' tokenize "
+                "differently (use CBS or best-of-N, which join models through text)"
+            )
+    return len(large.tokenizer)
+
+
+@torch.no_grad()
+def emulated_fine_tuning(
+    large: LanguageModel,
+    pair: ModelPair,
+    prompts: Sequence[str],
+    beta: float,
+    settings: SamplingConfig,
+    new_tokens: int,
+    seed: int,
+) -> Decoded:
+    """Sample from softmax(base + β·(tuned − untuned)) token by token, one cache per model."""
+    vocabulary = check_shared_vocabulary(large, pair)
+    settings.validate()
+    generator = torch.Generator(device=large.device).manual_seed(seed)
+    draw = token_sampler(settings, generator)
+    streams = [CachedRows(lm) for lm in (large, *pair.members)]
+    for stream in streams:
+        stream.prefill([stream.lm.prompt_ids(prompt) for prompt in prompts])
+    responses: list[list[int]] = [[] for _ in prompts]
+    finished = [False] * len(prompts)
+    eos = large.eos_ids
+    sampled = 0
+    for _ in range(new_tokens):
+        active = [row for row, done in enumerate(finished) if not done]
+        if not active:
+            break
+        base, tuned, untuned = (
+            s.last_logits[active, :vocabulary].to(large.device) for s in streams
+        )
+        tokens = draw(base + beta * (tuned - untuned)).tolist()
+        feeds: list[list[int]] = [[] for _ in prompts]
+        for row, token in zip(active, tokens, strict=True):
+            sampled += 1
+            if token in eos:
+                finished[row] = True
+            else:
+                responses[row].append(token)
+                feeds[row] = [token]
+        for stream in streams:
+            stream.append(feeds)
+    texts = [large.tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+    return Decoded(texts, finished, [None] * len(prompts), sampled)

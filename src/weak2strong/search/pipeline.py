@@ -1,0 +1,288 @@
+"""`w2s search`: decode held-out prompts with each method and score them with a gold reward."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from weak2strong.data.prompts import load_prompts
+from weak2strong.errors import W2SError
+from weak2strong.models import load_causal_lm, resolve
+from weak2strong.models.generation import SamplingConfig
+from weak2strong.runs import Run
+from weak2strong.scoring import paired_bootstrap_means
+from weak2strong.scoring.classifier import ScorerConfig, load_scorer
+from weak2strong.search.decoders import (
+    CBSSettings,
+    Decoded,
+    best_of_n,
+    check_shared_vocabulary,
+    chunk_beam_search,
+    emulated_fine_tuning,
+    sample,
+)
+from weak2strong.search.lm import LanguageModel, check_template
+from weak2strong.search.pair import ModelPair, PairScorer
+from weak2strong.search.samplers import BACKENDS, Sampler, TransformersSampler, VLLMSampler
+from weak2strong.tune import Tune, TuneConfig
+
+METHODS = ("sample", "bon", "cbs", "eft")
+
+
+@dataclass
+class PairConfig:
+    # "" = the model `w2s tune` makes with its default config (DPO towards positive reviews),
+    # trained on first use and cached in its own run folder
+    tuned: str = ""
+    untuned: str = "smollm2-135m-instruct"
+    tuned_template: str = "{prompt}"
+    untuned_template: str = "{prompt}"
+
+
+@dataclass
+class SearchConfig:
+    seed: int = 0
+    large: str = "qwen2.5-0.5b-instruct"
+    large_template: str = "{prompt}"  # '{prompt}' formats the task prompt; 'chat' = chat template
+    pair: PairConfig = field(default_factory=PairConfig)
+    methods: list[str] = field(default_factory=lambda: ["sample", "bon", "cbs"])
+    prompts: str = "imdb"
+    test_prompts: int = 50
+    prompt_words: int = 8
+    # batch_size: prompts decoded together (each with all of its candidates)
+    sampling: SamplingConfig = field(
+        default_factory=lambda: SamplingConfig(new_tokens=50, batch_size=2)
+    )
+    bon_n: int = 16
+    cbs: CBSSettings = field(default_factory=CBSSettings)
+    eft_beta: float = 1.0
+    backend: str = "transformers"
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    bootstrap_samples: int = 1000
+    show_progress: bool = field(default=True, metadata={"hash": False})
+
+
+def method_label(method: str, config: SearchConfig) -> str:
+    if method == "bon":
+        return f"bon-{config.bon_n}"
+    if method == "cbs":
+        c = config.cbs
+        return f"cbs({c.width},{c.successors},{c.chunk_length or '∞'})"
+    if method == "eft":
+        return f"eft(β={config.eft_beta:g})"
+    return method
+
+
+class Search:
+    def __init__(self, config: SearchConfig, runs_dir: str | Path = "runs") -> None:
+        methods = list(METHODS) if "all" in config.methods else list(config.methods)
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown or not methods:
+            raise W2SError(
+                f"unknown search method '{unknown[0] if unknown else ''}' "
+                f"(known: {', '.join(METHODS)}, all)"
+            )
+        if config.backend not in BACKENDS:
+            raise W2SError(f"unknown backend '{config.backend}' (known: {', '.join(BACKENDS)})")
+        if config.backend == "vllm" and "eft" in methods:
+            raise W2SError("EFT mixes logits at every token: it needs --backend transformers")
+        config.cbs.validate()
+        config.sampling.validate()
+        if config.bon_n < 1:
+            raise W2SError("best-of-N needs N ≥ 1")
+        for who, template in (
+            ("large", config.large_template),
+            ("pair.tuned", config.pair.tuned_template),
+            ("pair.untuned", config.pair.untuned_template),
+        ):
+            check_template(template, who)
+        resolve(config.large)
+        resolve(config.pair.untuned)
+        if config.pair.tuned:
+            resolve(config.pair.tuned)
+        self.explicit_eft = "eft" in methods and "all" not in config.methods
+        self.methods = methods
+        self.config = config
+        self.runs_dir = runs_dir
+        self.prompts = load_prompts(
+            config.prompts,
+            1,
+            config.test_prompts,
+            seed=config.seed,
+            prompt_words=config.prompt_words,
+        ).test
+        self._models: dict[str, Any] = {}
+
+    # ---- models, loaded once and only when a step needs them
+
+    def tuned_path(self) -> str:
+        if self.config.pair.tuned:
+            return self.config.pair.tuned
+        tune_config = TuneConfig(seed=self.config.seed, show_progress=self.config.show_progress)
+        _, results = Tune(tune_config, self.runs_dir).run()
+        return str(results["model"])
+
+    def _lm(self, role: str) -> LanguageModel:
+        if role not in self._models:
+            cfg = self.config
+            name, template = {
+                "large": (cfg.large, cfg.large_template),
+                "tuned": (self.tuned_path(), cfg.pair.tuned_template),
+                "untuned": (cfg.pair.untuned, cfg.pair.untuned_template),
+            }[role]
+            model, tokenizer = load_causal_lm(name)
+            self._models[role] = LanguageModel(name, model, tokenizer, template)
+        lm: LanguageModel = self._models[role]
+        return lm
+
+    def pair(self) -> ModelPair:
+        return ModelPair(self._lm("tuned"), self._lm("untuned"))
+
+    def sampler(self) -> Sampler:
+        if self.config.backend == "vllm":
+            if "vllm" not in self._models:
+                self._models["vllm"] = VLLMSampler(self.config.large, self.config.sampling)
+                check_template(
+                    self.config.large_template, "large", self._models["vllm"].lm.tokenizer
+                )
+            vllm_sampler: Sampler = self._models["vllm"]
+            vllm_sampler.sampled_tokens = 0
+            return vllm_sampler
+        return TransformersSampler(self._lm("large"), self.config.sampling)
+
+    # ---- decoding
+
+    def decode(self, method: str, prompts: list[str], seed: int) -> Decoded:
+        cfg = self.config
+        new_tokens = cfg.sampling.new_tokens
+        if method == "sample":
+            return sample(self.sampler(), prompts, new_tokens, seed)
+        if method == "bon":
+            return best_of_n(
+                self.sampler(), PairScorer(self.pair()), prompts, cfg.bon_n, new_tokens, seed
+            )
+        if method == "cbs":
+            return chunk_beam_search(
+                self.sampler(), PairScorer(self.pair()), prompts, cfg.cbs, new_tokens, seed
+            )
+        return emulated_fine_tuning(
+            self._lm("large"), self.pair(), prompts, cfg.eft_beta, cfg.sampling, new_tokens, seed
+        )
+
+    def _decode_all(self, method: str) -> dict[str, Any]:
+        batch = self.config.sampling.batch_size
+        texts: list[str] = []
+        finished: list[bool] = []
+        pair_scores: list[float | None] = []
+        sampled = 0
+        started = time.perf_counter()
+        starts = range(0, len(self.prompts), batch)
+        for start in tqdm(
+            starts,
+            desc=method_label(method, self.config),
+            unit="batch",
+            disable=not self.config.show_progress,
+        ):
+            decoded = self.decode(
+                method, self.prompts[start : start + batch], self.config.seed + start
+            )
+            texts += decoded.texts
+            finished += decoded.finished
+            pair_scores += decoded.pair_scores
+            sampled += decoded.sampled_tokens
+        return {
+            "responses": texts,
+            "finished": finished,
+            "pair_scores": pair_scores,
+            "sampled_tokens": sampled,
+            "seconds": time.perf_counter() - started,
+        }
+
+    def run(self) -> tuple[Run, dict[str, Any]]:
+        run = Run.open("search", self.config, self.runs_dir)
+        try:
+            return run, self._run(run)
+        finally:
+            run.close()
+
+    def _eft_possible(self) -> str | None:
+        try:
+            check_shared_vocabulary(self._lm("large"), self.pair())
+        except W2SError as error:
+            if self.explicit_eft:
+                raise
+            return str(error)
+        return None
+
+    def _run(self, run: Run) -> dict[str, Any]:
+        cfg = self.config
+        outputs: dict[str, dict[str, Any]] = {}
+        skipped: dict[str, str] = {}
+        for method in self.methods:
+            if method == "eft" and not run.is_done("decoded-eft"):
+                reason = self._eft_possible()
+                if reason is not None:
+                    skipped[method] = reason
+                    continue
+            outputs[method] = run.cached_json(
+                f"decoded-{method}", functools.partial(self._decode_all, method)
+            )
+        if not outputs:
+            raise W2SError("no method could run: " + "; ".join(skipped.values()))
+        scorer_key = f"gold-{cfg.scorer.name.replace(':', '_').replace('/', '_')}"
+        rewards = run.cached_json(
+            f"{scorer_key}-rewards",
+            lambda: self._gold_rewards(outputs),
+        )
+        baseline = "sample" if "sample" in rewards else None
+        table = paired_bootstrap_means(
+            {m: np.asarray(v) for m, v in rewards.items()},
+            baseline=baseline,
+            samples=cfg.bootstrap_samples,
+            seed=cfg.seed,
+        )
+        results: dict[str, Any] = {
+            "large": cfg.large,
+            "tuned": self.config.pair.tuned or "w2s tune (default config)",
+            "untuned": cfg.pair.untuned,
+            "prompts": cfg.prompts,
+            "test_prompts": len(self.prompts),
+            "new_tokens": cfg.sampling.new_tokens,
+            "backend": cfg.backend,
+            "scorer": cfg.scorer.name,
+            "methods": {},
+            "skipped": skipped,
+        }
+        for method, output in outputs.items():
+            results["methods"][method] = {
+                "label": method_label(method, cfg),
+                "reward": table[method],
+                "reward_minus_sample": table.get(f"diff:{method}"),
+                "sampled_tokens": output["sampled_tokens"],
+                "tokens_per_prompt": output["sampled_tokens"] / len(self.prompts),
+                "seconds": output["seconds"],
+                "finished_fraction": float(np.mean(output["finished"])),
+                "examples": [
+                    {"prompt": p, "response": r}
+                    for p, r in zip(self.prompts[:3], output["responses"][:3], strict=False)
+                ],
+            }
+        run.write_results(results)
+        return results
+
+    def _gold_rewards(self, outputs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
+        scorer = load_scorer(self.config.scorer, seed=self.config.seed, show_progress=False)
+        if not scorer.higher_is_better:
+            raise W2SError(f"scorer '{scorer.name}' is lower-is-better; search maximises a reward")
+        return {
+            method: scorer.score(
+                [p + r for p, r in zip(self.prompts, output["responses"], strict=True)]
+            ).tolist()
+            for method, output in outputs.items()
+        }

@@ -1,0 +1,235 @@
+"""`w2s tune`: the tuned member of a small model pair, by DPO (TRL) or SFT, saved merged.
+
+DPO follows the seed's controlled-sentiment setting: IMDB review openings as prompts, two
+sampled completions of the base model per prompt, ranked by a labeler. The default labeler
+is the VADER lexicon, not the gold reward, so a search steered by the tuned model is not
+scored by the very classifier it was trained on. SFT trains on the openings and the real
+continuations of the target class's reviews.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from weak2strong.data.prompts import load_prompts
+from weak2strong.data.tasks import TaskConfig, load_task
+from weak2strong.errors import W2SError
+from weak2strong.models import load_causal_lm, resolve
+from weak2strong.models.adapters import LoraSettings
+from weak2strong.models.generation import SamplingConfig, sample_completions
+from weak2strong.runs import Run
+from weak2strong.scoring.classifier import ScorerConfig, load_scorer
+from weak2strong.tune.sft import SFTConfig, train_sft
+
+METHODS = ("dpo", "sft")
+
+
+@dataclass
+class TrainingSettings:
+    epochs: int = 1
+    batch_size: int = 8
+    learning_rate: float = 5e-4
+    max_length: int = 96
+    beta: float = 0.1  # dpo only: strength of the KL anchor to the base model
+
+
+@dataclass
+class TuneConfig:
+    seed: int = 0
+    method: str = "dpo"
+    base: str = "smollm2-135m-instruct"
+    prompts: str = "imdb"
+    train_prompts: int = 256
+    prompt_words: int = 8
+    # dpo: ranks the two sampled completions of each prompt (prompt + completion is scored)
+    labeler: ScorerConfig = field(default_factory=lambda: ScorerConfig(name="lexicon:vader"))
+    # sft: the task label whose reviews are imitated
+    target_label: str = "positive"
+    completion_words: int = 40
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(new_tokens=48))
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    show_progress: bool = field(default=True, metadata={"hash": False})
+
+
+class Tune:
+    def __init__(self, config: TuneConfig, runs_dir: str | Path = "runs") -> None:
+        if config.method not in METHODS:
+            raise W2SError(f"unknown tune method '{config.method}' (known: {', '.join(METHODS)})")
+        if config.train_prompts < 2:
+            raise W2SError("train_prompts must be at least 2")
+        resolve(config.base)
+        self.config = config
+        self.runs_dir = runs_dir
+
+    def run(self) -> tuple[Run, dict[str, Any]]:
+        run = Run.open("tune", self.config, self.runs_dir)
+        try:
+            return run, self._run(run)
+        finally:
+            run.close()
+
+    def _run(self, run: Run) -> dict[str, Any]:
+        model_dir = run.path / "model"
+        if (run.path / "results.json").exists() and model_dir.is_dir():
+            run.log.info("tuned model: cached")
+            from weak2strong.fileio import read_json
+
+            return read_json(run.path / "results.json")
+        if self.config.method == "dpo":
+            pairs = run.cached_json("preference-pairs", self._preference_pairs)
+            training = self._train_dpo(pairs, model_dir)
+            summary = {"pairs": len(pairs["prompt"]), **training}
+        else:
+            data = run.cached_json("sft-examples", self._sft_examples)
+            summary = {"examples": len(data["prompt"]), **self._train_sft(data, model_dir)}
+        results = {"method": self.config.method, "base": self.config.base, "model": str(model_dir)}
+        results.update(summary)
+        run.write_results(results)
+        return results
+
+    # ---- data
+
+    def _preference_pairs(self) -> dict[str, list[str]]:
+        cfg = self.config
+        prompts = load_prompts(
+            cfg.prompts, cfg.train_prompts, 1, seed=cfg.seed, prompt_words=cfg.prompt_words
+        ).train
+        model, tokenizer = load_causal_lm(cfg.base)
+        doubled = [prompt for prompt in prompts for _ in range(2)]
+        completions = sample_completions(
+            model,
+            tokenizer,
+            doubled,
+            cfg.sampling,
+            seed=cfg.seed,
+            description="preference candidates",
+            show_progress=cfg.show_progress,
+        )
+        labeler = load_scorer(cfg.labeler, seed=cfg.seed, show_progress=cfg.show_progress)
+        scores = labeler.score([p + c for p, c in zip(doubled, completions, strict=True)])
+        scores = scores.reshape(len(prompts), 2)
+        if not labeler.higher_is_better:
+            scores = -scores
+        pairs: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
+        for row, prompt in enumerate(prompts):
+            first, second = completions[2 * row], completions[2 * row + 1]
+            if np.isclose(scores[row, 0], scores[row, 1]):
+                continue  # a tie says nothing about the preference
+            chosen, rejected = (
+                (first, second) if scores[row, 0] > scores[row, 1] else (second, first)
+            )
+            pairs["prompt"].append(prompt)
+            pairs["chosen"].append(chosen)
+            pairs["rejected"].append(rejected)
+        if len(pairs["prompt"]) < 2:
+            raise W2SError("the labeler tied on almost every pair: no preferences to train on")
+        return pairs
+
+    def _sft_examples(self) -> dict[str, list[str]]:
+        cfg = self.config
+        data = load_task(TaskConfig(name=cfg.prompts), seed=cfg.seed)
+        if cfg.target_label not in data.label_names:
+            raise W2SError(
+                f"target_label '{cfg.target_label}' is not a label of {cfg.prompts} "
+                f"({', '.join(data.label_names)})"
+            )
+        target = data.label_names.index(cfg.target_label)
+        texts = [
+            t for t, y in zip(data.texts("train"), data.labels("train"), strict=True) if y == target
+        ]
+        chosen = np.random.default_rng(cfg.seed).permutation(len(texts))[: cfg.train_prompts]
+        examples: dict[str, list[str]] = {"prompt": [], "completion": []}
+        for index in chosen:
+            words = texts[int(index)].split()
+            examples["prompt"].append(" ".join(words[: cfg.prompt_words]))
+            end = cfg.prompt_words + cfg.completion_words
+            examples["completion"].append(" " + " ".join(words[cfg.prompt_words : end]))
+        return examples
+
+    # ---- training
+
+    def _train_dpo(self, pairs: dict[str, list[str]], model_dir: Path) -> dict[str, Any]:
+        from datasets import Dataset
+        from peft import LoraConfig
+        from trl import DPOConfig, DPOTrainer
+
+        cfg = self.config
+        model, tokenizer = load_causal_lm(cfg.base)
+        settings = cfg.training
+        scratch = model_dir.with_name("trainer-scratch")
+        arguments = DPOConfig(
+            output_dir=str(scratch),
+            beta=settings.beta,
+            num_train_epochs=settings.epochs,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            max_length=settings.max_length,
+            seed=cfg.seed,
+            report_to=[],
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=not cfg.show_progress,
+            use_cpu=not torch.cuda.is_available(),
+            gradient_checkpointing=False,  # small models: recomputation costs more than it saves
+        )
+        peft_config = None
+        if cfg.lora.rank > 0:
+            peft_config = LoraConfig(
+                r=cfg.lora.rank,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules,
+                task_type="CAUSAL_LM",
+            )
+        trainer = DPOTrainer(
+            model=model,
+            args=arguments,
+            train_dataset=Dataset.from_dict(pairs),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+        trainer.train()
+        logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+        self._save_merged(trainer.model, tokenizer, model_dir)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return {
+            "final_loss": logs[-1]["loss"] if logs else None,
+            "final_reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
+            "final_reward_margin": logs[-1].get("rewards/margins") if logs else None,
+            "steps": int(trainer.state.global_step),
+        }
+
+    def _train_sft(self, data: dict[str, list[str]], model_dir: Path) -> dict[str, Any]:
+        cfg = self.config
+        model, tokenizer = load_causal_lm(cfg.base)
+        training = cfg.training
+        settings = SFTConfig(
+            lora=cfg.lora,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            learning_rate=training.learning_rate,
+            max_length=training.max_length,
+        )
+        tuned = train_sft(model, tokenizer, data["prompt"], data["completion"], settings, cfg.seed)
+        self._save_merged(tuned, tokenizer, model_dir)
+        return {}
+
+    @staticmethod
+    def _save_merged(model: Any, tokenizer: Any, model_dir: Path) -> None:
+        """LoRA merged into the weights, saved as a plain checkpoint via a temp folder + rename."""
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.eval()
+        staging = model_dir.with_name(model_dir.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        staging.rename(model_dir)

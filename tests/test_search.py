@@ -1,0 +1,325 @@
+"""Weak-to-strong search on real small models: CBS, best-of-N, EFT and the incremental scorer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from weak2strong.errors import W2SError
+from weak2strong.models import load_causal_lm
+from weak2strong.models.generation import SamplingConfig
+from weak2strong.search.decoders import (
+    CBSSettings,
+    best_of_n,
+    chunk_beam_search,
+    emulated_fine_tuning,
+    sample,
+)
+from weak2strong.search.lm import LanguageModel
+from weak2strong.search.pair import ModelPair, PairScorer
+from weak2strong.search.samplers import TransformersSampler
+
+PROMPTS = ["This movie was", "I went to see the film and"]
+
+
+@pytest.fixture(scope="module")
+def smollm() -> tuple[object, object]:
+    return load_causal_lm("smollm2-135m-instruct", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pair(smollm) -> ModelPair:
+    """Two real members with different templates: raw text vs the chat template."""
+    model, tokenizer = smollm
+    return ModelPair(
+        LanguageModel("plain", model, tokenizer, "Movie review: {prompt}"),
+        LanguageModel("chat", model, tokenizer, "chat"),
+    )
+
+
+@pytest.fixture(scope="module")
+def large(smollm) -> LanguageModel:
+    model, tokenizer = smollm
+    return LanguageModel("large", model, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def bert_tokenized_lm(tmp_path_factory) -> LanguageModel:
+    """A tiny random Llama over MiniLM's WordPiece vocabulary: a truly different tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from weak2strong.models import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm-l6")
+    tokenizer.eos_token = "[SEP]"
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config).eval()
+    folder = tmp_path_factory.mktemp("bert-llama")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return LanguageModel(str(folder), model, tokenizer, "{prompt}")
+
+
+def full_scores(pair: ModelPair, prompts, texts, finished) -> np.ndarray:
+    """The reference: score every candidate from scratch, in one update."""
+    scorer = PairScorer(pair)
+    scorer.start(prompts)
+    return scorer.update(range(len(prompts)), texts, finished)
+
+
+def manual_logprob(lm: LanguageModel, prompt: str, text: str, finished: bool) -> float:
+    ids = lm.prompt_ids(prompt)
+    response = lm.response_ids(text) + ([lm.eos_id] if finished else [])
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([ids + response])).logits[0].float()
+    log_probs = torch.log_softmax(logits[len(ids) - 1 : -1], dim=-1)
+    return float(log_probs[torch.arange(len(response)), torch.tensor(response)].sum())
+
+
+def test_incremental_scorer_equals_full_recompute(pair):
+    scorer = PairScorer(pair)
+    scorer.start(PROMPTS)
+    steps = [
+        ([0, 1], [" it was", " and then"], [False, False]),
+        ([0, 1], [" it was great", " and then I"], [False, False]),
+        # the parent's last token re-tokenises differently ("great" → "greatness")
+        ([0, 1], [" it was greatness", " and then I left"], [False, True]),
+        # reorder and fan out: row 0 continues prompt 1's beam, rows 1-2 prompt 0's
+        (
+            [1, 0, 0],
+            [" and then I left", " it was greatness!", " it was greatness."],
+            [True, False, True],
+        ),
+    ]
+    prompts = list(PROMPTS)
+    for parents, texts, finished in steps:
+        prompts = [prompts[p] for p in parents]
+        incremental = scorer.update(parents, texts, finished)
+        np.testing.assert_allclose(
+            incremental, full_scores(pair, prompts, texts, finished), atol=1e-4
+        )
+    # and the full recompute itself matches a forward pass over each whole sequence
+    expected = [
+        manual_logprob(pair.tuned, p, t, f) - manual_logprob(pair.untuned, p, t, f)
+        for p, t, f in zip(prompts, steps[-1][1], steps[-1][2], strict=True)
+    ]
+    np.testing.assert_allclose(incremental, expected, atol=1e-4)
+
+
+def test_cbs_with_one_beam_and_unbounded_chunks_is_best_of_n(large, pair):
+    settings = SamplingConfig()
+    bon = best_of_n(TransformersSampler(large, settings), PairScorer(pair), PROMPTS, 4, 12, seed=3)
+    cbs = chunk_beam_search(
+        TransformersSampler(large, settings),
+        PairScorer(pair),
+        PROMPTS,
+        CBSSettings(width=1, successors=4, chunk_length=0),
+        12,
+        seed=3,
+    )
+    assert cbs.texts == bon.texts
+    assert cbs.pair_scores == bon.pair_scores
+    assert cbs.sampled_tokens == bon.sampled_tokens
+    # a real search differs from best-of-N under the same seed
+    chunked = chunk_beam_search(
+        TransformersSampler(large, settings),
+        PairScorer(pair),
+        PROMPTS,
+        CBSSettings(width=2, successors=2, chunk_length=3),
+        12,
+        seed=3,
+    )
+    assert chunked.texts != bon.texts
+
+
+def test_cbs_scores_are_exact_and_finished_beams_keep_their_score(smollm, pair):
+    model, tokenizer = smollm
+    # Make frequent tokens end a response too, so beams finish mid-search.
+    enders = [
+        tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (".", ",", " the", " a")
+    ]
+    original = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, *enders]
+    try:
+        large = LanguageModel("large", model, tokenizer)
+        sampler = TransformersSampler(large, SamplingConfig(temperature=1.0))
+        decoded = chunk_beam_search(
+            sampler,
+            PairScorer(pair),
+            PROMPTS,
+            CBSSettings(width=3, successors=2, chunk_length=2),
+            16,
+            seed=1,
+        )
+    finally:
+        model.generation_config.eos_token_id = original
+    assert any(decoded.finished), "no beam finished: the test needs one"
+    reference = full_scores(pair, PROMPTS, decoded.texts, decoded.finished)
+    np.testing.assert_allclose(decoded.pair_scores, reference, atol=1e-4)
+    for text, done in zip(decoded.texts, decoded.finished, strict=True):
+        if done:  # an ender ended it: it is not part of the text, and nothing follows it
+            assert not text.endswith((".", ",", " the", " a"))
+    # a finished response scored with the scorer's EOS appended, never extended after it
+    for prompt, text, done, score in zip(
+        PROMPTS, decoded.texts, decoded.finished, decoded.pair_scores, strict=True
+    ):
+        manual = manual_logprob(pair.tuned, prompt, text, done) - manual_logprob(
+            pair.untuned, prompt, text, done
+        )
+        assert score == pytest.approx(manual, abs=1e-4)
+
+
+def test_finished_candidate_is_carried_with_its_score(pair):
+    scorer = PairScorer(pair)
+    scorer.start(PROMPTS[:1])
+    first = scorer.update([0, 0], [" great", " bad"], [True, False])
+    # the finished row is carried unchanged next to a growing sibling
+    second = scorer.update([0, 1], [" great", " bad movie"], [True, False])
+    assert second[0] == first[0]
+    assert second[1] != first[1]
+
+
+def test_eft_with_zero_beta_is_the_base_model(large, pair):
+    settings = SamplingConfig()
+    base = sample(TransformersSampler(large, settings), PROMPTS, 12, seed=5)
+    eft = emulated_fine_tuning(large, pair, PROMPTS, 0.0, settings, 12, seed=5)
+    assert eft.texts == base.texts
+    steered = emulated_fine_tuning(large, pair, PROMPTS, 2.0, settings, 12, seed=5)
+    assert steered.texts != base.texts
+
+
+def test_eft_refuses_different_vocabularies(large, pair, bert_tokenized_lm):
+    mixed = ModelPair(bert_tokenized_lm, pair.untuned)
+    with pytest.raises(W2SError, match="one vocabulary"):
+        emulated_fine_tuning(large, mixed, PROMPTS, 1.0, SamplingConfig(), 4, seed=0)
+
+
+def test_different_tokenizers_join_through_text(large, pair, bert_tokenized_lm):
+    mixed = ModelPair(bert_tokenized_lm, pair.untuned)
+    decoded = chunk_beam_search(
+        TransformersSampler(large, SamplingConfig()),
+        PairScorer(mixed),
+        PROMPTS,
+        CBSSettings(width=2, successors=2, chunk_length=3),
+        9,
+        seed=0,
+    )
+    np.testing.assert_allclose(
+        decoded.pair_scores, full_scores(mixed, PROMPTS, decoded.texts, decoded.finished), atol=1e-4
+    )
+    # and the large model may have the other tokenizer
+    flipped = best_of_n(
+        TransformersSampler(bert_tokenized_lm, SamplingConfig()),
+        PairScorer(pair),
+        PROMPTS,
+        3,
+        6,
+        seed=0,
+    )
+    assert len(flipped.texts) == 2 and all(isinstance(t, str) for t in flipped.texts)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [(CBSSettings(width=0), "W ≥ 1"), (CBSSettings(successors=0), "K ≥ 1")],
+)
+def test_cbs_rejects_empty_beams(large, pair, settings, message):
+    with pytest.raises(W2SError, match=message):
+        chunk_beam_search(
+            TransformersSampler(large, SamplingConfig()), PairScorer(pair), PROMPTS, settings, 4, 0
+        )
+
+
+def test_template_without_prompt_is_refused(smollm):
+    model, tokenizer = smollm
+    with pytest.raises(W2SError, match="placeholder"):
+        LanguageModel("x", model, tokenizer, "Review:")
+    with pytest.raises(W2SError, match="missing"):
+        LanguageModel("x", model, tokenizer, "")
+
+
+def test_search_cli_end_to_end(run_cli, tmp_path):
+    common = [
+        "--large", "smollm2-135m-instruct",
+        "--tuned", "smollm2-135m-instruct",
+        "--untuned", "smollm2-135m-instruct",
+        "--set", "pair.untuned_template=chat",
+        "--set", "test_prompts=3",
+        "--set", "sampling.new_tokens=6",
+        "--set", "bon_n=4",
+        "--set", "cbs.width=2", "--set", "cbs.successors=2", "--set", "cbs.chunk_length=3",
+        "--set", "bootstrap_samples=200",
+        "--set", "show_progress=false",
+    ]  # fmt: skip
+    result = run_cli("search", "--method", "all", *common)
+    assert result.returncode == 0, result.stderr
+    folders = list((tmp_path / "runs").glob("search-*"))
+    assert len(folders) == 1
+    results = json.loads((folders[0] / "results.json").read_text())
+    assert set(results["methods"]) == {"sample", "bon", "cbs", "eft"}
+    for entry in results["methods"].values():
+        assert np.isfinite(entry["reward"]["value"])
+        assert entry["sampled_tokens"] > 0
+    # BoN-4 samples 4× the tokens of plain sampling (unless responses end early)
+    assert (
+        results["methods"]["bon"]["sampled_tokens"] > results["methods"]["sample"]["sampled_tokens"]
+    )
+    assert (folders[0] / "plots" / "search.png").stat().st_size > 0
+    assert "cbs(2,2,3)" in result.stdout
+    # a rerun is served from the run folder's cached steps
+    again = run_cli("search", "--method", "all", *common)
+    assert again.returncode == 0, again.stderr
+    assert "decoded-cbs: cached" in (folders[0] / "run.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "cbs.width=0"], "W ≥ 1"),
+        (["--set", "cbs.successors=0"], "K ≥ 1"),
+        (["--set", "pair.tuned_template=Review:"], "placeholder"),
+        (["--set", "pair.tuned_template="], "missing"),
+        (["--method", "beam"], "unknown search method"),
+    ],
+)
+def test_search_cli_bad_input_exits_2(run_cli, args, message):
+    result = run_cli(
+        "search", "--tuned", "smollm2-135m-instruct", "--large", "smollm2-135m-instruct", *args
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_search_cli_eft_across_vocabularies_exits_2(run_cli, bert_tokenized_lm):
+    result = run_cli(
+        "search",
+        "--method", "eft",
+        "--large", bert_tokenized_lm.name,
+        "--tuned", "smollm2-135m-instruct",
+        "--set", "test_prompts=2",
+        "--set", "show_progress=false",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "one vocabulary" in result.stderr
+
+
+def test_bad_templates_in_sampling_prompts_never_reach_a_model(tmp_path: Path):
+    from weak2strong.search import Search, SearchConfig
+
+    config = SearchConfig(large_template="chat please")
+    with pytest.raises(W2SError, match="placeholder"):
+        Search(config, tmp_path)
