@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM ?= false
 DEMO_ASSETS := smollm2-135m-instruct qwen2.5-0.5b-instruct imdb safety
 TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
 
-.PHONY: install assets test-assets demo test lint clean
+.PHONY: install assets test-assets demo demo-search test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test-assets: install
 demo: assets
 	$(BIN)/w2s generalize --config configs/demo-imdb.yaml
 	$(BIN)/w2s generalize --config configs/demo-safety.yaml
+
+# Weak-to-strong search on the embedded default (DPO-tunes SmolLM2 first): about 40 min on 2 CPU cores.
+demo-search: assets
+	$(BIN)/w2s tune
+	$(BIN)/w2s search --method all
 
 test: test-assets
 	$(BIN)/python -m pytest

@@ -263,6 +263,7 @@ def test_search_cli_end_to_end(run_cli, tmp_path):
         "--set", "bon_n=4",
         "--set", "cbs.width=2", "--set", "cbs.successors=2", "--set", "cbs.chunk_length=3",
         "--set", "bootstrap_samples=200",
+        "--set", "scorer.name=lexicon:vader",  # the MiniLM gold scorer trains for minutes
         "--set", "show_progress=false",
     ]  # fmt: skip
     result = run_cli("search", "--method", "all", *common)
@@ -291,7 +292,7 @@ def test_search_cli_end_to_end(run_cli, tmp_path):
     [
         (["--set", "cbs.width=0"], "W ≥ 1"),
         (["--set", "cbs.successors=0"], "K ≥ 1"),
-        (["--set", "pair.tuned_template=Review:"], "placeholder"),
+        (["--set", "pair.tuned_template=Movie review"], "placeholder"),
         (["--set", "pair.tuned_template="], "missing"),
         (["--method", "beam"], "unknown search method"),
     ],

@@ -1,10 +1,17 @@
 """`w2s tune`: the tuned member of a small model pair, by DPO (TRL) or SFT, saved merged.
 
-DPO follows the seed's controlled-sentiment setting: IMDB review openings as prompts, two
-sampled completions of the base model per prompt, ranked by a labeler. The default labeler
-is the VADER lexicon, not the gold reward, so a search steered by the tuned model is not
-scored by the very classifier it was trained on. SFT trains on the openings and the real
-continuations of the target class's reviews.
+DPO prompts are IMDB review openings (the seed's controlled-sentiment setting). Its pairs
+come from one of two sources:
+- `reviews` (default): real continuations with human labels. Half the prompts open a
+  target-class review (chosen: its own continuation, rejected: another class's review's),
+  half open an other-class review (rejected: its own, chosen: a target-class review's), so
+  fitting the prompt is no cue and only the label separates chosen from rejected.
+- `sampled`: two sampled completions of the base model per prompt, ranked by a labeler
+  (default VADER, not the gold reward, which would then score its own student).
+On 256 prompts and one CPU epoch, `sampled`+VADER taught SmolLM2 nothing a search could
+use (the tuned/untuned log-ratio of real reviews ranked their sentiment at AUROC 0.47);
+so did SFT on positive reviews (0.47), which learns the genre rather than the sentiment.
+SFT trains on the openings and the real continuations of the target class's reviews.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from weak2strong.scoring.classifier import ScorerConfig, load_scorer
 from weak2strong.tune.sft import SFTConfig, train_sft
 
 METHODS = ("dpo", "sft")
+PREFERENCE_SOURCES = ("reviews", "sampled")
 
 
 @dataclass
@@ -47,11 +55,12 @@ class TuneConfig:
     prompts: str = "imdb"
     train_prompts: int = 256
     prompt_words: int = 8
-    # dpo: ranks the two sampled completions of each prompt (prompt + completion is scored)
+    preferences: str = "reviews"  # dpo pairs: reviews (human labels) or sampled (+ labeler)
+    # dpo with sampled pairs: ranks the two completions of each prompt (prompt + completion)
     labeler: ScorerConfig = field(default_factory=lambda: ScorerConfig(name="lexicon:vader"))
     # sft: the task label whose reviews are imitated
     target_label: str = "positive"
-    completion_words: int = 40
+    completion_words: int = 24
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(new_tokens=48))
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
@@ -62,6 +71,11 @@ class Tune:
     def __init__(self, config: TuneConfig, runs_dir: str | Path = "runs") -> None:
         if config.method not in METHODS:
             raise W2SError(f"unknown tune method '{config.method}' (known: {', '.join(METHODS)})")
+        if config.preferences not in PREFERENCE_SOURCES:
+            raise W2SError(
+                f"unknown preference source '{config.preferences}' "
+                f"(known: {', '.join(PREFERENCE_SOURCES)})"
+            )
         if config.train_prompts < 2:
             raise W2SError("train_prompts must be at least 2")
         resolve(config.base)
@@ -83,7 +97,12 @@ class Tune:
 
             return read_json(run.path / "results.json")
         if self.config.method == "dpo":
-            pairs = run.cached_json("preference-pairs", self._preference_pairs)
+            build = (
+                self._review_pairs
+                if self.config.preferences == "reviews"
+                else self._preference_pairs
+            )
+            pairs = run.cached_json(f"preference-pairs-{self.config.preferences}", build)
             training = self._train_dpo(pairs, model_dir)
             summary = {"pairs": len(pairs["prompt"]), **training}
         else:
@@ -132,7 +151,8 @@ class Tune:
             raise W2SError("the labeler tied on almost every pair: no preferences to train on")
         return pairs
 
-    def _sft_examples(self) -> dict[str, list[str]]:
+    def _reviews_by_class(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(opening, continuation) of shuffled target-class and other-class train reviews."""
         cfg = self.config
         data = load_task(TaskConfig(name=cfg.prompts), seed=cfg.seed)
         if cfg.target_label not in data.label_names:
@@ -141,17 +161,40 @@ class Tune:
                 f"({', '.join(data.label_names)})"
             )
         target = data.label_names.index(cfg.target_label)
-        texts = [
-            t for t, y in zip(data.texts("train"), data.labels("train"), strict=True) if y == target
-        ]
-        chosen = np.random.default_rng(cfg.seed).permutation(len(texts))[: cfg.train_prompts]
-        examples: dict[str, list[str]] = {"prompt": [], "completion": []}
-        for index in chosen:
+        rng = np.random.default_rng(cfg.seed)
+        end = cfg.prompt_words + cfg.completion_words
+        split: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
+        texts, labels = data.texts("train"), data.labels("train")
+        for index in rng.permutation(len(texts)):
             words = texts[int(index)].split()
-            examples["prompt"].append(" ".join(words[: cfg.prompt_words]))
-            end = cfg.prompt_words + cfg.completion_words
-            examples["completion"].append(" " + " ".join(words[cfg.prompt_words : end]))
-        return examples
+            if len(words) < end:
+                continue
+            opening = " ".join(words[: cfg.prompt_words])
+            continuation = " " + " ".join(words[cfg.prompt_words : end])
+            split[0 if labels[int(index)] == target else 1].append((opening, continuation))
+        return split
+
+    def _sft_examples(self) -> dict[str, list[str]]:
+        target, _ = self._reviews_by_class()
+        chosen = target[: self.config.train_prompts]
+        return {"prompt": [p for p, _ in chosen], "completion": [c for _, c in chosen]}
+
+    def _review_pairs(self) -> dict[str, list[str]]:
+        target, other = self._reviews_by_class()
+        half = self.config.train_prompts // 2
+        if min(len(target), len(other)) < 2 * half:
+            raise W2SError(f"not enough reviews for {self.config.train_prompts} preference pairs")
+        pairs: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
+        for i in range(half):
+            (opening, own), (_, foreign) = target[i], other[half + i]
+            pairs["prompt"].append(opening)
+            pairs["chosen"].append(own)
+            pairs["rejected"].append(foreign)
+            (opening, own), (_, foreign) = other[i], target[half + i]
+            pairs["prompt"].append(opening)
+            pairs["chosen"].append(foreign)
+            pairs["rejected"].append(own)
+        return pairs
 
     # ---- training
 

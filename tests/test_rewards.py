@@ -1,0 +1,76 @@
+"""One scorer interface: built-in classifiers, any HF sequence classifier, user functions, lexicons."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from weak2strong.errors import W2SError
+from weak2strong.scoring import paired_bootstrap_means
+from weak2strong.scoring.classifier import ScorerConfig, load_scorer
+
+TEXTS = ["A wonderful, moving film.", "Dull and badly acted.", "It was fine."]
+
+
+def test_hf_sequence_classifier_gives_the_positive_log_odds(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from weak2strong.models import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm-l6")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+    )
+    model = BertForSequenceClassification(config).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    scorer = load_scorer(ScorerConfig(name=f"hf:{tmp_path}"))
+    rewards = scorer.score(TEXTS)
+    with torch.no_grad():
+        logits = model(**tokenizer(TEXTS, return_tensors="pt", padding=True)).logits
+    expected = (logits[:, 1] - logits[:, 0]).numpy()  # log-softmax difference = logit difference
+    np.testing.assert_allclose(rewards, expected, atol=1e-5)
+    assert scorer.higher_is_better
+
+
+def test_user_function_scorer(tmp_path, monkeypatch):
+    (tmp_path / "my_reward.py").write_text(
+        "def length(texts):\n    return [len(t) for t in texts]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scorer = load_scorer(ScorerConfig(name="python:my_reward:length"))
+    assert scorer.score(TEXTS).tolist() == [float(len(t)) for t in TEXTS]
+    with pytest.raises(W2SError, match="has no function"):
+        load_scorer(ScorerConfig(name="python:my_reward:missing"))
+    with pytest.raises(W2SError, match="cannot import"):
+        load_scorer(ScorerConfig(name="python:no_such_module_here:f"))
+    sys.modules.pop("my_reward", None)
+
+
+def test_lexicon_scorer_ranks_sentiment():
+    scores = load_scorer(ScorerConfig(name="lexicon:vader")).score(TEXTS)
+    assert scores[0] > scores[2] > scores[1]
+    with pytest.raises(W2SError, match="unknown lexicon"):
+        load_scorer(ScorerConfig(name="lexicon:textblob2"))
+
+
+def test_bootstrap_means_with_a_baseline_difference():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, 200)
+    table = paired_bootstrap_means({"sample": base, "cbs": base + 0.5}, baseline="sample")
+    assert table["diff:cbs"]["value"] == pytest.approx(0.5)
+    # paired: a constant shift has (almost) no uncertainty
+    assert table["diff:cbs"]["high"] - table["diff:cbs"]["low"] < 1e-9
+    assert "pgr:cbs" not in table

@@ -1,0 +1,65 @@
+"""`w2s tune`: preference pairs from labelled reviews, and a real (tiny) DPO run via TRL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from weak2strong.data import TaskConfig, load_task
+from weak2strong.errors import W2SError
+from weak2strong.models import load_causal_lm
+from weak2strong.tune import TrainingSettings, Tune, TuneConfig
+
+
+def test_review_pairs_prefer_the_target_label_and_balance_the_prompts(tmp_path):
+    config = TuneConfig(train_prompts=20, completion_words=10)
+    pairs = Tune(config, tmp_path)._review_pairs()
+    data = load_task(TaskConfig(name="imdb"))
+    positive = data.label_names.index("positive")
+    label_of, openings = {}, set()
+    for text, label in zip(data.texts("train"), data.labels("train"), strict=True):
+        words = text.split()
+        label_of[" " + " ".join(words[8:18])] = label
+        openings.add(" ".join(words[:18]))
+    assert len(pairs["prompt"]) == 20
+    assert all(label_of[c] == positive for c in pairs["chosen"])
+    assert all(label_of[r] != positive for r in pairs["rejected"])
+    # half the prompts open the chosen review, half the rejected one: fit is no cue
+    triples = list(zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True))
+    assert sum(p + c in openings for p, c, _ in triples) == 10
+    assert sum(p + r in openings for p, _, r in triples) == 10
+
+
+def test_unknown_method_and_preferences_are_refused(tmp_path):
+    with pytest.raises(W2SError, match="unknown tune method"):
+        Tune(TuneConfig(method="ppo"), tmp_path)
+    with pytest.raises(W2SError, match="unknown preference source"):
+        Tune(TuneConfig(preferences="oracle"), tmp_path)
+
+
+def test_tiny_dpo_run_saves_a_merged_checkpoint_and_caches_it(tmp_path):
+    config = TuneConfig(
+        train_prompts=8,
+        completion_words=8,
+        training=TrainingSettings(batch_size=4, max_length=40, learning_rate=1e-3),
+        show_progress=False,
+    )
+    run, results = Tune(config, tmp_path).run()
+    assert results["pairs"] == 8 and results["steps"] == 2
+    tuned, _ = load_causal_lm(results["model"], device="cpu")
+    base, _ = load_causal_lm("smollm2-135m-instruct", device="cpu")
+    assert not any("lora" in name for name, _ in tuned.named_parameters())  # merged
+    changed = [
+        name
+        for (name, a), (_, b) in zip(tuned.named_parameters(), base.named_parameters(), strict=True)
+        if not torch.equal(a, b)
+    ]
+    assert any("q_proj" in name for name in changed)
+    # a rerun finds the saved model and trains nothing
+    stamp = (run.path / "model" / "model.safetensors").stat().st_mtime_ns
+    _, again = Tune(config, tmp_path).run()
+    assert again == results
+    assert (run.path / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert json.loads((run.path / "results.json").read_text())["method"] == "dpo"
