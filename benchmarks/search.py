@@ -79,10 +79,11 @@ def main() -> None:
         f"{peak_rss_gib():.2f} GiB"
     )
 
-    def per_prompt(decoder, *extra):
+    def per_prompt(decoder, arguments):
         total = 0.0
         for index, prompt in enumerate(prompts):
-            _, seconds = timed(decoder, TransformersSampler(large, sampling), *extra(index, prompt))
+            sampler = TransformersSampler(large, sampling)
+            _, seconds = timed(decoder, sampler, *arguments(index, prompt))
             total += seconds
         return total
 

@@ -277,7 +277,9 @@ class Search:
         return results
 
     def _gold_rewards(self, outputs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
-        scorer = load_scorer(self.config.scorer, seed=self.config.seed, show_progress=False)
+        scorer = load_scorer(
+            self.config.scorer, seed=self.config.seed, show_progress=self.config.show_progress
+        )
         if not scorer.higher_is_better:
             raise W2SError(f"scorer '{scorer.name}' is lower-is-better; search maximises a reward")
         return {
