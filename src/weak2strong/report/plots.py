@@ -73,10 +73,15 @@ def scatter_with_intervals(
     upper = [hi - v if hi is not None else 0.0 for v, hi in zip(values, highs, strict=True)]
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
     axis.errorbar(xs, values, yerr=[lower, upper], fmt="o", capsize=4, color="#1565c0")
-    for x, y, label in zip(xs, values, labels, strict=True):
-        axis.annotate(label, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8)
+    for index, (x, y, label) in enumerate(zip(xs, values, labels, strict=True)):
+        # staggered offsets keep the labels of near-identical points apart
+        offset = (6, 6 - 12 * (index % 3))
+        axis.annotate(label, (x, y), xytext=offset, textcoords="offset points", fontsize=8)
     if log_x:
+        from matplotlib.ticker import NullFormatter
+
         axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())
     axis.set_title(title)
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
