@@ -295,6 +295,7 @@ def test_search_cli_end_to_end(run_cli, tmp_path):
         (["--set", "pair.tuned_template=Movie review"], "placeholder"),
         (["--set", "pair.tuned_template="], "missing"),
         (["--method", "beam"], "unknown search method"),
+        (["--set", "scorer.name=helpfulness"], "unknown scorer 'helpfulness'"),
     ],
 )
 def test_search_cli_bad_input_exits_2(run_cli, args, message):

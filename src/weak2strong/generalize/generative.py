@@ -13,7 +13,7 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.runs import Run
 from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.classifier import Scorer, ScorerConfig, load_scorer
+from weak2strong.scoring.classifier import Scorer, ScorerConfig, check_scorer_name, load_scorer
 from weak2strong.tune.sft import SFTConfig, train_sft
 
 # ---------------------------------------------------------------- configuration
@@ -68,6 +68,7 @@ class GenerativeGeneralize:
         )
         resolve(config.weak)
         resolve(config.strong)
+        check_scorer_name(config.scorer.name)
         if config.weak_instruction is None and config.scorer.name not in DEFAULT_INSTRUCTIONS:
             raise W2SError(
                 f"set weak_instruction: there is no default for scorer '{config.scorer.name}'"

@@ -48,7 +48,10 @@ def scorer_spec(name: str) -> ScorerSpec:
     try:
         return SCORERS[name]
     except KeyError:
-        raise W2SError(f"unknown scorer '{name}' (known: {', '.join(SCORERS)})") from None
+        raise W2SError(
+            f"unknown scorer '{name}' (known: {', '.join(SCORERS)}, "
+            "or hf:<model>, python:<module>:<function>, lexicon:vader|afinn)"
+        ) from None
 
 
 @dataclass
@@ -66,6 +69,15 @@ class Scorer(Protocol):
     higher_is_better: bool
 
     def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+PLUGIN_PREFIXES = ("hf:", "python:", "lexicon:")
+
+
+def check_scorer_name(name: str) -> None:
+    """Fail fast, before any model loads, on a scorer name that names nothing."""
+    if not name.startswith(PLUGIN_PREFIXES):
+        scorer_spec(name)
 
 
 def load_scorer(config: ScorerConfig, seed: int = 0, show_progress: bool = True) -> Scorer:

@@ -17,7 +17,7 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.runs import Run
 from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.classifier import ScorerConfig, load_scorer
+from weak2strong.scoring.classifier import ScorerConfig, check_scorer_name, load_scorer
 from weak2strong.search.decoders import (
     CBSSettings,
     Decoded,
@@ -94,6 +94,7 @@ class Search:
             raise W2SError("EFT mixes logits at every token: it needs --backend transformers")
         config.cbs.validate()
         config.sampling.validate()
+        check_scorer_name(config.scorer.name)
         if config.bon_n < 1:
             raise W2SError("best-of-N needs N ≥ 1")
         for who, template in (
