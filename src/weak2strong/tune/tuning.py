@@ -27,6 +27,7 @@ import torch
 from weak2strong.data.prompts import load_prompts
 from weak2strong.data.tasks import TaskConfig, load_task
 from weak2strong.errors import W2SError
+from weak2strong.fileio import read_json
 from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.generation import SamplingConfig, sample_completions
@@ -93,8 +94,6 @@ class Tune:
         model_dir = run.path / "model"
         if (run.path / "results.json").exists() and model_dir.is_dir():
             run.log.info("tuned model: cached")
-            from weak2strong.fileio import read_json
-
             return read_json(run.path / "results.json")
         if self.config.method == "dpo":
             build = (
