@@ -16,17 +16,23 @@ class LoraSettings:
     target_modules: str = "all-linear"
 
 
-def with_lora(model: Any, settings: LoraSettings, task_type: str | None = None) -> Any:
-    """The model wrapped with trainable LoRA adapters (base weights frozen), or as is for rank 0."""
-    if settings.rank == 0:
-        return model
-    from peft import LoraConfig, get_peft_model
+def lora_config(settings: LoraSettings, task_type: str | None = None) -> Any:
+    """peft's LoraConfig for these settings (for trainers that wrap the model themselves)."""
+    from peft import LoraConfig
 
-    config = LoraConfig(
+    return LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
         task_type=task_type,
     )
-    return get_peft_model(model, config)
+
+
+def with_lora(model: Any, settings: LoraSettings, task_type: str | None = None) -> Any:
+    """The model wrapped with trainable LoRA adapters (base weights frozen), or as is for rank 0."""
+    if settings.rank == 0:
+        return model
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(settings, task_type))

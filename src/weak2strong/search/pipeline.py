@@ -148,9 +148,8 @@ class Search:
     def sampler(self) -> Sampler:
         if self.config.backend == "vllm":
             if "vllm" not in self._models:
-                self._models["vllm"] = VLLMSampler(self.config.large, self.config.sampling)
-                check_template(
-                    self.config.large_template, "large", self._models["vllm"].lm.tokenizer
+                self._models["vllm"] = VLLMSampler(
+                    self.config.large, self.config.large_template, self.config.sampling
                 )
             vllm_sampler: Sampler = self._models["vllm"]
             vllm_sampler.sampled_tokens = 0

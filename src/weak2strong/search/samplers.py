@@ -119,7 +119,7 @@ class VLLMSampler(_Rows):
     """The large model served by vLLM (GPU only): each chunk is a request of n samples per
     distinct parent, continuing the parent's tokens; scoring stays in transformers."""
 
-    def __init__(self, name: str, settings: SamplingConfig, **engine: Any) -> None:
+    def __init__(self, name: str, template: str, settings: SamplingConfig, **engine: Any) -> None:
         super().__init__()
         settings.validate()
         try:
@@ -131,7 +131,7 @@ class VLLMSampler(_Rows):
         from weak2strong.models import load_tokenizer, resolve
 
         self.llm = LLM(model=resolve(name).location, **engine)
-        self.lm = LanguageModel(name, _NoModel(), load_tokenizer(name))
+        self.lm = LanguageModel(name, _NoModel(), load_tokenizer(name), template)
         self.settings = settings
         self.prompt_ids: list[list[int]] = []
         self.seed = 0

@@ -29,7 +29,7 @@ from weak2strong.data.tasks import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.fileio import read_json
 from weak2strong.models import load_causal_lm, resolve
-from weak2strong.models.adapters import LoraSettings
+from weak2strong.models.adapters import LoraSettings, lora_config
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.runs import Run
 from weak2strong.scoring.classifier import ScorerConfig, load_scorer
@@ -199,7 +199,6 @@ class Tune:
 
     def _train_dpo(self, pairs: dict[str, list[str]], model_dir: Path) -> dict[str, Any]:
         from datasets import Dataset
-        from peft import LoraConfig
         from trl import DPOConfig, DPOTrainer
 
         cfg = self.config
@@ -221,15 +220,7 @@ class Tune:
             use_cpu=not torch.cuda.is_available(),
             gradient_checkpointing=False,  # small models: recomputation costs more than it saves
         )
-        peft_config = None
-        if cfg.lora.rank > 0:
-            peft_config = LoraConfig(
-                r=cfg.lora.rank,
-                lora_alpha=cfg.lora.alpha,
-                lora_dropout=cfg.lora.dropout,
-                target_modules=cfg.lora.target_modules,
-                task_type="CAUSAL_LM",
-            )
+        peft_config = lora_config(cfg.lora, "CAUSAL_LM") if cfg.lora.rank > 0 else None
         trainer = DPOTrainer(
             model=model,
             args=arguments,
