@@ -9,10 +9,10 @@ STAMP := $(VENV)/.w2s-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-DEMO_ASSETS := smollm2-135m-instruct qwen2.5-0.5b-instruct imdb safety
+DEMO_ASSETS := smollm2-135m-instruct qwen2.5-0.5b-instruct minilm-l6 imdb safety
 TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
 
-.PHONY: install assets test-assets demo demo-search test lint clean
+.PHONY: install assets test-assets demo demo-search demo-extrapolate test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: assets
 demo-search: assets
 	$(BIN)/w2s tune
 	$(BIN)/w2s search --method all
+
+# ExPO on the embedded default (DPO-tunes an under-trained SmolLM2 first, then sweeps α).
+demo-extrapolate: assets
+	$(BIN)/w2s extrapolate --config configs/demo-extrapolate.yaml
 
 test: test-assets
 	$(BIN)/python -m pytest

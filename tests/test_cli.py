@@ -49,7 +49,7 @@ def test_check_runs_then_reruns_from_cache(run_cli, tmp_path):
         (["check", "--set", "seed"], "malformed override"),
         (["check", "--config", "missing.yaml"], "config file not found"),
         (["assets", "prepare", "no-such-asset"], "unknown asset 'no-such-asset'"),
-        (["extrapolate", "--alpha", "0.3"], "not built yet"),
+        (["prune", "--rounds", "3"], "not built yet"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, args, fragment):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
@@ -32,7 +33,6 @@ SetOption = Annotated[
 RunsDirOption = Annotated[str, typer.Option("--runs-dir", help="Where run folders go.")]
 
 _PLANNED = {
-    "extrapolate": "model extrapolation, ExPO (issue 5)",
     "prune": "lottery tickets (issue 6)",
 }
 
@@ -240,6 +240,63 @@ def search(
     print_search_summary(console, results)
     plot = plot_search_summary(results, run.path / "plots" / "search.png")
     console.print(f"run folder: {run.path}  plot: {plot}")
+
+
+@app.command("extrapolate")
+def extrapolate(
+    sft: Annotated[str | None, typer.Option(help="The SFT (starting) checkpoint.")] = None,
+    aligned: Annotated[
+        str | None, typer.Option(help="The aligned checkpoint (default: w2s tune's model).")
+    ] = None,
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(help="n-model form: checkpoints weakest → strongest (repeatable)."),
+    ] = None,
+    alpha: Annotated[
+        str | None, typer.Option(help="α, or several to sweep: 0.1,0.3,0.5,1.0.")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output folder (default: the run folder's model/).")
+    ] = None,
+    select_by: Annotated[
+        str | None, typer.Option(help="none (write each α) or reward (sweep, keep the best).")
+    ] = None,
+    prompts: Annotated[
+        str | None, typer.Option(help="Held-out prompts for the sweep: imdb or rtp.")
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="auto (the aligned model's), float32, bfloat16, float16.")
+    ] = None,
+    shard_size: Annotated[str | None, typer.Option(help="Largest output shard, e.g. 2GB.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    runs_dir: RunsDirOption = "runs",
+) -> None:
+    """Model extrapolation (ExPO): θ_aligned + α(θ_aligned − θ_sft), streamed shard by shard."""
+    from weak2strong.extrapolate.summary import plot_extrapolate_summary, print_extrapolate_summary
+    from weak2strong.extrapolate.sweep import Extrapolate, ExtrapolateConfig
+    from weak2strong.runs import load_config
+
+    overrides = list(set_ or [])
+    for key, value in (
+        ("sft", sft),
+        ("aligned", aligned),
+        ("alphas", alpha),
+        ("out", out),
+        ("select_by", select_by),
+        ("prompts", prompts),
+        ("dtype", dtype),
+        ("shard_size", shard_size),
+    ):
+        overrides += [f"{key}={value}"] if value is not None else []
+    # a JSON list is valid YAML, and keeps paths with commas whole
+    overrides += ["checkpoints=" + json.dumps(checkpoint)] if checkpoint else []
+    overrides += ["force=true"] if force else []
+    run, results = Extrapolate(load_config(ExtrapolateConfig, config, overrides), runs_dir).run()
+    print_extrapolate_summary(console, results)
+    plot = plot_extrapolate_summary(results, run.path / "plots" / "extrapolate.png")
+    console.print(f"run folder: {run.path}" + (f"  plot: {plot}" if plot else ""))
 
 
 @app.command("tasks")

@@ -2,6 +2,7 @@
 
 from weak2strong.models.loading import (
     ResolvedModel,
+    checkpoint_folder,
     load_causal_lm,
     load_encoder,
     load_tokenizer,
@@ -13,6 +14,7 @@ __all__ = [
     "EMBEDDED_MODELS",
     "EmbeddedModel",
     "ResolvedModel",
+    "checkpoint_folder",
     "get_embedded",
     "load_causal_lm",
     "load_encoder",

@@ -55,7 +55,9 @@ def sample_completions(
             batch = batch.to(device)
             torch.manual_seed(seed + start)
             output = model.generate(
-                **batch,
+                # only what every causal LM takes (BERT-style tokenizers add token_type_ids)
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
                 do_sample=True,
                 max_new_tokens=config.new_tokens,
                 temperature=config.temperature,

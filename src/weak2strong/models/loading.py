@@ -57,6 +57,32 @@ def model_fingerprint(name: str, revision: str | None = None) -> dict[str, objec
     return {"name": name, "hub_id": name, "revision": revision or "main"}
 
 
+# What a checkpoint is besides its weights; pickled weights (*.bin, *.pt) are never fetched.
+CHECKPOINT_FILES = ("*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken")
+
+
+def checkpoint_folder(name: str, *, revision: str | None = None) -> Path:
+    """A local folder holding the model's files: embedded, a local folder, or a hub download."""
+    resolved = resolve(name)
+    folder = Path(resolved.location)
+    if folder.is_dir():
+        return folder
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                resolved.location, revision=revision, allow_patterns=list(CHECKPOINT_FILES)
+            )
+        )
+    except Exception as error:  # the hub client raises many types: offline, missing, gated
+        known = ", ".join(EMBEDDED_MODELS)
+        raise W2SError(
+            f"cannot find model '{name}': not an embedded model ({known}), not a local folder, "
+            f"and the hub could not provide it ({type(error).__name__})"
+        ) from None
+
+
 def default_device() -> str:
     import torch
 

@@ -61,9 +61,15 @@ def scatter_with_intervals(
     title: str,
     xlabel: str,
     ylabel: str,
-    log_x: bool = False,
+    x_scale: str = "linear",
+    connect: bool = False,
 ) -> Path:
-    """One labelled point per method (e.g. reward vs compute), with vertical intervals."""
+    """One labelled point per method (e.g. reward vs compute), with vertical intervals.
+
+    `x_scale`: linear, log, or symlog (log-like far from 0, linear near it: a sweep that
+    spans orders of magnitude and includes 0 or negative values). `connect` joins the points
+    in the given order (a sweep over one setting).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,16 +78,23 @@ def scatter_with_intervals(
     lower = [v - lo if lo is not None else 0.0 for v, lo in zip(values, lows, strict=True)]
     upper = [hi - v if hi is not None else 0.0 for v, hi in zip(values, highs, strict=True)]
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
-    axis.errorbar(xs, values, yerr=[lower, upper], fmt="o", capsize=4, color="#1565c0")
+    axis.errorbar(
+        xs, values, yerr=[lower, upper], fmt="o-" if connect else "o", capsize=4, color="#1565c0"
+    )
     for index, (x, y, label) in enumerate(zip(xs, values, labels, strict=True)):
         # staggered offsets keep the labels of near-identical points apart
         offset = (6, 6 - 12 * (index % 3))
         axis.annotate(label, (x, y), xytext=offset, textcoords="offset points", fontsize=8)
-    if log_x:
+    if x_scale == "log":
         from matplotlib.ticker import NullFormatter
 
         axis.set_xscale("log")
         axis.xaxis.set_minor_formatter(NullFormatter())
+    elif x_scale == "symlog":
+        from matplotlib.ticker import ScalarFormatter
+
+        axis.set_xscale("symlog", linthresh=1.0)
+        axis.xaxis.set_major_formatter(ScalarFormatter())
     axis.set_title(title)
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)

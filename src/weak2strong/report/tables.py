@@ -23,7 +23,7 @@ def print_table(
 ) -> None:
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # long names wrap instead of losing their end
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -80,6 +80,15 @@ def check_scorer_name(name: str) -> None:
         scorer_spec(name)
 
 
+def scorer_higher_is_better(config: ScorerConfig) -> bool:
+    """Which way the named scorer points, known without loading it."""
+    if config.name.startswith("lexicon:"):
+        return True
+    if config.name.startswith(PLUGIN_PREFIXES):
+        return config.higher_is_better
+    return scorer_spec(config.name).higher_is_better
+
+
 def load_scorer(config: ScorerConfig, seed: int = 0, show_progress: bool = True) -> Scorer:
     """The scorer a config names; every command that scores text goes through here."""
     if config.name.startswith("hf:"):

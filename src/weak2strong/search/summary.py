@@ -47,5 +47,5 @@ def plot_search_summary(results: dict[str, Any], path: Path) -> Path:
         title=f"{results['prompts']}: reward vs compute ({results['large']})",
         xlabel="large-model tokens sampled per prompt",
         ylabel=f"mean gold reward ({results['scorer']})",
-        log_x=True,
+        x_scale="log",
     )

@@ -1,0 +1,5 @@
+"""Model extrapolation (ExPO): push an aligned model further along its alignment direction."""
+
+from weak2strong.extrapolate.merge import extrapolate, plan_extrapolation
+
+__all__ = ["extrapolate", "plan_extrapolation"]

@@ -1,0 +1,349 @@
+"""`w2s extrapolate`: write extrapolated checkpoints, or sweep α and keep the best by reward.
+
+The sweep generates on held-out prompts with every candidate α, with α = 0 (the aligned
+model itself) and with the weaker input checkpoints as references, all under the same seed
+so that rewards are paired per prompt. Each candidate's generations and rewards are a
+cached step; only the best candidate's weights are kept on disk while the sweep runs.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from weak2strong.data.prompts import load_prompts
+from weak2strong.errors import W2SError
+from weak2strong.extrapolate.checkpoint import Checkpoint, parse_size, staged_folder
+from weak2strong.extrapolate.merge import PROVENANCE_FILE, extrapolate, plan_extrapolation
+from weak2strong.fileio import key_digest, read_json
+from weak2strong.models import load_causal_lm
+from weak2strong.models.generation import SamplingConfig, sample_completions
+from weak2strong.models.loading import model_fingerprint
+from weak2strong.runs import Run, config_hash
+from weak2strong.scoring import paired_bootstrap_means
+from weak2strong.scoring.classifier import (
+    ScorerConfig,
+    check_scorer_name,
+    load_scorer,
+    scorer_higher_is_better,
+)
+from weak2strong.tune import Tune, TuneConfig
+
+SELECTIONS = ("none", "reward")
+ALIGNED_LABEL = "aligned (α=0)"
+
+
+@dataclass
+class ExtrapolateConfig:
+    seed: int = 0
+    sft: str = "smollm2-135m-instruct"
+    # "" = the model `w2s tune` makes with the `tune` settings (DPO towards positive reviews)
+    aligned: str = ""
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    # weakest → strongest; when given (two or more) it replaces sft/aligned
+    checkpoints: list[str] = field(default_factory=list)
+    alphas: list[float] = field(default_factory=lambda: [0.3])
+    dtype: str = "auto"  # auto = each tensor keeps the aligned model's dtype; or float32, ...
+    select_by: str = "none"  # none: write every α; reward: sweep and keep the best
+    prompts: str = "imdb"
+    test_prompts: int = 100
+    samples_per_prompt: int = 1  # a prompt's reward is the mean over its samples
+    prompt_words: int = 8
+    sampling: SamplingConfig = field(
+        default_factory=lambda: SamplingConfig(new_tokens=48, batch_size=16)
+    )
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    bootstrap_samples: int = 1000
+    # where the result goes ("" = the run folder); none of these change a result
+    out: str = field(default="", metadata={"hash": False})
+    shard_size: str = field(default="2GB", metadata={"hash": False})
+    force: bool = field(default=False, metadata={"hash": False})
+    show_progress: bool = field(default=True, metadata={"hash": False})
+
+
+def alpha_label(alpha: float) -> str:
+    return ALIGNED_LABEL if alpha == 0 else f"α={alpha:g}"
+
+
+class Extrapolate:
+    def __init__(self, config: ExtrapolateConfig, runs_dir: str | Path = "runs") -> None:
+        if config.select_by not in SELECTIONS:
+            raise W2SError(
+                f"unknown --select-by '{config.select_by}' (known: {', '.join(SELECTIONS)})"
+            )
+        if not config.alphas:
+            raise W2SError("give at least one α (e.g. --alpha 0.3 or --alpha 0.1,0.3,0.5)")
+        bad = [a for a in config.alphas if not math.isfinite(a)]
+        if bad:
+            raise W2SError(f"alpha must be a finite number, got {bad[0]}")
+        if len(set(config.alphas)) != len(config.alphas):
+            raise W2SError("each α may appear once")
+        if len(config.checkpoints) == 1:
+            raise W2SError("--checkpoint needs two or more models, weakest → strongest")
+        parse_size(config.shard_size)
+        if config.select_by == "reward":
+            check_scorer_name(config.scorer.name)
+            config.sampling.validate()
+            if config.test_prompts < 2:
+                raise W2SError("test_prompts must be at least 2 for confidence intervals")
+            if config.samples_per_prompt < 1:
+                raise W2SError("samples_per_prompt must be at least 1")
+        self.config = config
+        self.runs_dir = runs_dir
+        self.run_hash = config_hash(config)
+
+    # ---- inputs
+
+    def checkpoint_names(self) -> list[str]:
+        cfg = self.config
+        if cfg.checkpoints:
+            return list(cfg.checkpoints)
+        aligned = cfg.aligned
+        if not aligned:
+            _, results = Tune(cfg.tune, self.runs_dir).run()
+            aligned = str(results["model"])
+        return [cfg.sft, aligned]
+
+    def input_labels(self, names: list[str]) -> list[str]:
+        if len(names) == 2:
+            return ["sft", ALIGNED_LABEL]
+        return [f"checkpoint {i + 1}" for i in range(len(names) - 1)] + [ALIGNED_LABEL]
+
+    def outputs(self, base: Path) -> dict[float, Path]:
+        """Where each α's checkpoint goes when nothing is selected."""
+        alphas = self.config.alphas
+        if len(alphas) == 1:
+            return {alphas[0]: base}
+        return {alpha: base / f"alpha-{alpha:g}" for alpha in alphas}
+
+    def _is_ours(self, folder: Path, alpha: float | None, inputs_key: str) -> bool:
+        """A finished output of this very run (same config hash, input weights and α if given)."""
+        provenance = folder / PROVENANCE_FILE
+        if not provenance.is_file():
+            return False
+        stored = read_json(provenance)
+        return (
+            stored.get("config_hash") == self.run_hash
+            and (alpha is None or stored.get("alpha") == alpha)
+            and stored.get("inputs_key") == inputs_key
+        )
+
+    # ---- run
+
+    def run(self) -> tuple[Run, dict[str, Any]]:
+        cfg = self.config
+        names = self.checkpoint_names()
+        # Every check that reads only headers happens before the run folder exists.
+        plan_extrapolation([Checkpoint.open(name) for name in names], cfg.dtype)
+        inputs_key = key_digest(
+            {"inputs": [model_fingerprint(name) for name in names], "dtype": cfg.dtype}
+        )
+        out_base = Path(cfg.out).expanduser() if cfg.out else None
+        if out_base is not None and not cfg.force:
+            if cfg.select_by == "none":
+                targets = self.outputs(out_base)
+                taken = [
+                    path
+                    for alpha, path in targets.items()
+                    if path.exists() and not self._is_ours(path, alpha, inputs_key)
+                ]
+                # several α go inside out_base, which may exist if it only holds our outputs
+                if len(targets) > 1 and out_base.exists() and not taken:
+                    ours = {path.name for path in targets.values()}
+                    taken = [p for p in out_base.iterdir() if p.name not in ours][:1]
+                if taken:
+                    raise W2SError(f"output folder {taken[0]} exists: pass --force to replace it")
+            elif out_base.exists() and not self._is_ours(out_base, None, inputs_key):
+                raise W2SError(f"output folder {out_base} exists: pass --force to replace it")
+        run = Run.open("extrapolate", cfg, self.runs_dir)
+        try:
+            base = out_base or run.path / "model"
+            if cfg.select_by == "none":
+                return run, self._write_all(run, names, inputs_key, base)
+            return run, self._sweep(run, names, inputs_key, base)
+        finally:
+            run.close()
+
+    def _provenance(self, inputs_key: str) -> dict[str, Any]:
+        return {"config_hash": self.run_hash, "inputs_key": inputs_key}
+
+    def _write(
+        self, names: list[str], alpha: float, target: Path, inputs_key: str, *, force: bool
+    ) -> dict[str, Any]:
+        if self._is_ours(target, alpha, inputs_key):
+            report: dict[str, Any] = read_json(target / PROVENANCE_FILE)
+            report["cached"] = True
+            return report
+        return extrapolate(
+            names,
+            alpha,
+            target,
+            dtype=self.config.dtype,
+            shard_size=self.config.shard_size,
+            force=force,
+            show_progress=self.config.show_progress,
+            provenance=self._provenance(inputs_key),
+        )
+
+    def _write_all(self, run: Run, names: list[str], inputs_key: str, base: Path) -> dict[str, Any]:
+        written = {
+            alpha_label(alpha): self._write(names, alpha, path, inputs_key, force=True)
+            for alpha, path in self.outputs(base).items()
+        }
+        results = {
+            "checkpoints": names,
+            "alphas": self.config.alphas,
+            "select_by": "none",
+            "written": written,
+        }
+        run.write_results(results)
+        return results
+
+    # ---- the α sweep
+
+    def _generate(self, folder: str, prompts: list[str], description: str) -> list[str]:
+        """`samples_per_prompt` completions per prompt, a prompt's samples side by side."""
+        cfg = self.config
+        model, tokenizer = load_causal_lm(folder)
+        repeated = [prompt for prompt in prompts for _ in range(cfg.samples_per_prompt)]
+        return sample_completions(
+            model,
+            tokenizer,
+            repeated,
+            cfg.sampling,
+            seed=cfg.seed,
+            description=description,
+            show_progress=cfg.show_progress,
+        )
+
+    def _sweep(self, run: Run, names: list[str], inputs_key: str, out: Path) -> dict[str, Any]:
+        cfg = self.config
+        prompts = load_prompts(
+            cfg.prompts, 1, cfg.test_prompts, seed=cfg.seed, prompt_words=cfg.prompt_words
+        ).test
+        scorer_holder: list[Any] = []
+
+        def rewards(responses: list[str]) -> list[float]:
+            if not scorer_holder:
+                scorer_holder.append(
+                    load_scorer(cfg.scorer, seed=cfg.seed, show_progress=cfg.show_progress)
+                )
+            k = cfg.samples_per_prompt
+            repeated = [prompt for prompt in prompts for _ in range(k)]
+            scores = scorer_holder[0].score(
+                [p + r for p, r in zip(repeated, responses, strict=True)]
+            )
+            return [float(value) for value in np.asarray(scores).reshape(len(prompts), k).mean(1)]
+
+        count = len(names)
+        labels = self.input_labels(names)
+        rows: dict[str, dict[str, Any]] = {}
+        for index, (name, label) in enumerate(zip(names, labels, strict=True)):
+            step = f"generations-input{index + 1}-{inputs_key}"
+
+            def score_input(name: str = name, label: str = label) -> dict[str, Any]:
+                responses = self._generate(name, prompts, label)
+                return {"responses": responses, "rewards": rewards(responses)}
+
+            rows[label] = {
+                "alpha": float(index - (count - 1)),
+                "model": name,
+                **run.cached_json(step, score_input),
+            }
+        candidates_dir = run.path / "candidates"
+        higher = scorer_higher_is_better(cfg.scorer)
+        for alpha in (a for a in cfg.alphas if a != 0):
+            label = alpha_label(alpha)
+            folder = candidates_dir / f"alpha-{alpha:g}"
+
+            def score_candidate(alpha: float = alpha, folder: Path = folder) -> dict[str, Any]:
+                self._write(names, alpha, folder, inputs_key, force=True)
+                responses = self._generate(str(folder), prompts, alpha_label(alpha))
+                return {"responses": responses, "rewards": rewards(responses)}
+
+            rows[label] = {
+                "alpha": alpha,
+                "model": str(folder),
+                **run.cached_json(f"generations-alpha{alpha:g}-{inputs_key}", score_candidate),
+            }
+            self._keep_only_best(rows, candidates_dir, higher)
+        table = paired_bootstrap_means(
+            {label: np.asarray(row["rewards"]) for label, row in rows.items()},
+            baseline=ALIGNED_LABEL,
+            samples=cfg.bootstrap_samples,
+            seed=cfg.seed,
+        )
+        best_label = self._best(rows, higher)
+        best_alpha = rows[best_label]["alpha"]
+        written = self._keep_best(names, best_alpha, candidates_dir, out, inputs_key)
+        results: dict[str, Any] = {
+            "checkpoints": names,
+            "alphas": cfg.alphas,
+            "select_by": "reward",
+            "scorer": cfg.scorer.name,
+            "higher_is_better": higher,
+            "prompts": cfg.prompts,
+            "test_prompts": len(prompts),
+            "samples_per_prompt": cfg.samples_per_prompt,
+            "new_tokens": cfg.sampling.new_tokens,
+            "dtype": cfg.dtype,
+            "rows": {},
+            "best": best_label,
+            "best_alpha": best_alpha,
+            "out": str(out),
+            "written": written,
+        }
+        for label, row in rows.items():
+            results["rows"][label] = {
+                "alpha": row["alpha"],
+                "kind": "candidate" if label.startswith("α=") else "input",
+                "model": row["model"],
+                "reward": table[label],
+                "reward_minus_aligned": table.get(f"diff:{label}"),
+                "examples": [
+                    {"prompt": prompt, "response": row["responses"][i * cfg.samples_per_prompt]}
+                    for i, prompt in enumerate(prompts[:3])
+                ],
+            }
+        run.write_results(results)
+        return results
+
+    @staticmethod
+    def _best(rows: dict[str, dict[str, Any]], higher: bool) -> str:
+        """The best candidate by mean reward; α = 0 (the aligned model itself) competes."""
+        eligible = [label for label in rows if label.startswith("α=") or label == ALIGNED_LABEL]
+        sign = 1.0 if higher else -1.0
+        return max(eligible, key=lambda label: sign * float(np.mean(rows[label]["rewards"])))
+
+    def _keep_only_best(
+        self, rows: dict[str, dict[str, Any]], candidates_dir: Path, higher: bool
+    ) -> None:
+        best = rows[self._best(rows, higher)]["alpha"]
+        if not candidates_dir.is_dir():
+            return
+        for folder in candidates_dir.iterdir():
+            if folder.name != f"alpha-{best:g}":
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _keep_best(
+        self, names: list[str], alpha: float, candidates_dir: Path, out: Path, inputs_key: str
+    ) -> dict[str, Any]:
+        """Move the best candidate's weights to `out`, or write them there if not kept."""
+        if self._is_ours(out, alpha, inputs_key):
+            report: dict[str, Any] = read_json(out / PROVENANCE_FILE)
+            return {**report, "cached": True}
+        candidate = candidates_dir / f"alpha-{alpha:g}"
+        if alpha != 0 and self._is_ours(candidate, alpha, inputs_key):
+            with staged_folder(out, force=True) as staging:
+                staging.rmdir()
+                shutil.move(str(candidate), str(staging))
+            report = read_json(out / PROVENANCE_FILE)
+        else:
+            report = self._write(names, alpha, out, inputs_key, force=True)
+        shutil.rmtree(candidates_dir, ignore_errors=True)
+        return report

@@ -1,0 +1,393 @@
+"""ExPO: the streaming extrapolation, its checks, its atomic output, and the α sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from weak2strong.errors import W2SError
+from weak2strong.extrapolate import extrapolate
+from weak2strong.extrapolate.checkpoint import ShardWriter, parse_size, plan_shards
+from weak2strong.extrapolate.merge import direction_coefficients
+
+
+def tiny_config(**overrides):
+    from transformers import LlamaConfig
+
+    settings = dict(
+        vocab_size=128,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+    )
+    settings.update(overrides)
+    return LlamaConfig(**settings)
+
+
+def save_model(
+    folder: Path,
+    state: dict[str, torch.Tensor] | None = None,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    shard: str | None = None,
+    **config_overrides,
+) -> Path:
+    """A tiny Llama saved as Hugging Face saves it; `state` replaces its weights."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_config(**config_overrides))
+    if state is not None:
+        model.load_state_dict(state, strict=False)
+    model = model.to(dtype)
+    kwargs = {"max_shard_size": shard} if shard else {}
+    model.save_pretrained(folder, **kwargs)
+    return folder
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        tensors.update(load_file(file))
+    return tensors
+
+
+def nudged(state: dict[str, torch.Tensor], scale: float, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        name: value + scale * torch.randn(value.shape, generator=generator)
+        for name, value in state.items()
+    }
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    """An SFT checkpoint and an 'aligned' one a small step away from it, both fp32."""
+    sft = save_model(tmp_path / "sft")
+    aligned_state = nudged(weights(sft), 0.01, seed=1)
+    aligned_state["model.norm.weight"][0] = -0.0  # a signed zero must survive α = 0 too
+    aligned = save_model(tmp_path / "aligned", aligned_state)
+    return sft, aligned
+
+
+def test_alpha_zero_reproduces_the_aligned_weights_bit_for_bit(pair, tmp_path):
+    sft, aligned = pair
+    extrapolate([sft, aligned], 0.0, tmp_path / "out", show_progress=False)
+    produced, expected = weights(tmp_path / "out"), weights(aligned)
+    assert produced.keys() == expected.keys()
+    for name, value in expected.items():
+        assert produced[name].dtype == value.dtype == torch.float32
+        assert torch.equal(produced[name].view(torch.int32), value.view(torch.int32)), name
+
+
+def test_two_checkpoints_follow_the_formula_and_load_as_a_model(pair, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    sft, aligned = pair
+    report = extrapolate([sft, aligned], 0.7, tmp_path / "out", show_progress=False)
+    theta_sft, theta_aligned = weights(sft), weights(aligned)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    for name, value in model.state_dict().items():
+        expected = theta_aligned[name] + 0.7 * (theta_aligned[name] - theta_sft[name])
+        torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-7)
+    assert report["coefficients"] == [-1.0, 1.0]
+    assert report["cast_survival"]["all"]["survived_fraction"] == 1.0  # fp32: nothing lost
+    out_files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"config.json", "generation_config.json", "model.safetensors.index.json"} <= out_files
+    assert "extrapolation.json" in out_files
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_multi_shard_inputs_with_different_boundaries(tmp_path):
+    sft = save_model(tmp_path / "sft", shard="9KB")
+    aligned = save_model(tmp_path / "aligned", nudged(weights(sft), 0.05, seed=2), shard="20KB")
+    sft_files = sorted(p.name for p in sft.glob("*.safetensors"))
+    aligned_files = sorted(p.name for p in aligned.glob("*.safetensors"))
+    assert len(sft_files) > len(aligned_files) > 1  # the boundaries really differ
+    report = extrapolate(
+        [sft, aligned], 2.5, tmp_path / "out", shard_size="12KB", show_progress=False
+    )
+    theta_sft, theta_aligned = weights(sft), weights(aligned)
+    produced = weights(tmp_path / "out")
+    assert produced.keys() == theta_aligned.keys()
+    for name, value in produced.items():
+        expected = theta_aligned[name] + 2.5 * (theta_aligned[name] - theta_sft[name])
+        torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-6)
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
+    shard_files = sorted(set(index["weight_map"].values()))
+    assert len(shard_files) == report["shards"] > 1
+    assert shard_files == sorted(p.name for p in (tmp_path / "out").glob("*.safetensors"))
+    assert index["metadata"]["total_size"] == sum(v.numel() * 4 for v in produced.values())
+
+
+def test_n_checkpoints_extrapolate_along_their_least_squares_line(tmp_path):
+    first = weights(save_model(tmp_path / "c1"))
+    step = nudged({k: torch.zeros_like(v) for k, v in first.items()}, 0.02, seed=3)
+    folders = [
+        save_model(tmp_path / f"c{i + 1}", {k: first[k] + i * step[k] for k in first})
+        for i in range(3)
+    ]
+    assert direction_coefficients(3) == [-0.5, 0.0, 0.5]
+    extrapolate(folders, 1.0, tmp_path / "out", show_progress=False)
+    produced = weights(tmp_path / "out")
+    for name, value in produced.items():  # one step beyond the strongest: θ_1 + 3·step
+        torch.testing.assert_close(value, first[name] + 3 * step[name], rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_cast_losses_are_reported_and_float32_keeps_them(tmp_path):
+    sft = save_model(tmp_path / "sft", dtype=torch.bfloat16)
+    state = {k: v.float() for k, v in weights(sft).items()}
+    aligned = save_model(tmp_path / "aligned", nudged(state, 1e-3, seed=4), dtype=torch.bfloat16)
+    lossy = extrapolate([sft, aligned], 0.1, tmp_path / "bf16", show_progress=False)
+    assert lossy["out_dtypes"] == ["bfloat16"]
+    survived = lossy["cast_survival"]["all"]["survived_fraction"]
+    assert survived < 0.9  # a 10% step of a few-ulp update mostly rounds away in bf16
+    assert "model.layers.*.mlp.up_proj.weight" in lossy["cast_survival"]
+    exact = extrapolate(
+        [sft, aligned], 0.1, tmp_path / "fp32", dtype="float32", show_progress=False
+    )
+    assert exact["cast_survival"]["all"]["survived_fraction"] == 1.0
+    assert all(v.dtype == torch.float32 for v in weights(tmp_path / "fp32").values())
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["dtype"] == "float32"
+
+
+def test_tied_embeddings_stored_once_or_twice(tmp_path):
+    sft = save_model(tmp_path / "sft", tie_word_embeddings=True)
+    stored = weights(sft)
+    assert "lm_head.weight" not in stored  # Hugging Face stores a tied tensor once
+    # the same model saved by a tool that writes the tied copy out as well
+    twice = tmp_path / "sft-twice"
+    twice.mkdir()
+    (twice / "config.json").write_text((sft / "config.json").read_text())
+    save_file(
+        {**stored, "lm_head.weight": stored["model.embed_tokens.weight"].clone()},
+        str(twice / "model.safetensors"),
+    )
+    aligned = save_model(
+        tmp_path / "aligned", nudged(stored, 0.01, seed=5), tie_word_embeddings=True
+    )
+    for source in (sft, twice):
+        out = tmp_path / f"out-{source.name}"
+        extrapolate([source, aligned], 1.0, out, show_progress=False)
+        produced = weights(out)
+        assert produced.keys() == weights(aligned).keys()
+        embed = "model.embed_tokens.weight"
+        expected = 2 * weights(aligned)[embed] - stored[embed]
+        torch.testing.assert_close(produced[embed], expected)
+
+
+def test_shard_planning_and_sizes():
+    assert parse_size("2GB") == 2_000_000_000
+    assert parse_size("1.5GiB") == int(1.5 * 1024**3)
+    assert parse_size("500mb") == 500_000_000
+    assert parse_size(123) == 123
+    for bad in ("lots", "0", "-1GB"):
+        with pytest.raises(W2SError):
+            parse_size(bad)
+    shards = plan_shards(["a", "b", "c", "d"], [40, 70, 200, 10], 100)
+    assert [[n for n, _ in s] for s in shards] == [["a"], ["b"], ["c"], ["d"]]
+    shards = plan_shards(["a", "b", "c"], [30, 30, 30], 60)
+    assert [[n for n, _ in s] for s in shards] == [["a", "b"], ["c"]]
+
+
+# ---- bad input: exit 2 and no output folder
+
+
+def corrupt(folder: Path, change) -> Path:
+    """Rewrite a single-file checkpoint's tensors through `change`."""
+    file = folder / "model.safetensors"
+    tensors = dict(load_file(file))
+    change(tensors)
+    save_file(tensors, str(file), metadata={"format": "pt"})
+    return folder
+
+
+def _set_inf(tensors):
+    tensors["model.norm.weight"][1] = float("inf")
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("shape", "tensor shapes or kinds differ: model.norm.weight"),
+        ("missing", "tensor model.layers.1.mlp.up_proj.weight of"),
+        ("extra", "tensor extra.weight of"),
+        ("architecture", "different architectures (num_hidden_layers"),
+        ("activation", "different architectures (hidden_act"),
+        ("nonfinite", "has non-finite values"),
+        ("pickle", "pickled weights"),
+    ],
+)
+def test_bad_checkpoints_exit_2_and_write_nothing(run_cli, tmp_path, case, fragment):
+    sft = save_model(tmp_path / "sft")
+    aligned = save_model(tmp_path / "aligned", nudged(weights(sft), 0.01, seed=6))
+    if case == "shape":
+        corrupt(aligned, lambda t: t.update({"model.norm.weight": torch.ones(17)}))
+    elif case == "missing":
+        corrupt(sft, lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
+    elif case == "extra":
+        corrupt(sft, lambda t: t.update({"extra.weight": torch.ones(3)}))
+    elif case == "architecture":
+        sft = save_model(tmp_path / "sft3", num_hidden_layers=3)
+    elif case == "activation":
+        sft = save_model(tmp_path / "sft-gelu", hidden_act="gelu")
+    elif case == "nonfinite":
+        corrupt(aligned, _set_inf)
+    elif case == "pickle":
+        (sft / "model.safetensors").rename(sft / "pytorch_model.bin")
+    result = run_cli(
+        "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "0.5",
+        "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out*"))  # no staged leftovers either
+
+
+def test_existing_output_is_refused_unless_forced(run_cli, pair, tmp_path):
+    sft, aligned = pair
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("keep me")
+    args = ["extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "0.5"]
+    args += ["--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]
+    refused = run_cli(*args)
+    assert refused.returncode == 2
+    assert "exists: pass --force" in refused.stderr
+    assert (tmp_path / "out" / "notes.txt").read_text() == "keep me"
+    forced = run_cli(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert not (tmp_path / "out" / "notes.txt").exists()
+    assert (tmp_path / "out" / "model.safetensors.index.json").is_file()
+    rerun = run_cli(*args)  # the same run's own output is a cached result, not a conflict
+    assert rerun.returncode == 0, rerun.stderr
+    assert "(cached)" in rerun.stdout
+
+
+def test_an_interrupted_write_leaves_no_output(pair, tmp_path, monkeypatch):
+    sft, aligned = pair
+    flushed = []
+
+    def interrupt_on_second_shard(self):
+        flushed.append(self.current)
+        if len(flushed) == 2:
+            raise KeyboardInterrupt
+        original(self)
+
+    original = ShardWriter._flush
+    monkeypatch.setattr(ShardWriter, "_flush", interrupt_on_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        extrapolate([sft, aligned], 0.5, tmp_path / "out", shard_size="8KB", show_progress=False)
+    assert len(flushed) == 2
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out*"))
+
+
+def test_a_terminated_process_leaves_no_output(tmp_path):
+    """SIGTERM mid-write (as a scheduler sends it): the staged folder goes, `out` never appears."""
+    tensors = {f"t{i}": torch.randn(1024, 1024) for i in range(48)}  # 192 MB per model
+    folders = []
+    for name, shift in (("sft", 0.0), ("aligned", 0.01)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "synthetic"}))
+        save_file({k: v + shift for k, v in tensors.items()}, str(folder / "model.safetensors"))
+        folders.append(folder)
+    del tensors
+    script = (
+        "import sys; from weak2strong.extrapolate import extrapolate; "
+        "extrapolate(sys.argv[1:3], 0.5, sys.argv[3], shard_size='8MB', show_progress=False)"
+    )
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(folders[0]), str(folders[1]), str(out)],
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(list(staged.glob("*.safetensors")) for staged in tmp_path.glob(".out.partial-*")):
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "finished before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out*"))
+
+
+# ---- the α sweep
+
+
+@pytest.fixture
+def word_tokenized_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Tiny Llamas over MiniLM's vocabulary, with the tokenizer files a sweep generates with."""
+    from weak2strong.models import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm-l6")
+    tokenizer.eos_token = "[SEP]"
+    overrides = {
+        "vocab_size": len(tokenizer),
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    sft = save_model(tmp_path / "sft", **overrides)
+    aligned = save_model(tmp_path / "aligned", nudged(weights(sft), 0.05, seed=7), **overrides)
+    for folder in (sft, aligned):
+        tokenizer.save_pretrained(folder)
+    return sft, aligned
+
+
+def test_alpha_sweep_scores_every_candidate_and_keeps_the_best(
+    run_cli, word_tokenized_pair, tmp_path, monkeypatch
+):
+    sft, aligned = word_tokenized_pair
+    (tmp_path / "my_reward.py").write_text(
+        "def vowels(texts):\n    return [sum(c in 'aeiou' for c in t) / (1 + len(t)) for t in texts]\n"
+    )
+    args = [
+        "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "1,3",
+        "--select-by", "reward", "--prompts", "imdb", "--out", str(tmp_path / "best"),
+        "--runs-dir", str(tmp_path / "runs"), "--set", "scorer.name=python:my_reward:vowels",
+        "--set", "test_prompts=6", "--set", "sampling.new_tokens=6", "--set", "samples_per_prompt=2",
+    ]  # fmt: skip
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    run_dir = next((tmp_path / "runs").glob("extrapolate-*"))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert list(results["rows"]) == ["sft", "aligned (α=0)", "α=1", "α=3"]
+    assert [row["alpha"] for row in results["rows"].values()] == [-1.0, 0.0, 1.0, 3.0]
+    means = {label: row["reward"]["value"] for label, row in results["rows"].items()}
+    candidates = {label: means[label] for label in ("aligned (α=0)", "α=1", "α=3")}
+    assert results["best"] == max(candidates, key=candidates.__getitem__)
+    assert results["rows"]["α=1"]["reward_minus_aligned"]["value"] == pytest.approx(
+        means["α=1"] - means["aligned (α=0)"]
+    )
+    # the kept checkpoint is exactly the best α's extrapolation
+    extrapolate([sft, aligned], results["best_alpha"], tmp_path / "check", show_progress=False)
+    kept, check = weights(tmp_path / "best"), weights(tmp_path / "check")
+    assert all(torch.equal(kept[name], check[name]) for name in check)
+    assert not (run_dir / "candidates").exists()  # the others were deleted
+    assert (run_dir / "plots" / "extrapolate.png").is_file()
+    assert "mean reward" in first.stdout
+    log = (run_dir / "run.log").read_text()
+    assert log.count("step generations-alpha1-") == 2 and "cached" in log.split("resumed")[-1]
