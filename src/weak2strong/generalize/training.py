@@ -9,7 +9,7 @@ GPUs without code changes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,8 +91,13 @@ def fit(
     weight_decay: float,
     strategy_config: StrategyConfig,
     seed: int,
+    after_step: Callable[[int], None] | None = None,
 ) -> nn.Module:
-    """Minimise the strategy's loss of `model(inputs)` against soft `targets` [n, classes]."""
+    """Minimise the strategy's loss of `model(inputs)` against soft `targets` [n, classes].
+
+    `after_step(n)` runs after the n-th optimiser step (pruning keeps masks and rewind
+    points through it).
+    """
     from accelerate import Accelerator
 
     accelerator = Accelerator()
@@ -121,6 +126,8 @@ def fit(
             accelerator.backward(loss)
             optimiser.step()
             step += 1
+            if after_step is not None:
+                after_step(step)
     return accelerator.unwrap_model(model)
 
 

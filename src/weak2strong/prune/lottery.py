@@ -1,0 +1,238 @@
+"""Iterative magnitude pruning with rewinding, and the baselines at the same sparsities.
+
+Any model fits: a `TicketProblem` says how to build a freshly initialised model for a
+seed, how to train one (calling back after every optimiser step), and how to test it.
+
+IMP (Frankle & Carbin 2019; Frankle et al. 2020 for k > 0): train the dense model,
+recording its weights after `rewind_step` optimiser steps (0: the initialisation); then
+each round prunes `fraction` of the remaining weights by magnitude, rewinds the survivors
+to the recorded weights and retrains (the full schedule, with a fresh optimiser). Every
+round is a cached step (its masks, trained prunable weights and test metric), so an
+interrupted run resumes at the next round.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from weak2strong.errors import W2SError
+from weak2strong.fileio import write_tensors
+from weak2strong.prune.masks import Masks, masked_gradients, prunable_weights, prune_lowest
+from weak2strong.prune.strategies import STRATEGIES, ScoringInputs, prune
+from weak2strong.runs import Run
+
+BASELINES = ("random", "oneshot-magnitude", "snip", "grasp", "synflow", "reinit")
+
+
+@dataclass
+class LotterySettings:
+    rounds: int = 5
+    fraction: float = 0.2  # of the remaining weights, per round
+    scope: str = "global"  # global or layer
+    rewind_step: int = 0  # 0: rewind to the initialisation; k > 0: late rewinding
+    include: list[str] = field(default_factory=list)  # regexes over parameter names
+    exclude: list[str] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+
+    def validate(self) -> None:
+        if self.rounds < 1:
+            raise W2SError("rounds must be at least 1")
+        if not 0 < self.fraction < 1:
+            raise W2SError(f"fraction must be in (0, 1), got {self.fraction}")
+        if self.scope not in ("global", "layer"):
+            raise W2SError(f"unknown pruning scope '{self.scope}' (global or layer)")
+        if self.rewind_step < 0:
+            raise W2SError("rewind_step must be ≥ 0")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise W2SError(f"unknown baseline '{unknown[0]}' (known: {', '.join(BASELINES)})")
+
+    def sparsities(self) -> list[float]:
+        return [1 - (1 - self.fraction) ** r for r in range(1, self.rounds + 1)]
+
+
+AfterStep = Callable[[int], None]
+
+
+@dataclass
+class TicketProblem:
+    build: Callable[[int], nn.Module]  # a freshly initialised model for a seed
+    train: Callable[[nn.Module, AfterStep, int], None]  # trains in place (model, hook, seed)
+    evaluate: Callable[[nn.Module], float]  # test metric, higher is better
+    scoring: Callable[[int], ScoringInputs] | None = None  # for SNIP, GraSP, SynFlow
+
+
+def state_of(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    keys = names if names is not None else list(state)
+    return {key: state[key].detach().cpu().clone() for key in keys}
+
+
+class Lottery:
+    """One seed's IMP rounds and baselines, each a cached step of `run`."""
+
+    def __init__(self, problem: TicketProblem, settings: LotterySettings, run: Run) -> None:
+        settings.validate()
+        self.problem = problem
+        self.settings = settings
+        self.run = run
+        self.names = list(prunable_weights(problem.build(0), settings.include, settings.exclude))
+
+    def dense_masks(self) -> Masks:
+        return Masks(
+            {name: torch.ones(self._shapes()[name], dtype=torch.bool) for name in self.names}
+        )
+
+    def _shapes(self) -> dict[str, torch.Size]:
+        if not hasattr(self, "_shape_cache"):
+            model = self.problem.build(0)
+            parameters = dict(model.named_parameters())
+            self._shape_cache = {name: parameters[name].shape for name in self.names}
+        return self._shape_cache
+
+    # ---- masked training with a rewind point
+
+    def _train(
+        self, model: nn.Module, masks: Masks, seed: int, record_at: int | None = None
+    ) -> dict[str, torch.Tensor] | None:
+        """Train under `masks`; return the full state after `record_at` steps if asked."""
+        recorded: dict[str, dict[str, torch.Tensor]] = {}
+        if record_at == 0:
+            recorded["state"] = state_of(model)
+
+        def after_step(step: int) -> None:
+            masks.apply(model)  # optimiser updates (weight decay, momentum) never revive one
+            if record_at is not None and step == record_at:
+                recorded["state"] = state_of(model)
+
+        masks.apply(model)
+        with masked_gradients(model, masks):
+            self.problem.train(model, after_step, seed)
+        masks.apply(model)
+        if record_at is not None and "state" not in recorded:
+            raise W2SError(f"rewind_step {record_at} is beyond the training run's steps")
+        return recorded.get("state")
+
+    def _tensors(self, name: str, compute: Callable[[], dict[str, torch.Tensor]]) -> Any:
+        return self.run.cached_tensors(name, compute)
+
+    # ---- IMP
+
+    def dense(self, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The initial weights, the rewind point, the trained dense model (cached), metric."""
+        init = self._tensors(f"seed{seed}-init", lambda: state_of(self.problem.build(seed)))
+
+        def train_dense() -> dict[str, torch.Tensor]:
+            model = self._model(seed, init)
+            rewind = self._train(model, self.dense_masks(), seed, self.settings.rewind_step)
+            assert rewind is not None
+            write_tensors(self.run.step_path(f"seed{seed}-rewind", ".safetensors"), rewind)
+            trained = state_of(model, self.names)
+            trained["__metric__"] = torch.tensor(self.problem.evaluate(model), dtype=torch.float64)
+            return trained
+
+        trained = self._tensors(f"seed{seed}-round0-trained", train_dense)
+        return init, trained
+
+    def _model(self, seed: int, state: dict[str, torch.Tensor]) -> nn.Module:
+        model = self.problem.build(seed)
+        model.load_state_dict(state)
+        return model
+
+    def rewind_state(self, seed: int) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        path = self.run.step_path(f"seed{seed}-rewind", ".safetensors")
+        if not path.exists():
+            raise W2SError(f"rewind point of seed {seed} is missing: rerun the dense step")
+        return load_file(path)
+
+    def imp(self, seed: int) -> list[dict[str, Any]]:
+        _, trained = self.dense(seed)
+        masks = self.dense_masks()
+        rounds = [self._record(0, masks, float(trained["__metric__"]))]
+        for number in range(1, self.settings.rounds + 1):
+            masks = self._round_masks(seed, number, masks, trained)
+            trained = self._tensors(
+                f"seed{seed}-round{number}-trained",
+                functools.partial(self._retrain_from_rewind, seed, masks),
+            )
+            rounds.append(self._record(number, masks, float(trained["__metric__"])))
+        return rounds
+
+    def _round_masks(
+        self, seed: int, number: int, masks: Masks, previous: dict[str, torch.Tensor]
+    ) -> Masks:
+        path = self.run.step_path(f"seed{seed}-round{number}-masks", ".safetensors")
+        if path.exists():
+            return Masks.load(path)
+        magnitudes = {name: previous[name].abs() for name in masks}
+        new = prune_lowest(magnitudes, masks, self.settings.fraction, self.settings.scope)
+        new.save(path)
+        return new
+
+    def _retrain_from_rewind(self, seed: int, masks: Masks) -> dict[str, torch.Tensor]:
+        return self._retrain(seed, masks, self.rewind_state(seed))
+
+    def _retrain(
+        self, seed: int, masks: Masks, start: dict[str, torch.Tensor], train_seed: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        model = self._model(seed, start)
+        self._train(model, masks, seed if train_seed is None else train_seed)
+        trained = state_of(model, list(masks))
+        trained["__metric__"] = torch.tensor(self.problem.evaluate(model), dtype=torch.float64)
+        return trained
+
+    @staticmethod
+    def _record(number: int, masks: Masks, metric: float) -> dict[str, Any]:
+        return {"round": number, "sparsity": masks.sparsity(), "metric": metric}
+
+    # ---- baselines at the IMP sparsities
+
+    def baseline(self, method: str, seed: int) -> list[dict[str, Any]]:
+        init, trained = self.dense(seed)
+        results = []
+        for number, sparsity in enumerate(self.settings.sparsities(), start=1):
+            key = f"seed{seed}-{method}-round{number}"
+
+            def compute(number: int = number, sparsity: float = sparsity) -> dict[str, Any]:
+                masks = self._baseline_masks(method, seed, number, sparsity, init, trained)
+                if method == "reinit":  # the winning ticket's masks on a fresh initialisation
+                    start = state_of(self.problem.build(seed + 10_000))
+                elif method == "oneshot-magnitude":
+                    start = self.rewind_state(seed)
+                else:
+                    start = init
+                outcome = self._retrain(seed, masks, start)
+                return {"sparsity": masks.sparsity(), "metric": float(outcome["__metric__"])}
+
+            results.append({"round": number, **self.run.cached_json(key, compute)})
+        return results
+
+    def _baseline_masks(
+        self,
+        method: str,
+        seed: int,
+        number: int,
+        sparsity: float,
+        init: dict[str, torch.Tensor],
+        trained: dict[str, torch.Tensor],
+    ) -> Masks:
+        if method == "reinit":
+            self.imp(seed)  # cached: the rounds' masks exist after IMP
+            return Masks.load(self.run.step_path(f"seed{seed}-round{number}-masks", ".safetensors"))
+        dense = self.dense_masks()
+        if method == "oneshot-magnitude":  # the trained dense weights, pruned at once
+            magnitudes = {name: trained[name].abs() for name in self.names}
+            return prune_lowest(magnitudes, dense, sparsity, self.settings.scope)
+        if method not in STRATEGIES:
+            raise W2SError(f"unknown baseline '{method}'")
+        inputs = self.problem.scoring(seed) if self.problem.scoring is not None else None
+        model = self._model(seed, init)  # pruning at initialisation
+        return prune(method, model, dense, sparsity, self.settings.scope, inputs)

@@ -1,0 +1,153 @@
+"""Pruning masks: which weights are prunable, which are pruned, and keeping them at zero.
+
+A mask is a boolean tensor per prunable weight (True = kept). Masked training zeroes the
+pruned weights once, zeroes their gradients in a hook, and zeroes them again after every
+optimizer step, so no optimizer (momentum, weight decay, Adam's moments) can revive them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from weak2strong.errors import W2SError
+from weak2strong.fileio import write_tensors
+
+
+def prunable_weights(
+    model: nn.Module, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> dict[str, torch.Tensor]:
+    """The weight matrices of the model's `nn.Linear` layers, filtered by name patterns.
+
+    `include` / `exclude` are regular expressions searched in the parameter name
+    (e.g. exclude `^head\\.` to leave a classifier head dense).
+    """
+    chosen: dict[str, torch.Tensor] = {}
+    for module_name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        name = f"{module_name}.weight" if module_name else "weight"
+        if include and not any(re.search(pattern, name) for pattern in include):
+            continue
+        if any(re.search(pattern, name) for pattern in exclude):
+            continue
+        chosen[name] = module.weight
+    if not chosen:
+        raise W2SError("no prunable weights: no nn.Linear layer matches include/exclude")
+    return chosen
+
+
+class Masks:
+    """Boolean keep-masks by parameter name."""
+
+    def __init__(self, masks: Mapping[str, torch.Tensor]) -> None:
+        self.masks = {name: mask.bool() for name, mask in masks.items()}
+
+    @classmethod
+    def dense(cls, weights: Mapping[str, torch.Tensor]) -> Masks:
+        return cls({name: torch.ones_like(w, dtype=torch.bool) for name, w in weights.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> Masks:
+        from safetensors.torch import load_file
+
+        return cls(load_file(path))
+
+    def save(self, path: Path) -> None:
+        write_tensors(path, {name: mask.to(torch.uint8) for name, mask in self.masks.items()})
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.masks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.masks)
+
+    def items(self) -> Iterator[tuple[str, torch.Tensor]]:
+        return iter(self.masks.items())
+
+    def total(self) -> int:
+        return sum(mask.numel() for mask in self.masks.values())
+
+    def kept(self) -> int:
+        return sum(int(mask.sum()) for mask in self.masks.values())
+
+    def sparsity(self) -> float:
+        """Fraction of prunable weights that are pruned."""
+        return 1.0 - self.kept() / self.total()
+
+    def layer_sparsity(self) -> dict[str, float]:
+        return {name: 1.0 - float(mask.float().mean()) for name, mask in self.masks.items()}
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> None:
+        """Zero the pruned weights in place."""
+        parameters = dict(model.named_parameters())
+        for name, mask in self.masks.items():
+            parameter = parameters[name]
+            parameter.mul_(mask.to(parameter.device, parameter.dtype))
+
+    def shuffled(self, generator: torch.Generator) -> Masks:
+        """The same number of kept weights per layer, at random places (a random-ticket control)."""
+        masks = {}
+        for name, mask in self.masks.items():
+            order = torch.randperm(mask.numel(), generator=generator)
+            masks[name] = mask.flatten()[order].reshape(mask.shape)
+        return Masks(masks)
+
+
+@contextmanager
+def masked_gradients(model: nn.Module, masks: Masks) -> Iterator[None]:
+    """Within the block, gradients of pruned weights are zero (hooks removed afterwards)."""
+    parameters = dict(model.named_parameters())
+    handles = []
+    for name, mask in masks.items():
+        parameter = parameters[name]
+        keep = mask.to(parameter.device, parameter.dtype)
+        handles.append(parameter.register_hook(lambda grad, keep=keep: grad * keep))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def prune_lowest(
+    scores: Mapping[str, torch.Tensor], masks: Masks, fraction: float, scope: str = "global"
+) -> Masks:
+    """Remove `fraction` of the still-kept weights with the lowest scores.
+
+    `global`: one ranking over every layer; `layer`: the same fraction of each layer.
+    Exactly round(fraction × kept) weights go, ties broken by position, so sparsity after n
+    rounds is 1 − (1 − p)^n to within one weight per round.
+    """
+    if not 0 <= fraction < 1:
+        raise W2SError(f"pruning fraction must be in [0, 1), got {fraction}")
+    if scope not in ("global", "layer"):
+        raise W2SError(f"unknown pruning scope '{scope}' (global or layer)")
+    new = {name: mask.clone() for name, mask in masks.items()}
+    groups = [list(new)] if scope == "global" else [[name] for name in new]
+    for names in groups:
+        kept_scores = torch.cat(
+            [scores[n].detach().flatten().double().cpu()[new[n].flatten()] for n in names]
+        )
+        count = round(fraction * kept_scores.numel())
+        if count == 0:
+            continue
+        # stable sort: equal scores are removed in order of position, deterministically
+        order = torch.sort(kept_scores, stable=True).indices[:count]
+        remove = torch.zeros(kept_scores.numel(), dtype=torch.bool)
+        remove[order] = True
+        offset = 0
+        for name in names:
+            flat = new[name].flatten()
+            kept_positions = flat.nonzero().squeeze(1)
+            chunk = remove[offset : offset + kept_positions.numel()]
+            flat[kept_positions[chunk]] = False
+            new[name] = flat.reshape(new[name].shape)
+            offset += kept_positions.numel()
+    return Masks(new)
