@@ -49,7 +49,13 @@ def test_check_runs_then_reruns_from_cache(run_cli, tmp_path):
         (["check", "--set", "seed"], "malformed override"),
         (["check", "--config", "missing.yaml"], "config file not found"),
         (["assets", "prepare", "no-such-asset"], "unknown asset 'no-such-asset'"),
-        (["prune", "--rounds", "3"], "not built yet"),
+        (["prune", "--fraction", "1.5"], "fraction must be in (0, 1)"),
+        (["prune", "--baseline", "magic"], "unknown baseline 'magic'"),
+        (["prune", "--weak", "vader"], "use lexicon:vader or lexicon:afinn"),
+        (
+            ["prune", "--weak", "lexicon:vader", "--set", "task.name=safety"],
+            "not a two-class sentiment",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, args, fragment):

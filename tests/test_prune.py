@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -262,3 +263,35 @@ def test_baselines_run_at_the_imp_sparsities(tmp_path):
     # reinit: the ticket's masks on another initialisation
     reinit_start = tiny.start_states[-1]
     assert not torch.equal(reinit_start["0.bias"], tiny.start_states[0]["0.bias"])
+
+
+def test_prune_cli_weak_to_strong_tickets_end_to_end(run_cli, tmp_path):
+    """The default text student, tiny: IMP + two baselines, two seeds, weak labels, rerun cached."""
+    args = [
+        "prune", "--rounds", "2", "--weak", "lexicon:vader",
+        "--baseline", "random", "--baseline", "reinit", "--runs-dir", str(tmp_path / "runs"),
+        "--set", "seeds=[0,1]", "--set", "train_examples=32", "--set", "test_examples=24",
+        "--set", "student.max_length=16", "--set", "student.batch_size=16",
+    ]  # fmt: skip
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    run_dir = next((tmp_path / "runs").glob("prune-*"))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert list(results["curves"]) == ["imp", "random", "reinit"]
+    imp = results["curves"]["imp"]
+    assert [p["round"] for p in imp] == [0, 1, 2]
+    assert [round(p["sparsity"], 3) for p in imp] == [0.0, 0.2, 0.36]
+    assert all(len(p["per_seed"]) == 2 for p in imp)
+    assert 0.0 < results["weak_accuracy"] < 1.0 and results["ceiling"]["value"] is not None
+    assert all(("pgr" in p) for p in imp)
+    for entry in imp:  # the interval is the t-interval of the two seeds' accuracies
+        values = entry["per_seed"]
+        assert entry["metric"]["value"] == pytest.approx(sum(values) / 2)
+    assert (run_dir / "plots" / "prune.png").is_file()
+    assert "weights remaining" in first.stdout
+    masks = sorted(p.name for p in (run_dir / "steps").glob("seed0-round*-masks.safetensors"))
+    assert masks == ["seed0-round1-masks.safetensors", "seed0-round2-masks.safetensors"]
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    log = (run_dir / "run.log").read_text().split("(resumed)")[-1]
+    assert "done in" not in log  # every step came from the cache

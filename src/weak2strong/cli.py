@@ -32,24 +32,6 @@ SetOption = Annotated[
 ]
 RunsDirOption = Annotated[str, typer.Option("--runs-dir", help="Where run folders go.")]
 
-_PLANNED = {
-    "prune": "lottery tickets (issue 6)",
-}
-
-
-def _planned(name: str) -> None:
-    def command(ctx: typer.Context) -> None:
-        raise W2SError(f"`w2s {name}` is not built yet: {_PLANNED[name]} is on the roadmap")
-
-    command.__doc__ = f"Not built yet: {_PLANNED[name]}."
-    app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-        command
-    )
-
-
-for _name in _PLANNED:
-    _planned(_name)
-
 
 def _size(num_bytes: int | None) -> str:
     if num_bytes is None:
@@ -297,6 +279,46 @@ def extrapolate(
     print_extrapolate_summary(console, results)
     plot = plot_extrapolate_summary(results, run.path / "plots" / "extrapolate.png")
     console.print(f"run folder: {run.path}" + (f"  plot: {plot}" if plot else ""))
+
+
+@app.command("prune")
+def prune(
+    rounds: Annotated[int | None, typer.Option(help="IMP rounds.")] = None,
+    fraction: Annotated[
+        float | None, typer.Option(help="Fraction of remaining weights pruned per round.")
+    ] = None,
+    rewind_step: Annotated[
+        int | None, typer.Option(help="Rewind to the weights after this many steps (0: init).")
+    ] = None,
+    weak: Annotated[
+        str | None, typer.Option(help="Weak labels (lexicon:vader) for weak-to-strong tickets.")
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(help="random, oneshot-magnitude, snip, grasp, synflow, reinit (repeatable)."),
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    runs_dir: RunsDirOption = "runs",
+) -> None:
+    """Lottery tickets: iterative magnitude pruning with rewinding, against the baselines."""
+    from weak2strong.prune.experiment import Prune, PruneConfig
+    from weak2strong.prune.summary import plot_prune_summary, print_prune_summary
+    from weak2strong.runs import load_config
+
+    overrides = list(set_ or [])
+    for key, value in (
+        ("lottery.rounds", rounds),
+        ("lottery.fraction", fraction),
+        ("lottery.rewind_step", rewind_step),
+        ("weak", weak),
+    ):
+        overrides += [f"{key}={value}"] if value is not None else []
+    overrides += ["lottery.baselines=" + json.dumps(baseline)] if baseline else []
+    run, results = Prune(load_config(PruneConfig, config, overrides), runs_dir).run()
+    print_prune_summary(console, results)
+    plot = plot_prune_summary(results, run.path / "plots" / "prune.png")
+    console.print(f"run folder: {run.path}  plot: {plot}")
 
 
 @app.command("tasks")

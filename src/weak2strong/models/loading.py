@@ -172,8 +172,13 @@ def load_encoder(
     dtype: str = "auto",
     device: str | None = None,
     trust_remote_code: bool = False,
+    config_overrides: dict[str, Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a bare transformer backbone (no LM head) and its tokenizer."""
+    """Load a bare transformer backbone (no LM head) and its tokenizer.
+
+    `config_overrides` change the config as it loads, e.g. `{"num_hidden_layers": 2}` keeps
+    the first two layers of the pretrained weights.
+    """
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -181,7 +186,9 @@ def load_encoder(
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return _load(AutoModel, name, revision, dtype, device, trust_remote_code)
+        return _load(
+            AutoModel, name, revision, dtype, device, trust_remote_code, config_overrides or {}
+        )
     finally:
         hf_logging.set_verbosity(previous)
 
@@ -193,6 +200,7 @@ def _load(
     dtype: str,
     device: str | None,
     trust_remote_code: bool,
+    config_overrides: dict[str, Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     device = device or default_device()
     resolved = resolve(name)
@@ -202,6 +210,7 @@ def _load(
         revision=revision,
         dtype=_dtype(dtype, device),
         trust_remote_code=trust_remote_code,
+        **(config_overrides or {}),
     )
     model.to(device).eval()
     tokenizer = load_tokenizer(name, revision=revision, trust_remote_code=trust_remote_code)

@@ -66,6 +66,9 @@ class TicketProblem:
     train: Callable[[nn.Module, AfterStep, int], None]  # trains in place (model, hook, seed)
     evaluate: Callable[[nn.Module], float]  # test metric, higher is better
     scoring: Callable[[int], ScoringInputs] | None = None  # for SNIP, GraSP, SynFlow
+    # a model with freshly drawn weights, for the reinitialisation control; default `build`
+    # (right when `build` itself draws random weights, wrong for a pretrained model)
+    random_init: Callable[[int], nn.Module] | None = None
 
 
 def state_of(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -204,7 +207,8 @@ class Lottery:
             def compute(number: int = number, sparsity: float = sparsity) -> dict[str, Any]:
                 masks = self._baseline_masks(method, seed, number, sparsity, init, trained)
                 if method == "reinit":  # the winning ticket's masks on a fresh initialisation
-                    start = state_of(self.problem.build(seed + 10_000))
+                    fresh = self.problem.random_init or self.problem.build
+                    start = state_of(fresh(seed + 10_000))
                 elif method == "oneshot-magnitude":
                     start = self.rewind_state(seed)
                 else:

@@ -47,6 +47,14 @@ class Masks:
 
     def __init__(self, masks: Mapping[str, torch.Tensor]) -> None:
         self.masks = {name: mask.bool() for name, mask in masks.items()}
+        self._multipliers: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def multiplier(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The mask as 0/1 in `like`'s dtype and device, converted once, not every step."""
+        key = (name, like.device, like.dtype)
+        if key not in self._multipliers:
+            self._multipliers[key] = self.masks[name].to(like.device, like.dtype)
+        return self._multipliers[key]
 
     @classmethod
     def dense(cls, weights: Mapping[str, torch.Tensor]) -> Masks:
@@ -87,9 +95,9 @@ class Masks:
     def apply(self, model: nn.Module) -> None:
         """Zero the pruned weights in place."""
         parameters = dict(model.named_parameters())
-        for name, mask in self.masks.items():
+        for name in self.masks:
             parameter = parameters[name]
-            parameter.mul_(mask.to(parameter.device, parameter.dtype))
+            parameter.mul_(self.multiplier(name, parameter))
 
     def shuffled(self, generator: torch.Generator) -> Masks:
         """The same number of kept weights per layer, at random places (a random-ticket control)."""
@@ -105,9 +113,9 @@ def masked_gradients(model: nn.Module, masks: Masks) -> Iterator[None]:
     """Within the block, gradients of pruned weights are zero (hooks removed afterwards)."""
     parameters = dict(model.named_parameters())
     handles = []
-    for name, mask in masks.items():
+    for name in masks:
         parameter = parameters[name]
-        keep = mask.to(parameter.device, parameter.dtype)
+        keep = masks.multiplier(name, parameter)
         handles.append(parameter.register_hook(lambda grad, keep=keep: grad * keep))
     try:
         yield
@@ -122,7 +130,7 @@ def prune_lowest(
     """Remove `fraction` of the still-kept weights with the lowest scores.
 
     `global`: one ranking over every layer; `layer`: the same fraction of each layer.
-    Exactly round(fraction × kept) weights go, ties broken by position, so sparsity after n
+    Exactly round(fraction × kept) weights go, so sparsity after n
     rounds is 1 − (1 − p)^n to within one weight per round.
     """
     if not 0 <= fraction < 1:
@@ -138,8 +146,9 @@ def prune_lowest(
         count = round(fraction * kept_scores.numel())
         if count == 0:
             continue
-        # stable sort: equal scores are removed in order of position, deterministically
-        order = torch.sort(kept_scores, stable=True).indices[:count]
+        # exactly `count` lowest (ties broken deterministically); a partial selection, not a
+        # full sort, as SynFlow calls this a hundred times per mask
+        order = torch.topk(kept_scores, count, largest=False, sorted=False).indices
         remove = torch.zeros(kept_scores.numel(), dtype=torch.bool)
         remove[order] = True
         offset = 0

@@ -16,7 +16,7 @@ masks, removing the lowest-scoring weights:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +47,14 @@ def _weights(model: nn.Module, masks: Masks) -> dict[str, nn.Parameter]:
     return {name: parameters[name] for name in masks}
 
 
+def _gradients(
+    output: torch.Tensor, weights: Sequence[torch.Tensor], create_graph: bool = False
+) -> list[torch.Tensor]:
+    """∂output/∂w for each weight; zeros for a weight the output does not use."""
+    grads = torch.autograd.grad(output, weights, create_graph=create_graph, allow_unused=True)
+    return [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads, strict=True)]
+
+
 def magnitude_scores(model: nn.Module, masks: Masks) -> dict[str, torch.Tensor]:
     return {name: w.detach().abs() for name, w in _weights(model, masks).items()}
 
@@ -62,7 +70,7 @@ def snip_scores(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[s
     with masked_gradients(model, masks):
         logits, targets = inputs.batch_logits(model)
         loss = nn.functional.cross_entropy(logits, targets)
-        grads = torch.autograd.grad(loss, list(weights.values()))
+        grads = _gradients(loss, list(weights.values()))
     return {
         name: (w.detach() * g).abs() for (name, w), g in zip(weights.items(), grads, strict=True)
     }
@@ -75,12 +83,12 @@ def grasp_scores(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[
     temperature = inputs.grasp_temperature
     logits, targets = inputs.batch_logits(model)
     loss = nn.functional.cross_entropy(logits / temperature, targets)
-    gradient = [g.detach() for g in torch.autograd.grad(loss, parameters)]
+    gradient = [g.detach() for g in _gradients(loss, parameters)]
     logits, targets = inputs.batch_logits(model)
     loss = nn.functional.cross_entropy(logits / temperature, targets)
-    with_graph = torch.autograd.grad(loss, parameters, create_graph=True)
+    with_graph = _gradients(loss, parameters, create_graph=True)
     flow = torch.stack([(g * h).sum() for g, h in zip(gradient, with_graph, strict=True)]).sum()
-    hessian_gradient = torch.autograd.grad(flow, parameters)  # Hg, g held constant
+    hessian_gradient = _gradients(flow, parameters)  # Hg, g held constant
     return {
         name: (w.detach() * hg).detach()
         for (name, w), hg in zip(weights.items(), hessian_gradient, strict=True)
@@ -108,7 +116,7 @@ def synflow_prune(
         weights = _weights(probe, current)
         with masked_gradients(probe, current):
             output = inputs.ones_output(probe)
-            grads = torch.autograd.grad(output.sum(), list(weights.values()))
+            grads = _gradients(output.sum(), list(weights.values()))
         scores = {
             name: (w.detach() * g).abs()
             for (name, w), g in zip(weights.items(), grads, strict=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+# xs, values, interval lows, interval highs
+Series = tuple[Sequence[float], Sequence[float], Sequence[float | None], Sequence[float | None]]
 
 
 def bar_chart_with_intervals(
@@ -99,6 +102,48 @@ def scatter_with_intervals(
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def lines_with_intervals(
+    path: Path,
+    series: Mapping[str, Series],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    invert_x: bool = False,
+    reference_lines: dict[str, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
+    """One line per series (xs, values, lows, highs) with a shaded interval band.
+
+    `reference_lines` draws labelled horizontal lines (e.g. a weak supervisor, a ceiling).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for label, (xs, values, lows, highs) in series.items():
+        (line,) = axis.plot(xs, values, marker="o", markersize=3, label=label)
+        if all(v is not None for v in (*lows, *highs)):
+            axis.fill_between(xs, lows, highs, alpha=0.15, color=line.get_color())  # type: ignore[arg-type]
+    for label, value in (reference_lines or {}).items():
+        axis.axhline(value, linestyle="--", linewidth=1, color="grey")
+        axis.annotate(
+            label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8, va="bottom"
+        )
+    if invert_x:
+        axis.invert_xaxis()
+    if ylim is not None:  # wide intervals (few seeds) must not flatten the lines themselves
+        axis.set_ylim(*ylim)
+    axis.set_title(title)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
     return _save(figure, path)
 
 

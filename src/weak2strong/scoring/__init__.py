@@ -7,6 +7,7 @@ from weak2strong.scoring.metrics import (
     paired_bootstrap,
     paired_bootstrap_means,
     performance_gap_recovered,
+    seed_interval,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "paired_bootstrap",
     "paired_bootstrap_means",
     "performance_gap_recovered",
+    "seed_interval",
 ]

@@ -6,7 +6,7 @@ so "higher is better" and the degenerate-gap rule live in one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +126,18 @@ class Interval:
 
     def as_dict(self) -> dict[str, float | None]:
         return {"value": self.value, "low": self.low, "high": self.high}
+
+
+def seed_interval(values: Sequence[float], level: float = 0.95) -> dict[str, float | None]:
+    """Mean over independent runs (seeds) with a Student-t interval; no interval for one run."""
+    from scipy import stats
+
+    array = np.asarray(values, dtype=np.float64)
+    mean = float(array.mean())
+    if len(array) < 2:
+        return Interval(mean, None, None).as_dict()
+    half = float(stats.t.ppf(0.5 + level / 2, len(array) - 1) * stats.sem(array))
+    return Interval(mean, mean - half, mean + half).as_dict()
 
 
 def _quantiles(

@@ -1,0 +1,74 @@
+"""The sparsity-vs-metric table and plot of a lottery-ticket run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from weak2strong.report import format_interval, lines_with_intervals, print_table
+
+
+def _plus_minus(interval: dict[str, Any], digits: int) -> str:
+    """`0.641 ± 0.080`: the table stays narrow; results.json keeps the bounds."""
+    if interval.get("low") is None or interval.get("high") is None:
+        return format_interval(interval, digits)
+    half = (interval["high"] - interval["low"]) / 2
+    return f"{interval['value']:.{digits}f} ± {half:.{digits}f}"
+
+
+def print_prune_summary(console: Console, results: dict[str, Any]) -> None:
+    curves = results["curves"]
+    rounds = curves["imp"]
+    methods = list(curves)
+    rows = []
+    for point in rounds:
+        row = [f"{1 - point['sparsity']:.1%}"]
+        for method in methods:
+            points = {p["round"]: p for p in curves[method]}
+            entry = points.get(point["round"])
+            cell = _plus_minus(entry["metric"], 3) if entry else ""
+            if entry and entry.get("pgr"):
+                cell += f"\nPGR {_plus_minus(entry['pgr'], 2)}"
+            row.append(cell)
+        rows.append(row)
+    seeds = len(results["seeds"])
+    title = (
+        f"{results['task']}: test {results['metric']} by weights remaining, labels "
+        f"{results['labels']} (mean over {seeds} seed{'s' if seeds > 1 else ''} ± 95% t-interval)"
+    )
+    print_table(console, title, ["weights remaining", *methods], rows)
+    if results.get("weak_accuracy") is not None:
+        console.print(
+            f"weak supervisor {results['labels']}: {results['weak_accuracy']:.3f}; dense ceiling "
+            f"(gold labels): {format_interval(results['ceiling'], 3)}"
+        )
+
+
+def plot_prune_summary(results: dict[str, Any], path: Path) -> Path:
+    series = {}
+    for method, points in results["curves"].items():
+        series[method] = (
+            [100 * (1 - p["sparsity"]) for p in points],
+            [p["metric"]["value"] for p in points],
+            [p["metric"]["low"] for p in points],
+            [p["metric"]["high"] for p in points],
+        )
+    references = {}
+    if results.get("weak_accuracy") is not None:
+        references["weak supervisor"] = results["weak_accuracy"]
+        if results.get("ceiling"):
+            references["dense gold ceiling"] = results["ceiling"]["value"]
+    shown = [v for _, values, _, _ in series.values() for v in values] + list(references.values())
+    return lines_with_intervals(
+        path,
+        series,
+        title=f"{results['task']}: lottery tickets ({results['labels']} labels; "
+        f"bands: 95% t-interval over {len(results['seeds'])} seeds)",
+        xlabel="% of prunable weights remaining",
+        ylabel=f"test {results['metric']}",
+        invert_x=True,
+        reference_lines=references,
+        ylim=(min(shown) - 0.05, max(shown) + 0.05),
+    )
