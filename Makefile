@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM ?= false
 DEMO_ASSETS := smollm2-135m-instruct qwen2.5-0.5b-instruct minilm-l6 imdb safety
 TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
 
-.PHONY: install assets test-assets demo demo-search demo-extrapolate test lint clean
+.PHONY: install assets test-assets demo demo-search demo-extrapolate demo-prune test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ demo-search: assets
 # ExPO on the embedded default (DPO-tunes an under-trained SmolLM2 first, then sweeps α).
 demo-extrapolate: assets
 	$(BIN)/w2s extrapolate --config configs/demo-extrapolate.yaml
+
+# Lottery tickets on the default text student: IMP + every baseline, 2 seeds (about 12 min).
+demo-prune: assets
+	$(BIN)/w2s prune
 
 test: test-assets
 	$(BIN)/python -m pytest
