@@ -49,13 +49,6 @@ class TensorInfo:
     dtype: torch.dtype
     shape: tuple[int, ...]
 
-    @property
-    def numel(self) -> int:
-        count = 1
-        for size in self.shape:
-            count *= size
-        return count
-
 
 class Checkpoint:
     """A model folder's config and the headers of its safetensors weights."""
@@ -138,9 +131,6 @@ class Checkpoint:
             if not info.shape:
                 return handle.get_tensor(name).reshape(1)
             return handle.get_slice(name)[start:stop]
-
-    def nbytes(self) -> int:
-        return sum(t.numel * t.dtype.itemsize for t in self.tensors.values())
 
 
 def tensor_group(name: str) -> str:

@@ -88,9 +88,6 @@ class Masks:
         """Fraction of prunable weights that are pruned."""
         return 1.0 - self.kept() / self.total()
 
-    def layer_sparsity(self) -> dict[str, float]:
-        return {name: 1.0 - float(mask.float().mean()) for name, mask in self.masks.items()}
-
     @torch.no_grad()
     def apply(self, model: nn.Module) -> None:
         """Zero the pruned weights in place."""
@@ -98,14 +95,6 @@ class Masks:
         for name in self.masks:
             parameter = parameters[name]
             parameter.mul_(self.multiplier(name, parameter))
-
-    def shuffled(self, generator: torch.Generator) -> Masks:
-        """The same number of kept weights per layer, at random places (a random-ticket control)."""
-        masks = {}
-        for name, mask in self.masks.items():
-            order = torch.randperm(mask.numel(), generator=generator)
-            masks[name] = mask.flatten()[order].reshape(mask.shape)
-        return Masks(masks)
 
 
 @contextmanager
