@@ -33,6 +33,25 @@ SetOption = Annotated[
 RunsDirOption = Annotated[str, typer.Option("--runs-dir", help="Where run folders go.")]
 
 
+def _overrides(set_: list[str] | None, options: dict[str, object]) -> list[str]:
+    """`--set` overrides, then each command-line option given, as `key=value` overrides.
+
+    Options left out (None, an empty list, a False flag) change nothing; lists are written
+    as JSON, which YAML reads back whole (paths with commas included).
+    """
+    overrides = list(set_ or [])
+    for key, value in options.items():
+        if value is None or value is False or value == []:
+            continue
+        if isinstance(value, list):
+            overrides.append(f"{key}={json.dumps(value)}")
+        elif value is True:
+            overrides.append(f"{key}=true")
+        else:
+            overrides.append(f"{key}={value}")
+    return overrides
+
+
 def _size(num_bytes: int | None) -> str:
     if num_bytes is None:
         return "-"
@@ -140,24 +159,16 @@ def generalize(
             raise W2SError(
                 "--task and --strategy belong to classification mode; use --set prompts=imdb|rtp"
             )
-        overrides = list(set_ or [])
-        overrides += [f"weak={weak}"] if weak is not None else []
-        overrides += [f"strong={strong}"] if strong is not None else []
+        overrides = _overrides(set_, {"weak": weak, "strong": strong})
         generative_config = load_config(GenerativeConfig, config, overrides)
         run, results = GenerativeGeneralize(generative_config, runs_dir).run()
         print_generative_summary(console, results)
         console.print(f"run folder: {run.path}")
         return
 
-    overrides = list(set_ or [])
-    if task is not None:
-        overrides.append(f"task.name={task}")
-    if weak is not None:
-        overrides.append(f"weak={weak}")
-    if strong is not None:
-        overrides.append(f"strong={strong}")
-    if strategy:
-        overrides.append("strategies=" + ",".join(strategy))
+    overrides = _overrides(
+        set_, {"task.name": task, "weak": weak, "strong": strong, "strategies": strategy}
+    )
     resolved = load_config(GeneralizeConfig, config, overrides)
     run, results = Generalize(resolved, runs_dir).run()
     print_summary(console, results)
@@ -177,9 +188,7 @@ def tune(
     from weak2strong.runs import load_config
     from weak2strong.tune import Tune, TuneConfig
 
-    overrides = list(set_ or [])
-    overrides += [f"method={method}"] if method is not None else []
-    overrides += [f"base={base}"] if base is not None else []
+    overrides = _overrides(set_, {"method": method, "base": base})
     _, results = Tune(load_config(TuneConfig, config, overrides), runs_dir).run()
     details = ", ".join(
         f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
@@ -212,12 +221,16 @@ def search(
     from weak2strong.search import Search, SearchConfig
     from weak2strong.search.summary import plot_search_summary, print_search_summary
 
-    overrides = list(set_ or [])
-    overrides += ["methods=" + ",".join(method)] if method else []
-    overrides += [f"large={large}"] if large is not None else []
-    overrides += [f"pair.tuned={tuned}"] if tuned is not None else []
-    overrides += [f"pair.untuned={untuned}"] if untuned is not None else []
-    overrides += [f"backend={backend}"] if backend is not None else []
+    overrides = _overrides(
+        set_,
+        {
+            "methods": method,
+            "large": large,
+            "pair.tuned": tuned,
+            "pair.untuned": untuned,
+            "backend": backend,
+        },
+    )
     run, results = Search(load_config(SearchConfig, config, overrides), runs_dir).run()
     print_search_summary(console, results)
     plot = plot_search_summary(results, run.path / "plots" / "search.png")
@@ -260,21 +273,21 @@ def extrapolate(
     from weak2strong.extrapolate.sweep import Extrapolate, ExtrapolateConfig
     from weak2strong.runs import load_config
 
-    overrides = list(set_ or [])
-    for key, value in (
-        ("sft", sft),
-        ("aligned", aligned),
-        ("alphas", alpha),
-        ("out", out),
-        ("select_by", select_by),
-        ("prompts", prompts),
-        ("dtype", dtype),
-        ("shard_size", shard_size),
-    ):
-        overrides += [f"{key}={value}"] if value is not None else []
-    # a JSON list is valid YAML, and keeps paths with commas whole
-    overrides += ["checkpoints=" + json.dumps(checkpoint)] if checkpoint else []
-    overrides += ["force=true"] if force else []
+    overrides = _overrides(
+        set_,
+        {
+            "sft": sft,
+            "aligned": aligned,
+            "checkpoints": checkpoint,
+            "alphas": alpha,
+            "out": out,
+            "select_by": select_by,
+            "prompts": prompts,
+            "dtype": dtype,
+            "shard_size": shard_size,
+            "force": force,
+        },
+    )
     run, results = Extrapolate(load_config(ExtrapolateConfig, config, overrides), runs_dir).run()
     print_extrapolate_summary(console, results)
     plot = plot_extrapolate_summary(results, run.path / "plots" / "extrapolate.png")
@@ -306,15 +319,16 @@ def prune(
     from weak2strong.prune.summary import plot_prune_summary, print_prune_summary
     from weak2strong.runs import load_config
 
-    overrides = list(set_ or [])
-    for key, value in (
-        ("lottery.rounds", rounds),
-        ("lottery.fraction", fraction),
-        ("lottery.rewind_step", rewind_step),
-        ("weak", weak),
-    ):
-        overrides += [f"{key}={value}"] if value is not None else []
-    overrides += ["lottery.baselines=" + json.dumps(baseline)] if baseline else []
+    overrides = _overrides(
+        set_,
+        {
+            "lottery.rounds": rounds,
+            "lottery.fraction": fraction,
+            "lottery.rewind_step": rewind_step,
+            "weak": weak,
+            "lottery.baselines": baseline,
+        },
+    )
     run, results = Prune(load_config(PruneConfig, config, overrides), runs_dir).run()
     print_prune_summary(console, results)
     plot = plot_prune_summary(results, run.path / "plots" / "prune.png")

@@ -85,19 +85,14 @@ class Lottery:
         self.problem = problem
         self.settings = settings
         self.run = run
-        self.names = list(prunable_weights(problem.build(0), settings.include, settings.exclude))
+        weights = prunable_weights(problem.build(0), settings.include, settings.exclude)
+        self.names = list(weights)
+        self.shapes = {name: weight.shape for name, weight in weights.items()}
 
     def dense_masks(self) -> Masks:
         return Masks(
-            {name: torch.ones(self._shapes()[name], dtype=torch.bool) for name in self.names}
+            {name: torch.ones(shape, dtype=torch.bool) for name, shape in self.shapes.items()}
         )
-
-    def _shapes(self) -> dict[str, torch.Size]:
-        if not hasattr(self, "_shape_cache"):
-            model = self.problem.build(0)
-            parameters = dict(model.named_parameters())
-            self._shape_cache = {name: parameters[name].shape for name in self.names}
-        return self._shape_cache
 
     # ---- masked training with a rewind point
 
