@@ -12,7 +12,10 @@ export TOKENIZERS_PARALLELISM ?= false
 DEMO_ASSETS := smollm2-135m-instruct qwen2.5-0.5b-instruct minilm-l6 imdb safety
 TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
 
-.PHONY: install assets test-assets demo demo-search demo-extrapolate demo-prune test lint clean
+# the report test opens the report in Debian's Chromium (root, or sudo, installs it)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install assets test-assets browser demo demo-search demo-extrapolate demo-prune test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,24 +31,32 @@ assets: install
 test-assets: install
 	$(BIN)/w2s assets prepare $(TEST_ASSETS)
 
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 demo: assets
 	$(BIN)/w2s generalize --config configs/demo-imdb.yaml
 	$(BIN)/w2s generalize --config configs/demo-safety.yaml
+	$(BIN)/w2s report runs --out report
 
 # Weak-to-strong search on the embedded default (DPO-tunes SmolLM2 first): about 40 min on 2 CPU cores.
 demo-search: assets
 	$(BIN)/w2s tune
 	$(BIN)/w2s search --method all
+	$(BIN)/w2s report runs --out report
 
 # ExPO on the embedded default (DPO-tunes an under-trained SmolLM2 first, then sweeps α).
 demo-extrapolate: assets
 	$(BIN)/w2s extrapolate --config configs/demo-extrapolate.yaml
+	$(BIN)/w2s report runs --out report
 
-# Lottery tickets on the default text student: IMP + every baseline, 2 seeds (about 12 min).
+# Lottery tickets on the default text student: IMP + every baseline, 3 seeds (about 25 min).
 demo-prune: assets
-	$(BIN)/w2s prune
+	$(BIN)/w2s prune --baseline all
+	$(BIN)/w2s report runs --out report
 
-test: test-assets
+test: test-assets browser
 	$(BIN)/python -m pytest
 
 lint: install
@@ -54,4 +65,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs report tracking test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -337,6 +337,10 @@ def test_a_terminated_process_leaves_no_output(tmp_path):
 
 @pytest.fixture
 def word_tokenized_pair(tmp_path: Path) -> tuple[Path, Path]:
+    return make_word_tokenized_pair(tmp_path)
+
+
+def make_word_tokenized_pair(tmp_path: Path) -> tuple[Path, Path]:
     """Tiny Llamas over MiniLM's vocabulary, with the tokenizer files a sweep generates with."""
     from weak2strong.models import load_tokenizer
 

@@ -260,9 +260,15 @@ def test_baselines_run_at_the_imp_sparsities(tmp_path):
         for entry, reference in zip(results, imp[1:], strict=True):
             assert entry["sparsity"] == pytest.approx(reference["sparsity"], abs=2 / 160), method
             assert 0.0 <= entry["metric"] <= 1.0
-    # reinit: the ticket's masks on another initialisation
-    reinit_start = tiny.start_states[-1]
-    assert not torch.equal(reinit_start["0.bias"], tiny.start_states[0]["0.bias"])
+    # reinit: the ticket's masks over freshly drawn prunable weights, the rest as at init
+    reinit_start, init = tiny.start_states[-1], tiny.start_states[0]
+    assert not torch.equal(reinit_start["0.weight"], init["0.weight"])
+    assert torch.equal(reinit_start["0.bias"], init["0.bias"])
+    reinit_masks = Masks.load(lottery.run.step_path("seed0-reinit-round2-masks", ".safetensors"))
+    ticket_masks = Masks.load(lottery.run.step_path("seed0-round2-masks", ".safetensors"))
+    assert all(torch.equal(reinit_masks[name], ticket_masks[name]) for name in ticket_masks)
+    for method in settings.baselines:  # every baseline's masks are kept
+        assert lottery.run.step_path(f"seed0-{method}-round1-masks", ".safetensors").is_file()
 
 
 def test_prune_cli_weak_to_strong_tickets_end_to_end(run_cli, tmp_path):
@@ -295,3 +301,22 @@ def test_prune_cli_weak_to_strong_tickets_end_to_end(run_cli, tmp_path):
     assert second.returncode == 0, second.stderr
     log = (run_dir / "run.log").read_text().split("(resumed)")[-1]
     assert "done in" not in log  # every step came from the cache
+
+
+def test_weak_targets_are_the_supervisors_decisions_or_its_probabilities(tmp_path):
+    from weak2strong.prune.experiment import Prune, PruneConfig
+
+    def targets(kind: str):
+        config = PruneConfig(
+            weak="lexicon:vader", weak_targets=kind, train_examples=32, test_examples=24
+        )
+        texts, values, *_ = Prune(config, tmp_path)._data()
+        return texts, values
+
+    soft_texts, soft = targets("soft")
+    hard_texts, hard = targets("hard")
+    assert soft_texts == hard_texts and len(soft_texts) == 32
+    assert soft.min() > 0.0 and soft.max() < 1.0  # calibrated probabilities, never certain
+    assert ((hard == 0) | (hard == 1)).all() and (hard.argmax(1) == soft.argmax(1)).all()
+    with pytest.raises(W2SError, match="weak_targets"):
+        Prune(PruneConfig(weak_targets="fuzzy"), tmp_path)

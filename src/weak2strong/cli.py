@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,6 +35,23 @@ SetOption = Annotated[
 RunsDirOption = Annotated[str, typer.Option("--runs-dir", help="Where run folders go.")]
 
 
+@app.callback()
+def main_options(
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Log training curves to tensorboard or mlflow (repeatable; under W2S_TRACK_DIR, "
+            "default tracking/). Needs that library installed."
+        ),
+    ] = None,
+) -> None:
+    if track:
+        os.environ["W2S_TRACK"] = ",".join(track)
+        from weak2strong.tracking import requested_trackers
+
+        requested_trackers()  # an unknown name fails before any work
+
+
 def _overrides(set_: list[str] | None, options: dict[str, object]) -> list[str]:
     """`--set` overrides, then each command-line option given, as `key=value` overrides.
 
@@ -50,6 +69,12 @@ def _overrides(set_: list[str] | None, options: dict[str, object]) -> list[str]:
         else:
             overrides.append(f"{key}={value}")
     return overrides
+
+
+def _show(command: str, run_path: Path, results: dict[str, Any]) -> None:
+    from weak2strong.summaries import show_results  # imports every method's summary
+
+    show_results(console, command, run_path, results)
 
 
 def _size(num_bytes: int | None) -> str:
@@ -149,7 +174,6 @@ def generalize(
 ) -> None:
     """Weak-to-strong generalization: weak supervisor, strong student, ceiling, PGR."""
     from weak2strong.generalize import Generalize, GeneralizeConfig
-    from weak2strong.generalize.summary import plot_summary, print_generative_summary, print_summary
     from weak2strong.runs import load_config
 
     if generative:
@@ -162,8 +186,7 @@ def generalize(
         overrides = _overrides(set_, {"weak": weak, "strong": strong})
         generative_config = load_config(GenerativeConfig, config, overrides)
         run, results = GenerativeGeneralize(generative_config, runs_dir).run()
-        print_generative_summary(console, results)
-        console.print(f"run folder: {run.path}")
+        _show("generalize-generative", run.path, results)
         return
 
     overrides = _overrides(
@@ -171,9 +194,7 @@ def generalize(
     )
     resolved = load_config(GeneralizeConfig, config, overrides)
     run, results = Generalize(resolved, runs_dir).run()
-    print_summary(console, results)
-    plot = plot_summary(results, run.path / "plots" / "generalize.png")
-    console.print(f"run folder: {run.path}  plot: {plot}")
+    _show("generalize", run.path, results)
 
 
 @app.command("tune")
@@ -219,7 +240,6 @@ def search(
     """Weak-to-strong search: decode with a large model steered by a small tuned/untuned pair."""
     from weak2strong.runs import load_config
     from weak2strong.search import Search, SearchConfig
-    from weak2strong.search.summary import plot_search_summary, print_search_summary
 
     overrides = _overrides(
         set_,
@@ -232,9 +252,7 @@ def search(
         },
     )
     run, results = Search(load_config(SearchConfig, config, overrides), runs_dir).run()
-    print_search_summary(console, results)
-    plot = plot_search_summary(results, run.path / "plots" / "search.png")
-    console.print(f"run folder: {run.path}  plot: {plot}")
+    _show("search", run.path, results)
 
 
 @app.command("extrapolate")
@@ -269,7 +287,6 @@ def extrapolate(
     runs_dir: RunsDirOption = "runs",
 ) -> None:
     """Model extrapolation (ExPO): θ_aligned + α(θ_aligned − θ_sft), streamed shard by shard."""
-    from weak2strong.extrapolate.summary import plot_extrapolate_summary, print_extrapolate_summary
     from weak2strong.extrapolate.sweep import Extrapolate, ExtrapolateConfig
     from weak2strong.runs import load_config
 
@@ -289,9 +306,7 @@ def extrapolate(
         },
     )
     run, results = Extrapolate(load_config(ExtrapolateConfig, config, overrides), runs_dir).run()
-    print_extrapolate_summary(console, results)
-    plot = plot_extrapolate_summary(results, run.path / "plots" / "extrapolate.png")
-    console.print(f"run folder: {run.path}" + (f"  plot: {plot}" if plot else ""))
+    _show("extrapolate", run.path, results)
 
 
 @app.command("prune")
@@ -308,7 +323,9 @@ def prune(
     ] = None,
     baseline: Annotated[
         list[str] | None,
-        typer.Option(help="random, oneshot-magnitude, snip, grasp, synflow, reinit (repeatable)."),
+        typer.Option(
+            help="random, oneshot-magnitude, snip, grasp, synflow, reinit (repeatable), or all."
+        ),
     ] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -316,7 +333,7 @@ def prune(
 ) -> None:
     """Lottery tickets: iterative magnitude pruning with rewinding, against the baselines."""
     from weak2strong.prune.experiment import Prune, PruneConfig
-    from weak2strong.prune.summary import plot_prune_summary, print_prune_summary
+    from weak2strong.prune.lottery import BASELINES
     from weak2strong.runs import load_config
 
     overrides = _overrides(
@@ -326,13 +343,33 @@ def prune(
             "lottery.fraction": fraction,
             "lottery.rewind_step": rewind_step,
             "weak": weak,
-            "lottery.baselines": baseline,
+            "lottery.baselines": list(BASELINES) if baseline == ["all"] else baseline,
         },
     )
     run, results = Prune(load_config(PruneConfig, config, overrides), runs_dir).run()
-    print_prune_summary(console, results)
-    plot = plot_prune_summary(results, run.path / "plots" / "prune.png")
-    console.print(f"run folder: {run.path}  plot: {plot}")
+    _show("prune", run.path, results)
+
+
+@app.command("report")
+def report(
+    runs_dir: Annotated[str, typer.Argument(help="The folder holding run folders.")] = "runs",
+    out: Annotated[str, typer.Option(help="Folder the report is written to.")] = "report",
+    fmt: Annotated[
+        str, typer.Option("--format", help="html (a page per method) or markdown (one file).")
+    ] = "html",
+) -> None:
+    """A static report of every run: tables, plots, configs; CSV of every table."""
+    from rich.markup import escape
+
+    from weak2strong.summaries import build_report
+
+    entry, built = build_report(runs_dir, out, fmt)
+    runs = sum(len(sections) for sections in built.pages.values())
+    pages = ", ".join(f"{page} ({len(s)})" for page, s in built.pages.items()) or "none"
+    console.print(f"{runs} run{'' if runs == 1 else 's'}: {pages}")
+    for skipped in built.skipped:
+        console.print(f"[yellow]skipped[/yellow] {escape(skipped.path)}: {escape(skipped.reason)}")
+    console.print(f"report: {entry.resolve()}")
 
 
 @app.command("tasks")

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from weak2strong.report import format_interval, print_table, scatter_with_intervals
+from weak2strong.report import ResultTable, format_interval, scatter_with_intervals
 
 
 def _survival(report: dict[str, Any]) -> str:
@@ -19,15 +17,20 @@ def _survival(report: dict[str, Any]) -> str:
     return f"{fraction:.1%} of updated weights changed, ‖stored‖/‖fp32‖ update {ratio:.2f}"
 
 
-def print_cast_survival(console: Console, report: dict[str, Any]) -> None:
+def cast_survival_table(report: dict[str, Any]) -> ResultTable:
     """Per tensor group: how much of the fp32 update survived the cast to the stored dtype."""
     overall = report.get("cast_survival", {}).get("all", {})
+    dtypes = ", ".join(report.get("out_dtypes", []))
+    columns = [
+        "tensor group",
+        "tensors",
+        "updated weights changed",
+        "‖stored‖/‖fp32‖",
+        "rel. error",
+    ]
+    title = f"update kept after the cast to {dtypes} (α={report['alpha']:g})"
     if overall.get("relative_error") in (0.0, None):
-        console.print(
-            f"α={report['alpha']:g}: every update stored exactly "
-            f"({', '.join(report.get('out_dtypes', []))})"
-        )
-        return
+        return ResultTable(title, columns, [], [f"every update stored exactly ({dtypes})"])
     rows = []
     for group, entry in report.get("cast_survival", {}).items():
         if entry.get("survived_fraction") is None:
@@ -41,28 +44,19 @@ def print_cast_survival(console: Console, report: dict[str, Any]) -> None:
                 f"{entry['relative_error']:.3f}",
             ]
         )
-    title = (
-        f"update kept after the cast to {', '.join(report.get('out_dtypes', []))} "
-        f"(α={report['alpha']:g})"
-    )
-    columns = [
-        "tensor group",
-        "tensors",
-        "updated weights changed",
-        "‖stored‖/‖fp32‖",
-        "rel. error",
-    ]
-    print_table(console, title, columns, rows)
+    return ResultTable(title, columns, rows)
 
 
-def print_extrapolate_summary(console: Console, results: dict[str, Any]) -> None:
+def extrapolate_tables(results: dict[str, Any]) -> list[ResultTable]:
+    """The α sweep's reward table, or (without a sweep) what was written and its cast losses."""
     if results["select_by"] == "none":
-        for label, report in results["written"].items():
-            cached = " (cached)" if report.get("cached") else ""
-            console.print(f"{label}: {report['out']}{cached} — {_survival(report)}")
-        last = list(results["written"].values())[-1]
-        print_cast_survival(console, last)
-        return
+        last = cast_survival_table(list(results["written"].values())[-1])
+        last.notes = [
+            f"{label}: {report['out']}{' (cached)' if report.get('cached') else ''} — "
+            f"{_survival(report)}"
+            for label, report in results["written"].items()
+        ] + last.notes
+        return [last]
     rows = []
     for label, row in results["rows"].items():
         rows.append(
@@ -80,13 +74,14 @@ def print_extrapolate_summary(console: Console, results: dict[str, Any]) -> None
         f"{results['prompts']} ({results['test_prompts']} prompts, {results['new_tokens']} new "
         f"tokens): reward {results['scorer']} ({direction} is better, 95% bootstrap CI)"
     )
-    print_table(console, title, ["model", "α", "mean reward", "reward − aligned"], rows)
     written = results["written"]
-    console.print(
+    kept = (
         f"kept {results['best']} → {results['out']} ({_survival(written)})"
         if results["best_alpha"] != 0
         else f"no α beat the aligned model; {results['out']} holds the aligned weights"
     )
+    columns = ["model", "α", "mean reward", "reward − aligned"]
+    return [ResultTable(title, columns, rows, [kept])]
 
 
 def plot_extrapolate_summary(results: dict[str, Any], path: Path) -> Path | None:

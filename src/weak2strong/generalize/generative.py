@@ -117,7 +117,13 @@ class GenerativeGeneralize:
     def _fine_tuned_completions(self, targets: list[str], tag: str) -> list[str]:
         model, tokenizer = load_causal_lm(self.config.strong)
         tuned = train_sft(
-            model, tokenizer, self.prompts.train, targets, self.config.sft, self.config.seed
+            model,
+            tokenizer,
+            self.prompts.train,
+            targets,
+            self.config.sft,
+            self.config.seed,
+            curves_name=f"generalize-generative/{tag}",
         )
         return self._sample(self.config.strong, self.prompts.test, tag, tuned, tokenizer)
 

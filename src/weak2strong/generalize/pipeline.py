@@ -179,6 +179,7 @@ class Generalize:
                 weight_decay=settings.weight_decay,
                 strategy_config=self.config.strategy,
                 seed=self.config.seed,
+                curves_name=f"{run.path.name}/{step}",
             )
             outputs = {
                 name: torch.as_tensor(predict_proba(student, x)) for name, x in predict.items()

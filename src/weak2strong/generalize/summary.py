@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from weak2strong.report import bar_chart_with_intervals, format_interval, print_table
+from weak2strong.report import ResultTable, bar_chart_with_intervals, format_interval
 
 TABLE_METRICS = ("accuracy", "balanced_accuracy", "f1", "auroc")
 
@@ -16,7 +14,14 @@ def model_order(results: dict[str, Any]) -> list[str]:
     return ["weak", *[f"w2s:{name}" for name in results["strategies"]], "ceiling"]
 
 
-def print_summary(console: Console, results: dict[str, Any]) -> None:
+def generalize_tables(results: dict[str, Any]) -> list[ResultTable]:
+    """The results table of a classification or a generative run."""
+    if "mean_score" in results:
+        return [generative_table(results)]
+    return [classification_table(results)]
+
+
+def classification_table(results: dict[str, Any]) -> ResultTable:
     boot = results["bootstrap"]
     rows = []
     for name in model_order(results):
@@ -30,7 +35,7 @@ def print_summary(console: Console, results: dict[str, Any]) -> None:
         f"{results['task']}: weak {results['weak']} → strong {results['strong']} "
         f"(A={sizes['weak_train_a']}, B={sizes['student_train_b']}, test={sizes['test']}; 95% bootstrap CI)"
     )
-    print_table(console, title, ["model", *TABLE_METRICS, "PGR (accuracy)"], rows)
+    return ResultTable(title, ["model", *TABLE_METRICS, "PGR (accuracy)"], rows)
 
 
 def plot_summary(results: dict[str, Any], path: Path) -> Path:
@@ -56,7 +61,7 @@ def plot_summary(results: dict[str, Any], path: Path) -> Path:
     )
 
 
-def print_generative_summary(console: Console, results: dict[str, Any]) -> None:
+def generative_table(results: dict[str, Any]) -> ResultTable:
     table = results["mean_score"]
     direction = "higher" if results["scorer_higher_is_better"] else "lower"
     rows = []
@@ -71,4 +76,4 @@ def print_generative_summary(console: Console, results: dict[str, Any]) -> None:
         f"{results['scorer']} score ({direction} is better; {sizes['train_prompts']} train / "
         f"{sizes['test_prompts']} test prompts; 95% bootstrap CI)"
     )
-    print_table(console, title, ["model", "mean gold score", "PGR"], rows)
+    return ResultTable(title, ["model", "mean gold score", "PGR"], rows)

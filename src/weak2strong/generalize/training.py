@@ -21,6 +21,7 @@ from weak2strong.generalize.config import FinetuneConfig, StrategyConfig
 from weak2strong.generalize.strategies import strategy_loss
 from weak2strong.models.adapters import with_lora
 from weak2strong.models.features import pool
+from weak2strong.tracking import training_curves
 
 Inputs = torch.Tensor | Sequence[str]
 
@@ -92,11 +93,13 @@ def fit(
     strategy_config: StrategyConfig,
     seed: int,
     after_step: Callable[[int], None] | None = None,
+    curves_name: str = "fit",
 ) -> nn.Module:
     """Minimise the strategy's loss of `model(inputs)` against soft `targets` [n, classes].
 
     `after_step(n)` runs after the n-th optimiser step (pruning keeps masks and rewind
-    points through it).
+    points through it). With a tracker asked for, the loss per step is logged under
+    `curves_name`.
     """
     from accelerate import Accelerator
 
@@ -115,19 +118,30 @@ def fit(
     total_steps = epochs * len(loader)
     step = 0
     model.train()
-    for _ in range(epochs):
-        for (indices,) in loader:
-            logits = model(take(inputs, indices))
-            batch_targets = target_tensor[indices.cpu()].to(logits.device)
-            loss = strategy_loss(
-                strategy, logits, batch_targets, step, total_steps, strategy_config
-            )
-            optimiser.zero_grad()
-            accelerator.backward(loss)
-            optimiser.step()
-            step += 1
-            if after_step is not None:
-                after_step(step)
+    settings = {
+        "strategy": strategy,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "examples": len(targets),
+    }
+    with training_curves(curves_name, settings) as log_values:
+        for _ in range(epochs):
+            for (indices,) in loader:
+                logits = model(take(inputs, indices))
+                batch_targets = target_tensor[indices.cpu()].to(logits.device)
+                loss = strategy_loss(
+                    strategy, logits, batch_targets, step, total_steps, strategy_config
+                )
+                optimiser.zero_grad()
+                accelerator.backward(loss)
+                optimiser.step()
+                step += 1
+                log_values({"train/loss": float(loss.detach())}, step)
+                if after_step is not None:
+                    after_step(step)
     return accelerator.unwrap_model(model)
 
 

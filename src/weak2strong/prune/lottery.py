@@ -199,11 +199,16 @@ class Lottery:
         for number, sparsity in enumerate(self.settings.sparsities(), start=1):
             key = f"seed{seed}-{method}-round{number}"
 
-            def compute(number: int = number, sparsity: float = sparsity) -> dict[str, Any]:
+            def compute(
+                number: int = number, sparsity: float = sparsity, key: str = key
+            ) -> dict[str, Any]:
                 masks = self._baseline_masks(method, seed, number, sparsity, init, trained)
-                if method == "reinit":  # the winning ticket's masks on a fresh initialisation
+                masks.save(self.run.step_path(f"{key}-masks", ".safetensors"))
+                if method == "reinit":
+                    # the winning ticket's masks over freshly drawn prunable weights; the
+                    # rest (embeddings, norms, biases, head) starts where IMP's tickets do
                     fresh = self.problem.random_init or self.problem.build
-                    start = state_of(fresh(seed + 10_000))
+                    start = {**init, **state_of(fresh(seed + 10_000), self.names)}
                 elif method == "oneshot-magnitude":
                     start = self.rewind_state(seed)
                 else:

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from weak2strong.report import format_interval, lines_with_intervals, print_table
+from weak2strong.report import ResultTable, format_interval, lines_with_intervals
 
 
 def _plus_minus(interval: dict[str, Any], digits: int) -> str:
@@ -18,7 +16,7 @@ def _plus_minus(interval: dict[str, Any], digits: int) -> str:
     return f"{interval['value']:.{digits}f} ± {half:.{digits}f}"
 
 
-def print_prune_summary(console: Console, results: dict[str, Any]) -> None:
+def prune_tables(results: dict[str, Any]) -> list[ResultTable]:
     curves = results["curves"]
     rounds = curves["imp"]
     methods = list(curves)
@@ -38,12 +36,13 @@ def print_prune_summary(console: Console, results: dict[str, Any]) -> None:
         f"{results['task']}: test {results['metric']} by weights remaining, labels "
         f"{results['labels']} (mean over {seeds} seed{'s' if seeds > 1 else ''} ± 95% t-interval)"
     )
-    print_table(console, title, ["weights remaining", *methods], rows)
+    notes = []
     if results.get("weak_accuracy") is not None:
-        console.print(
+        notes.append(
             f"weak supervisor {results['labels']}: {results['weak_accuracy']:.3f}; dense ceiling "
             f"(gold labels): {format_interval(results['ceiling'], 3)}"
         )
+    return [ResultTable(title, ["weights remaining", *methods], rows, notes)]
 
 
 def plot_prune_summary(results: dict[str, Any], path: Path) -> Path:

@@ -5,12 +5,21 @@ from weak2strong.report.plots import (
     lines_with_intervals,
     scatter_with_intervals,
 )
-from weak2strong.report.tables import format_interval, print_table
+from weak2strong.report.tables import (
+    ResultTable,
+    csv_table,
+    format_interval,
+    markdown_table,
+    print_table,
+)
 
 __all__ = [
+    "ResultTable",
     "bar_chart_with_intervals",
+    "csv_table",
     "format_interval",
     "lines_with_intervals",
+    "markdown_table",
     "print_table",
     "scatter_with_intervals",
 ]

@@ -1,11 +1,26 @@
-"""Results tables printed to the terminal."""
+"""Results tables: built once per method as a `ResultTable`, shown in every format.
+
+The terminal, the HTML report, Markdown and CSV all render the same `ResultTable`, so a
+number reads the same wherever it is looked at.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.table import Table
+
+
+@dataclass
+class ResultTable:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)  # lines shown under the table
 
 
 def format_interval(interval: Mapping[str, float | None] | None, digits: int = 3) -> str:
@@ -18,12 +33,34 @@ def format_interval(interval: Mapping[str, float | None] | None, digits: int = 3
     return text
 
 
-def print_table(
-    console: Console, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
-) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")  # long names wrap instead of losing their end
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+def print_table(console: Console, table: ResultTable) -> None:
+    shown = Table(title=table.title)
+    for column in table.columns:
+        shown.add_column(column, overflow="fold")  # long names wrap instead of losing their end
+    for row in table.rows:
+        shown.add_row(*row)
+    console.print(shown)
+    for note in table.notes:
+        console.print(note, markup=False, highlight=False)
+
+
+def markdown_table(table: ResultTable) -> str:
+    """A pipe table; line breaks inside a cell become `<br>` (GitHub renders them)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", "<br>")
+
+    lines = [f"**{cell(table.title)}**", ""]
+    lines.append("| " + " | ".join(cell(c) for c in table.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
+    lines += ["", *table.notes] if table.notes else []
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(table: ResultTable) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.columns)
+    writer.writerows([[c.replace("\n", " ") for c in row] for row in table.rows])
+    return buffer.getvalue()

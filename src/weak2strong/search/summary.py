@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from weak2strong.report import format_interval, print_table, scatter_with_intervals
+from weak2strong.report import ResultTable, format_interval, scatter_with_intervals
 
 
-def print_search_summary(console: Console, results: dict[str, Any]) -> None:
+def search_tables(results: dict[str, Any]) -> list[ResultTable]:
     rows = []
     for entry in results["methods"].values():
         rows.append(
@@ -30,9 +28,8 @@ def print_search_summary(console: Console, results: dict[str, Any]) -> None:
         f"gold reward {results['scorer']} (95% bootstrap CI)"
     )
     columns = ["method", "mean reward", "reward − sample", "tokens sampled / prompt", "seconds"]
-    print_table(console, title, columns, rows)
-    for method, reason in results.get("skipped", {}).items():
-        console.print(f"[yellow]skipped {method}[/yellow]: {reason}")
+    skipped = [f"skipped {m}: {reason}" for m, reason in results.get("skipped", {}).items()]
+    return [ResultTable(title, columns, rows, notes=skipped)]
 
 
 def plot_search_summary(results: dict[str, Any], path: Path) -> Path:

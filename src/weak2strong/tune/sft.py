@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from weak2strong.models.adapters import LoraSettings, with_lora
+from weak2strong.tracking import training_curves
 
 IGNORE_INDEX = -100
 
@@ -67,6 +68,7 @@ def train_sft(
     completions: Sequence[str],
     config: SFTConfig,
     seed: int,
+    curves_name: str = "sft",
 ) -> Any:
     """LoRA (or, with lora.rank=0, full) supervised fine-tuning on completion tokens only."""
     from accelerate import Accelerator
@@ -85,19 +87,25 @@ def train_sft(
     )
     model, optimiser, loader = accelerator.prepare(model, optimiser, loader)
     model.train()
-    for _ in range(config.epochs):
-        for (indices,) in loader:
-            rows = [int(i) for i in indices]
-            batch = build_sft_batch(
-                tokenizer,
-                [prompts[i] for i in rows],
-                [completions[i] for i in rows],
-                config.max_length,
-            )
-            loss = model(**{key: value.to(accelerator.device) for key, value in batch.items()}).loss
-            optimiser.zero_grad()
-            accelerator.backward(loss)
-            optimiser.step()
+    step = 0
+    settings = {"epochs": config.epochs, "learning_rate": config.learning_rate, "seed": seed}
+    with training_curves(curves_name, settings) as log_values:
+        for _ in range(config.epochs):
+            for (indices,) in loader:
+                rows = [int(i) for i in indices]
+                batch = build_sft_batch(
+                    tokenizer,
+                    [prompts[i] for i in rows],
+                    [completions[i] for i in rows],
+                    config.max_length,
+                )
+                inputs = {key: value.to(accelerator.device) for key, value in batch.items()}
+                loss = model(**inputs).loss
+                optimiser.zero_grad()
+                accelerator.backward(loss)
+                optimiser.step()
+                step += 1
+                log_values({"train/loss": float(loss.detach())}, step)
     model = accelerator.unwrap_model(model)
     model.eval()
     return model

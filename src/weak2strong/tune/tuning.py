@@ -33,6 +33,7 @@ from weak2strong.models.adapters import LoraSettings, lora_config
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.runs import Run
 from weak2strong.scoring.classifier import ScorerConfig, load_scorer
+from weak2strong.tracking import training_curves
 from weak2strong.tune.sft import SFTConfig, train_sft
 
 METHODS = ("dpo", "sft")
@@ -230,6 +231,13 @@ class Tune:
         )
         trainer.train()
         logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+        curves = {"beta": settings.beta, "learning_rate": settings.learning_rate}
+        with training_curves(f"{model_dir.parent.name}/dpo", curves) as log_values:
+            for entry in logs:
+                numbers = {k: float(v) for k, v in entry.items() if isinstance(v, int | float)}
+                log_values(
+                    {f"train/{k}": v for k, v in numbers.items() if k != "step"}, int(entry["step"])
+                )
         self._save_merged(trainer.model, tokenizer, model_dir)
         shutil.rmtree(scratch, ignore_errors=True)
         return {
@@ -250,7 +258,15 @@ class Tune:
             learning_rate=training.learning_rate,
             max_length=training.max_length,
         )
-        tuned = train_sft(model, tokenizer, data["prompt"], data["completion"], settings, cfg.seed)
+        tuned = train_sft(
+            model,
+            tokenizer,
+            data["prompt"],
+            data["completion"],
+            settings,
+            cfg.seed,
+            curves_name=f"{model_dir.parent.name}/sft",
+        )
         self._save_merged(tuned, tokenizer, model_dir)
         return {}
 

@@ -1,0 +1,195 @@
+"""`w2s report`: run folders made here by the real commands, rendered, opened in Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_extrapolate import make_word_tokenized_pair
+from tests.test_generalize import _small_config
+from weak2strong.generalize import Generalize
+
+ARTIFACTS = Path(os.environ.get("W2S_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
+METHOD_PAGES = ("generalize", "search", "extrapolate", "prune")
+
+
+def w2s(*args: str, cwd: Path, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    # wide enough that no line of the summary wraps
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", COLUMNS="300")
+    if extra_path is not None:
+        env["PYTHONPATH"] = f"{extra_path}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    return subprocess.run(
+        [sys.executable, "-m", "weak2strong.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small real run per method, plus the folders a crash or an old version leaves."""
+    root = tmp_path_factory.mktemp("report")
+    runs = root / "runs"
+    Generalize(_small_config(), str(runs)).run()  # through the API: no plot in the folder
+    prune = w2s(
+        "prune", "--rounds", "2", "--baseline", "random", "--runs-dir", str(runs),
+        "--set", "seeds=[0,1]", "--set", "train_examples=32", "--set", "test_examples=24",
+        "--set", "student.max_length=16", "--set", "student.batch_size=16",
+        "--set", "student.epochs=1", "--set", "show_progress=false", cwd=root,
+    )  # fmt: skip
+    assert prune.returncode == 0, prune.stderr
+    search = w2s(
+        "search", "--method", "sample", "--method", "bon", "--runs-dir", str(runs),
+        "--large", "smollm2-135m-instruct", "--tuned", "smollm2-135m-instruct",
+        "--untuned", "smollm2-135m-instruct", "--set", "test_prompts=2",
+        "--set", "sampling.new_tokens=4", "--set", "bon_n=2", "--set", "bootstrap_samples=100",
+        "--set", "scorer.name=lexicon:vader", "--set", "show_progress=false", cwd=root,
+    )  # fmt: skip
+    assert search.returncode == 0, search.stderr
+    sft, aligned = make_word_tokenized_pair(root)
+    (root / "my_reward.py").write_text("def length(texts):\n    return [len(t) for t in texts]\n")
+    extrapolate = w2s(
+        "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "1,2",
+        "--select-by", "reward", "--prompts", "imdb", "--out", str(root / "best"),
+        "--runs-dir", str(runs), "--set", "scorer.name=python:my_reward:length",
+        "--set", "test_prompts=4", "--set", "sampling.new_tokens=4", cwd=root, extra_path=root,
+    )  # fmt: skip
+    assert extrapolate.returncode == 0, extrapolate.stderr
+    # what crashes and old versions leave behind
+    unfinished = runs / "prune-0123456789"
+    (unfinished / "steps").mkdir(parents=True)
+    (unfinished / "config.yaml").write_text("seeds: [0]\n")
+    (unfinished / "steps" / "seed0-init.safetensors").write_bytes(b"")
+    torn = runs / "search-abcdefabcd"
+    torn.mkdir()
+    (torn / "config.yaml").write_text("test_prompts: 2\n")
+    (torn / "results.json").write_text('{"methods": {')
+    old = runs / "generalize-fedcba9876"
+    old.mkdir()
+    (old / "config.yaml").write_text("task: {name: imdb}\n")
+    (old / "results.json").write_text(json.dumps({"task": "imdb", "accuracy": 0.7}))
+    (runs / "notes.txt").write_text("not a run\n")
+    return runs
+
+
+EXPECTED_SKIPS = {
+    "prune-0123456789": "no results.json",
+    "search-abcdefabcd": "unreadable",
+    "generalize-fedcba9876": "lacks what the generalize table needs",
+    "notes.txt": "not a folder",
+}
+
+
+def _results(runs: Path, command: str) -> dict:
+    folder = next(f for f in runs.glob(f"{command}-*") if (f / "env.json").exists())
+    return json.loads((folder / "results.json").read_text())
+
+
+def test_html_report_opens_in_chromium_with_every_table_and_plot(runs_dir, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed: `make test` installs it"
+    from playwright.sync_api import sync_playwright
+
+    made = w2s("report", str(runs_dir), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "report"
+    for name, reason in EXPECTED_SKIPS.items():  # listed, with the reason, and no crash
+        assert re.search(rf"skipped {re.escape(name)}: .*{reason}", made.stdout.replace("\n", " "))
+    assert "report: " in made.stdout and str(out / "index.html") in made.stdout.replace("\n", "")
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+
+        page.goto((out / "index.html").as_uri())
+        skipped_rows = page.locator("table.skipped tbody tr").all_inner_texts()
+        assert sorted(row.split("\t")[0] for row in skipped_rows) == sorted(EXPECTED_SKIPS)
+        links = page.locator("a[href$='.html'], a[href*='.html#']").evaluate_all(
+            "links => links.map(a => a.getAttribute('href'))"
+        )
+        page.screenshot(path=str(ARTIFACTS / "report-index.png"), full_page=True)
+        for method in METHOD_PAGES:
+            assert f"{method}.html" in links
+            run_links = [link for link in links if link.startswith(f"{method}.html#")]
+            assert run_links, method
+            page.goto((out / f"{method}.html").as_uri())
+            for link in run_links:  # every run the overview links to has its section here
+                assert page.locator(f"section[id='{link.split('#')[1]}']").count() == 1
+            tables = page.locator("table.results")
+            assert tables.count() >= 1, method
+            assert page.locator("table.results tbody tr").count() >= 2, method
+            images = page.locator("img.plot")
+            assert images.count() >= 1, method
+            widths = images.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
+            assert all(width and width > 100 for width in widths), (method, widths)
+            page.screenshot(path=str(ARTIFACTS / f"report-{method}.png"), full_page=True)
+        browser.close()
+    assert problems == []
+
+    # the numbers on the page are the run's: the prune table's dense IMP accuracy, per row
+    prune = _results(runs_dir, "prune")
+    prune_page = (out / "prune.html").read_text()
+    dense = prune["curves"]["imp"][0]["metric"]["value"]
+    assert f"<td>100.0%</td><td>{dense:.3f}" in prune_page
+    search_page = (out / "search.html").read_text()
+    for entry in _results(runs_dir, "search")["methods"].values():
+        assert f"<td>{entry['label']}</td>" in search_page
+    assert "data:image/png;base64," in search_page and 'src="http' not in search_page
+
+
+def test_every_table_has_a_csv_and_markdown_pastes_the_same_rows(runs_dir, tmp_path):
+    made = w2s(
+        "report", str(runs_dir), "--out", str(tmp_path / "md"), "--format", "markdown", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    markdown = (tmp_path / "md" / "report.md").read_text()
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert (tmp_path / "md" / image).stat().st_size > 1000, image
+    csv_links = re.findall(r"\[CSV\]\(([^)]+)\)", markdown)
+    assert len(csv_links) >= 4  # one table at least per method
+    prune = _results(runs_dir, "prune")
+    prune_csv = next(link for link in csv_links if "prune-" in link)
+    with open(tmp_path / "md" / prune_csv, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["weights remaining", *prune["curves"]]
+    assert len(rows) == 1 + len(prune["curves"]["imp"])  # dense + one row per round
+    for row in rows[1:]:  # the Markdown table holds the same row
+        assert "| " + " | ".join(row) + " |" in markdown.replace("<br>", " ")
+    assert "## Skipped" in markdown and "prune-0123456789" in markdown
+
+
+def test_report_replaces_its_previous_version_but_never_another_folder(runs_dir, tmp_path):
+    foreign = tmp_path / "results"
+    foreign.mkdir()
+    (foreign / "paper.tex").write_text("mine")
+    refused = w2s("report", str(runs_dir), "--out", str(foreign), cwd=tmp_path)
+    assert refused.returncode == 2 and "not a w2s report" in refused.stderr
+    assert [p.name for p in foreign.iterdir()] == ["paper.tex"]
+
+    out = tmp_path / "report"
+    assert w2s("report", str(runs_dir), "--out", str(out), cwd=tmp_path).returncode == 0
+    (out / "csv" / "stale.csv").write_text("old")
+    assert w2s("report", str(runs_dir), "--out", str(out), cwd=tmp_path).returncode == 0
+    assert not (out / "csv" / "stale.csv").exists() and (out / "index.html").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]  # no staging left
+    one_run = next(f for f in runs_dir.glob("prune-*") if (f / "env.json").exists())
+    single = w2s("report", str(one_run), "--out", str(tmp_path / "one"), cwd=tmp_path)
+    assert single.returncode == 0 and "1 run: prune (1)" in single.stdout  # a run folder itself
+    missing = w2s("report", str(tmp_path / "nowhere"), "--out", str(out), cwd=tmp_path)
+    assert missing.returncode == 2 and "no runs folder" in missing.stderr
