@@ -1,6 +1,6 @@
 """Masked training overhead: time per step with pruning masks over dense training.
 
-    python benchmarks/prune.py [--examples 320] [--repeats 3] [--sparsity 0.5]
+    python benchmarks/prune.py [--examples 320] [--repeats 5] [--sparsity 0.5]
 
 On `w2s prune`'s default student (MiniLM-L6's first two layers + head, IMDB, 48 tokens,
 batch 32), the same training run is timed dense and under masks (gradient hooks that zero
@@ -24,7 +24,7 @@ from weak2strong.prune.experiment import StudentSettings, TextClassifierProblem
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--examples", type=int, default=320)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sparsity", type=float, default=0.5)
     args = parser.parse_args()
     data = load_task(TaskConfig(name="imdb"), seed=0)
@@ -35,7 +35,7 @@ def main() -> None:
     problem = TextClassifierProblem(
         settings, [e.text for e in examples], targets, [], np.zeros(0), classes=2
     )
-    steps = -(-args.examples // settings.batch_size)
+    steps = settings.epochs * -(-args.examples // settings.batch_size)
     reference = problem.build(0)
     weights = prunable_weights(reference, exclude=[r"^head\.", r"\.pooler\."])
     masks = prune("random", reference, Masks.dense(weights), args.sparsity, "global")
@@ -68,7 +68,11 @@ def main() -> None:
     print(
         f"masked {masked_step * 1000:.0f} ms/step (runs: {', '.join(f'{m:.3f}' for m in masked)})"
     )
-    print(f"masked / dense per step: {masked_step / dense_step:.3f} (target ≤ 1.1)")
+    # the fastest run is the least disturbed by other work on a shared machine
+    print(
+        f"masked / dense per step: median {masked_step / dense_step:.3f}, "
+        f"fastest runs {min(masked) / min(dense):.3f} (target ≤ 1.1)"
+    )
 
 
 if __name__ == "__main__":
