@@ -34,12 +34,14 @@ def format_interval(interval: Mapping[str, float | None] | None, digits: int = 3
 
 
 def print_table(console: Console, table: ResultTable) -> None:
-    shown = Table(title=table.title)
-    for column in table.columns:
-        shown.add_column(column, overflow="fold")  # long names wrap instead of losing their end
-    for row in table.rows:
-        shown.add_row(*row)
-    console.print(shown)
+    """The table (when it has rows), then its notes."""
+    if table.rows:
+        shown = Table(title=table.title)
+        for column in table.columns:
+            shown.add_column(column, overflow="fold")  # long names wrap, never lose their end
+        for row in table.rows:
+            shown.add_row(*row)
+        console.print(shown)
     for note in table.notes:
         console.print(note, markup=False, highlight=False)
 
@@ -51,9 +53,10 @@ def markdown_table(table: ResultTable) -> str:
         return text.replace("|", "\\|").replace("\n", "<br>")
 
     lines = [f"**{cell(table.title)}**", ""]
-    lines.append("| " + " | ".join(cell(c) for c in table.columns) + " |")
-    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
+    if table.rows:
+        lines.append("| " + " | ".join(cell(c) for c in table.columns) + " |")
+        lines.append("|" + "|".join("---" for _ in table.columns) + "|")
+        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
     lines += ["", *table.notes] if table.notes else []
     return "\n".join(lines) + "\n"
 
