@@ -21,8 +21,9 @@ def _umask() -> int:
 
 
 # mkstemp creates files readable by their owner only; results are meant to be shared
-FILE_MODE = 0o666 & ~_umask()
-FOLDER_MODE = 0o777 & ~_umask()
+_UMASK = _umask()
+FILE_MODE = 0o666 & ~_UMASK
+FOLDER_MODE = 0o777 & ~_UMASK
 
 
 @contextlib.contextmanager

@@ -22,7 +22,9 @@ from weak2strong.errors import W2SError
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # name → module it needs
 log = logging.getLogger(__name__)
 
-LogValues = Callable[[dict[str, float], int], None]
+# values may be 0-d tensors: they become floats only when a tracker is on, so a run without
+# one never waits for the device to hand back a loss
+LogValues = Callable[[dict[str, Any], int], None]
 
 
 def requested_trackers() -> list[str]:
@@ -53,6 +55,8 @@ def training_curves(name: str, settings: dict[str, Any]) -> Iterator[LogValues]:
     accelerator = Accelerator(log_with=trackers, project_dir=str(tracking_dir()))
     accelerator.init_trackers(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", config=settings)
     try:
-        yield lambda values, step: accelerator.log(values, step=step)
+        yield lambda values, step: accelerator.log(
+            {key: float(value) for key, value in values.items()}, step=step
+        )
     finally:
         accelerator.end_training()

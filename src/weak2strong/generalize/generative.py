@@ -114,7 +114,7 @@ class GenerativeGeneralize:
             show_progress=self.config.show_progress,
         )
 
-    def _fine_tuned_completions(self, targets: list[str], tag: str) -> list[str]:
+    def _fine_tuned_completions(self, targets: list[str], tag: str, curves_name: str) -> list[str]:
         model, tokenizer = load_causal_lm(self.config.strong)
         tuned = train_sft(
             model,
@@ -123,7 +123,7 @@ class GenerativeGeneralize:
             targets,
             self.config.sft,
             self.config.seed,
-            curves_name=f"generalize-generative/{tag}",
+            curves_name=curves_name,
         )
         return self._sample(self.config.strong, self.prompts.test, tag, tuned, tokenizer)
 
@@ -163,13 +163,17 @@ class GenerativeGeneralize:
             ),
             "w2s": run.cached_json(
                 "w2s-test-completions",
-                lambda: self._fine_tuned_completions(weak_train, "w2s (test prompts)"),
+                lambda: self._fine_tuned_completions(
+                    weak_train, "w2s (test prompts)", f"{run.path.name}/w2s"
+                ),
             ),
         }
         ceiling_train = run.cached_json("ceiling-train-completions", self._best_of_candidates)
         outputs["ceiling"] = run.cached_json(
             "ceiling-test-completions",
-            lambda: self._fine_tuned_completions(ceiling_train, "ceiling (test prompts)"),
+            lambda: self._fine_tuned_completions(
+                ceiling_train, "ceiling (test prompts)", f"{run.path.name}/ceiling"
+            ),
         )
         scores = run.cached_json(
             "gold-scores",

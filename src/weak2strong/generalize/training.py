@@ -139,7 +139,7 @@ def fit(
                 accelerator.backward(loss)
                 optimiser.step()
                 step += 1
-                log_values({"train/loss": float(loss.detach())}, step)
+                log_values({"train/loss": loss.detach()}, step)
                 if after_step is not None:
                     after_step(step)
     return accelerator.unwrap_model(model)

@@ -186,9 +186,7 @@ def load_encoder(
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return _load(
-            AutoModel, name, revision, dtype, device, trust_remote_code, config_overrides or {}
-        )
+        return _load(AutoModel, name, revision, dtype, device, trust_remote_code, config_overrides)
     finally:
         hf_logging.set_verbosity(previous)
 

@@ -229,8 +229,10 @@ class Lottery:
         trained: dict[str, torch.Tensor],
     ) -> Masks:
         if method == "reinit":
-            self.imp(seed)  # cached: the rounds' masks exist after IMP
-            return Masks.load(self.run.step_path(f"seed{seed}-round{number}-masks", ".safetensors"))
+            path = self.run.step_path(f"seed{seed}-round{number}-masks", ".safetensors")
+            if not path.exists():
+                self.imp(seed)  # the ticket's masks come from its IMP rounds
+            return Masks.load(path)
         dense = self.dense_masks()
         if method == "oneshot-magnitude":  # the trained dense weights, pruned at once
             magnitudes = {name: trained[name].abs() for name in self.names}

@@ -105,7 +105,7 @@ def train_sft(
                 accelerator.backward(loss)
                 optimiser.step()
                 step += 1
-                log_values({"train/loss": float(loss.detach())}, step)
+                log_values({"train/loss": loss.detach()}, step)
     model = accelerator.unwrap_model(model)
     model.eval()
     return model

@@ -234,10 +234,12 @@ class Tune:
         curves = {"beta": settings.beta, "learning_rate": settings.learning_rate}
         with training_curves(f"{model_dir.parent.name}/dpo", curves) as log_values:
             for entry in logs:
-                numbers = {k: float(v) for k, v in entry.items() if isinstance(v, int | float)}
-                log_values(
-                    {f"train/{k}": v for k, v in numbers.items() if k != "step"}, int(entry["step"])
-                )
+                numbers = {
+                    f"train/{key}": value
+                    for key, value in entry.items()
+                    if isinstance(value, int | float) and key != "step"
+                }
+                log_values(numbers, int(entry["step"]))
         self._save_merged(trainer.model, tokenizer, model_dir)
         shutil.rmtree(scratch, ignore_errors=True)
         return {
