@@ -395,3 +395,37 @@ def test_alpha_sweep_scores_every_candidate_and_keeps_the_best(
     assert "mean reward" in first.stdout
     log = (run_dir / "run.log").read_text()
     assert log.count("step generations-alpha1-") == 2 and "cached" in log.split("resumed")[-1]
+
+
+def test_alpha_sweep_under_two_processes_equals_one(
+    run_cli, run_torchrun, word_tokenized_pair, tmp_path, monkeypatch
+):
+    """The main process merges each candidate; both processes generate and score their share
+    of the prompts; the texts, rewards and kept checkpoint are those of one process."""
+    sft, aligned = word_tokenized_pair
+    (tmp_path / "my_reward.py").write_text(
+        "def vowels(texts):\n    return [sum(c in 'aeiou' for c in t) / (1 + len(t)) for t in texts]\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    outputs = {}
+    for name, launch in (("one", run_cli), ("two", run_torchrun)):
+        result = launch(
+            "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "1,3",
+            "--select-by", "reward", "--out", str(tmp_path / f"best-{name}"),
+            "--runs-dir", str(tmp_path / name), "--set", "scorer.name=python:my_reward:vowels",
+            "--set", "test_prompts=6", "--set", "sampling.new_tokens=6",
+            "--set", "sampling.batch_size=4",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        (run_dir,) = (tmp_path / name).glob("extrapolate-*")
+        outputs[name] = (run_dir, json.loads((run_dir / "results.json").read_text()))
+    (one, first), (two, second) = outputs["one"], outputs["two"]
+    assert second["distributed"]["processes"] == 2
+    for label, row in first["rows"].items():
+        assert row["examples"] == second["rows"][label]["examples"], label
+        assert row["reward"]["value"] == pytest.approx(second["rows"][label]["reward"]["value"])
+    assert first["best_alpha"] == second["best_alpha"]
+    kept_one, kept_two = weights(tmp_path / "best-one"), weights(tmp_path / "best-two")
+    assert all(torch.equal(kept_one[name], kept_two[name]) for name in kept_one)
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    assert "over 2 processes (4 + 2 rows each)" in (two / "run.log").read_text()

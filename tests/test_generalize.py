@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from weak2strong.data import TaskConfig
-from weak2strong.generalize import Generalize, GeneralizeConfig, StrategyConfig, split_halves
+from weak2strong.data import TaskConfig, split_halves
+from weak2strong.generalize import Generalize, GeneralizeConfig, StrategyConfig
 from weak2strong.generalize import pipeline as pipeline_module
 from weak2strong.generalize.strategies import (
     confidence_weight,
@@ -19,6 +19,11 @@ from weak2strong.generalize.strategies import (
 )
 from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.features import FeatureConfig
+from weak2strong.training import StepInfo
+
+
+def _step(step: int, total: int) -> StepInfo:
+    return StepInfo(step, total, gather=lambda tensor: tensor)
 
 
 def test_confidence_loss_matches_hand_computation():
@@ -35,12 +40,11 @@ def test_confidence_loss_matches_hand_computation():
     ce_self = -(hardened * log_p).sum(1).mean()
     expected = 0.5 * ce_weak + 0.5 * ce_self
     assert torch.equal(harden(p, weak), hardened)
-    assert strategy_loss("confidence", logits, weak, 10, 100, config).item() == pytest.approx(
-        expected.item()
-    )
-    assert strategy_loss("naive", logits, weak, 10, 100, config).item() == pytest.approx(
-        ce_weak.item()
-    )
+    confidence = strategy_loss("confidence", config)(logits, weak, _step(10, 100))
+    assert confidence.shape == (4,)  # per example: the loop averages over the global batch
+    assert confidence.mean().item() == pytest.approx(expected.item())
+    naive = strategy_loss("naive", config)(logits, weak, _step(10, 100))
+    assert naive.mean().item() == pytest.approx(ce_weak.item())
 
 
 def test_confidence_warmup_is_a_linear_ramp_without_jumps():
@@ -127,11 +131,12 @@ def test_interrupted_run_resumes_at_the_unfinished_step(tmp_path, monkeypatch):
     real_fit = pipeline_module.fit
     calls: list[str] = []
 
-    def crash_on_confidence(*args, strategy, **kwargs):
+    def crash_on_confidence(*args, curves_settings, **kwargs):
+        strategy = curves_settings["strategy"]
         calls.append(strategy)
         if strategy == "confidence" and len(calls) < 5:
             raise KeyboardInterrupt
-        return real_fit(*args, strategy=strategy, **kwargs)
+        return real_fit(*args, curves_settings=curves_settings, **kwargs)
 
     monkeypatch.setattr(pipeline_module, "fit", crash_on_confidence)
     with pytest.raises(KeyboardInterrupt):
@@ -182,8 +187,8 @@ def test_bad_input_exit_2(run_cli, tmp_path, args, fragment):
 def test_lora_student_trains_only_adapters_and_head_and_fits_its_labels():
     from weak2strong.data import load_task
     from weak2strong.generalize import FinetuneConfig
-    from weak2strong.generalize.training import TextClassifier, fit, predict_proba
     from weak2strong.models import load_encoder
+    from weak2strong.training import TextClassifier, fit, predict_proba
 
     examples = load_task(TaskConfig(name="rotten-tomatoes", max_per_split=16)).split("train")
     texts, labels = [e.text for e in examples], np.array([e.label for e in examples])
@@ -191,7 +196,7 @@ def test_lora_student_trains_only_adapters_and_head_and_fits_its_labels():
     config = FinetuneConfig(
         lora=LoraSettings(rank=4), max_length=48, batch_size=8, learning_rate=2e-3
     )
-    student = TextClassifier(backbone, tokenizer, 2, config)
+    student = TextClassifier(backbone, tokenizer, 2, lora=config.lora, max_length=config.max_length)
     trainable = {name for name, p in student.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name or name.startswith("head.") for name in trainable)
     frozen_before = {
@@ -201,12 +206,7 @@ def test_lora_student_trains_only_adapters_and_head_and_fits_its_labels():
         student,
         texts,
         np.eye(2, dtype=np.float32)[labels],
-        strategy="naive",
-        epochs=8,
-        batch_size=8,
-        learning_rate=2e-3,
-        weight_decay=0.0,
-        strategy_config=StrategyConfig(),
+        FinetuneConfig(epochs=8, batch_size=8, learning_rate=2e-3, weight_decay=0.0),
         seed=0,
     )
     assert (predict_proba(student, texts).argmax(1) == labels).mean() >= 0.9

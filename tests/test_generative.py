@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from weak2strong.models import load_causal_lm
 from weak2strong.tune.sft import IGNORE_INDEX, build_sft_batch
+
+
+def test_completion_log_probs_are_each_pairs_own_and_ignore_padding():
+    from weak2strong.tune.sft import completion_log_probs
+
+    model, tokenizer = load_causal_lm("smollm2-135m-instruct", device="cpu")
+    prompts = ["Review: the film was", "Write one word:", "A"]
+    completions = [" a delight from start to finish", " hello", " b c d e f g"]
+    batched = completion_log_probs(model, tokenizer, prompts, completions, max_length=64)
+    for prompt, completion, value in zip(prompts, completions, batched, strict=True):
+        ids = tokenizer(prompt)["input_ids"]
+        target = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        target = [*target, tokenizer.eos_token_id]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids + target])).logits[0]
+        log_probs = torch.log_softmax(logits.double(), -1)
+        by_hand = sum(
+            float(log_probs[len(ids) - 1 + i, token]) for i, token in enumerate(target)
+        )  # token i of the completion is predicted at position len(prompt) - 1 + i
+        assert value == pytest.approx(by_hand, rel=1e-4)  # float32 in batches vs float64
 
 
 def test_sft_loss_ignores_prompt_and_padding():

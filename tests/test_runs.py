@@ -149,3 +149,45 @@ def test_a_new_option_at_its_default_keeps_old_runs(tmp_path):
     again = Run.open("example", ExampleConfig(), tmp_path)
     assert again.path == run.path
     again.close()
+
+
+# Pinned before the training layer moved out of generalize (issue 13): a refactor must not
+# rename the run folder of any real command's config, or every cached run is orphaned.
+COMMAND_HASHES = [
+    ("weak2strong.generalize:GeneralizeConfig", None, [], "94f0458079"),
+    ("weak2strong.generalize.generative:GenerativeConfig", None, [], "2ac5f97cff"),
+    ("weak2strong.search:SearchConfig", None, [], "e96ac830a3"),
+    ("weak2strong.tune:TuneConfig", None, [], "98c8f42078"),
+    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", None, [], "c3ea935ad9"),
+    ("weak2strong.prune.experiment:PruneConfig", None, [], "2b02017f7f"),
+    ("weak2strong.check:CheckConfig", None, [], "bd78bc37ef"),
+    ("weak2strong.generalize:GeneralizeConfig", "demo-imdb.yaml", [], "008c66c56b"),
+    ("weak2strong.generalize:GeneralizeConfig", "demo-safety.yaml", [], "6f836e58fc"),
+    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", "demo-extrapolate.yaml", [], "d6123e8778"),
+    (
+        "weak2strong.generalize:GeneralizeConfig",
+        None,
+        ["regime=finetune", "strategies=[naive,confidence]", "finetune.lora.rank=0"],
+        "2ec3032988",
+    ),
+    (
+        "weak2strong.prune.experiment:PruneConfig",
+        None,
+        [
+            "weak=lexicon:vader",
+            "lottery.baselines=[random,oneshot-magnitude,snip,grasp,synflow,reinit]",
+        ],
+        "8f3d1a036a",
+    ),
+]
+
+
+@pytest.mark.parametrize(("target", "config_file", "overrides", "expected"), COMMAND_HASHES)
+def test_real_command_configs_keep_their_run_folders(target, config_file, overrides, expected):
+    import importlib
+    from pathlib import Path
+
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    path = Path(__file__).parents[1] / "configs" / config_file if config_file else None
+    assert config_hash(load_config(cls, path, overrides)) == expected

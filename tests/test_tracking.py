@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from weak2strong.errors import W2SError
-from weak2strong.generalize.config import StrategyConfig
-from weak2strong.generalize.training import fit
+from weak2strong.generalize.config import ProbeConfig
 from weak2strong.tracking import requested_trackers
+from weak2strong.training import fit
 
 
 def _fit_probe(steps_per_epoch: int = 4, epochs: int = 2) -> None:
@@ -23,12 +23,7 @@ def _fit_probe(steps_per_epoch: int = 4, epochs: int = 2) -> None:
         nn.Linear(8, 2),
         features,
         np.eye(2, dtype=np.float32)[labels],
-        strategy="naive",
-        epochs=epochs,
-        batch_size=10,
-        learning_rate=0.1,
-        weight_decay=0.0,
-        strategy_config=StrategyConfig(),
+        ProbeConfig(epochs=epochs, batch_size=10, learning_rate=0.1, weight_decay=0.0),
         seed=0,
         curves_name="probe/naive",
     )

@@ -30,6 +30,15 @@ def test_review_pairs_prefer_the_target_label_and_balance_the_prompts(tmp_path):
     triples = list(zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True))
     assert sum(p + c in openings for p, c, _ in triples) == 10
     assert sum(p + r in openings for p, _, r in triples) == 10
+    # held-out pairs: the same construction from reviews no training pair (nor SFT) used
+    held_out = Tune(TuneConfig(train_prompts=20, completion_words=10, eval_pairs=12), tmp_path)
+    evaluation = held_out._held_out_pairs()
+    assert len(evaluation["prompt"]) == 12
+    assert all(label_of[c] == positive for c in evaluation["chosen"])
+    trained = set(pairs["chosen"]) | set(pairs["rejected"])
+    trained |= set(held_out._sft_examples()["completion"])
+    for side in ("chosen", "rejected"):  # continuations identify reviews (openings may repeat)
+        assert not trained & set(evaluation[side]), side
 
 
 def test_unknown_method_and_preferences_are_refused(tmp_path):
@@ -42,12 +51,14 @@ def test_unknown_method_and_preferences_are_refused(tmp_path):
 def test_tiny_dpo_run_saves_a_merged_checkpoint_and_caches_it(tmp_path):
     config = TuneConfig(
         train_prompts=8,
+        eval_pairs=6,
         completion_words=8,
         training=TrainingSettings(batch_size=4, max_length=40, learning_rate=1e-3),
         show_progress=False,
     )
     run, results = Tune(config, tmp_path).run()
     assert results["pairs"] == 8 and results["steps"] == 2
+    assert results["heldout_pairs"] == 6 and 0.0 <= results["heldout_preference_accuracy"] <= 1.0
     tuned, _ = load_causal_lm(results["model"], device="cpu")
     base, _ = load_causal_lm("smollm2-135m-instruct", device="cpu")
     assert not any("lora" in name for name, _ in tuned.named_parameters())  # merged

@@ -28,8 +28,7 @@ def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[st
     # Validate every input before the run folder exists, so bad input leaves nothing behind.
     task_data = {name: load_task(TaskConfig(name=name), seed=config.seed) for name in config.tasks}
     resolve(config.model)
-    run = Run.open("check", config, runs_dir)
-    try:
+    with Run.open("check", config, runs_dir) as run:
 
         def generate() -> dict[str, Any]:
             import torch
@@ -37,7 +36,7 @@ def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[st
             started = time.perf_counter()
             model, tokenizer = load_causal_lm(config.model)
             load_seconds = time.perf_counter() - started
-            inputs = tokenizer(config.prompt, return_tensors="pt")
+            inputs = tokenizer(config.prompt, return_tensors="pt").to(model.device)
             with torch.no_grad():
                 generate_tokens: Any = model.generate
                 output = generate_tokens(
@@ -66,6 +65,4 @@ def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[st
             },
         }
         run.write_results(results)
-    finally:
-        run.close()
     return run, results

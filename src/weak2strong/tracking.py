@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from weak2strong.distributed import is_main, state
 from weak2strong.errors import W2SError
 
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # name → module it needs
 log = logging.getLogger(__name__)
 
-# values may be 0-d tensors: they become floats only when a tracker is on, so a run without
-# one never waits for the device to hand back a loss
+# values may be 0-d tensors; a loop gets None instead when no tracker is on, so a run
+# without one never waits for the device (or the other processes) to hand back a loss
 LogValues = Callable[[dict[str, Any], int], None]
 
 
@@ -35,7 +36,10 @@ def requested_trackers() -> list[str]:
         raise W2SError(f"unknown tracker '{unknown[0]}' (known: {', '.join(TRACKERS)})")
     installed = [name for name in names if importlib.util.find_spec(TRACKERS[name]) is not None]
     for name in sorted(set(names) - set(installed)):
-        log.warning("%s is not installed (pip install %s): training curves not logged", name, name)
+        if is_main():
+            log.warning(
+                "%s is not installed (pip install %s): training curves not logged", name, name
+            )
     return installed
 
 
@@ -44,14 +48,18 @@ def tracking_dir() -> Path:
 
 
 @contextlib.contextmanager
-def training_curves(name: str, settings: dict[str, Any]) -> Iterator[LogValues]:
-    """`log(values, step)` for one training run; does nothing when no tracker is asked for."""
+def training_curves(name: str, settings: dict[str, Any]) -> Iterator[LogValues | None]:
+    """`log(values, step)` for one training run, or None when no tracker is asked for.
+
+    Every process gets the logger (accelerate writes from the main process only).
+    """
     trackers = requested_trackers()
     if not trackers:
-        yield lambda values, step: None
+        yield None
         return
     from accelerate import Accelerator
 
+    state()  # the process group first, as in every accelerate use here
     accelerator = Accelerator(log_with=trackers, project_dir=str(tracking_dir()))
     accelerator.init_trackers(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", config=settings)
     try:

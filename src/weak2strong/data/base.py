@@ -138,3 +138,17 @@ def cap_per_split(examples: Sequence[Example], limit: int, seed: int) -> list[Ex
             )
             kept.extend(group[index] for index in chosen)
     return kept
+
+
+def split_halves(examples: Sequence[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    """Label-stratified, seeded halves: A (the weak supervisor's gold) and B (to be weakly labelled)."""
+    rng = np.random.default_rng(seed)
+    half_a: list[Example] = []
+    half_b: list[Example] = []
+    for label in sorted({example.label for example in examples}):
+        members = [example for example in examples if example.label == label]
+        order = rng.permutation(len(members))
+        cut = len(members) // 2
+        half_a += [members[i] for i in order[:cut]]
+        half_b += [members[i] for i in order[cut:]]
+    return half_a, half_b

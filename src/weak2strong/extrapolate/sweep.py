@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from weak2strong import distributed
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
 from weak2strong.extrapolate.checkpoint import Checkpoint, parse_size, staged_folder
@@ -160,19 +161,25 @@ class Extrapolate:
                     raise W2SError(f"output folder {taken[0]} exists: pass --force to replace it")
             elif out_base.exists() and not self._is_ours(out_base, None, inputs_key):
                 raise W2SError(f"output folder {out_base} exists: pass --force to replace it")
-        run = Run.open("extrapolate", cfg, self.runs_dir)
-        try:
+        with Run.open("extrapolate", cfg, self.runs_dir) as run:
             base = out_base or run.path / "model"
             if cfg.select_by == "none":
                 return run, self._write_all(run, names, inputs_key, base)
             return run, self._sweep(run, names, inputs_key, base)
-        finally:
-            run.close()
 
     def _provenance(self, inputs_key: str) -> dict[str, Any]:
         return {"config_hash": self.run_hash, "inputs_key": inputs_key}
 
     def _write(
+        self, names: list[str], alpha: float, target: Path, inputs_key: str, *, force: bool
+    ) -> dict[str, Any]:
+        """Write one α's checkpoint to `target`: the main process merges (I/O-bound, it gains
+        nothing from more processes); every process gets the report once it is on disk."""
+        return distributed.main_decides(
+            lambda: self._merge(names, alpha, target, inputs_key, force=force)
+        )
+
+    def _merge(
         self, names: list[str], alpha: float, target: Path, inputs_key: str, *, force: bool
     ) -> dict[str, Any]:
         if self._is_ours(target, alpha, inputs_key):
@@ -324,7 +331,7 @@ class Extrapolate:
         self, rows: dict[str, dict[str, Any]], candidates_dir: Path, higher: bool
     ) -> None:
         best = rows[self._best(rows, higher)]["alpha"]
-        if not candidates_dir.is_dir():
+        if not distributed.is_main() or not candidates_dir.is_dir():
             return
         for folder in candidates_dir.iterdir():
             if folder.name != f"alpha-{best:g}":
@@ -334,6 +341,13 @@ class Extrapolate:
         self, names: list[str], alpha: float, candidates_dir: Path, out: Path, inputs_key: str
     ) -> dict[str, Any]:
         """Move the best candidate's weights to `out`, or write them there if not kept."""
+        return distributed.main_decides(
+            lambda: self._move_best(names, alpha, candidates_dir, out, inputs_key)
+        )
+
+    def _move_best(
+        self, names: list[str], alpha: float, candidates_dir: Path, out: Path, inputs_key: str
+    ) -> dict[str, Any]:
         if self._is_ours(out, alpha, inputs_key):
             report: dict[str, Any] = read_json(out / PROVENANCE_FILE)
             return {**report, "cached": True}
@@ -344,6 +358,6 @@ class Extrapolate:
                 shutil.move(str(candidate), str(staging))
             report = read_json(out / PROVENANCE_FILE)
         else:
-            report = self._write(names, alpha, out, inputs_key, force=True)
+            report = self._merge(names, alpha, out, inputs_key, force=True)
         shutil.rmtree(candidates_dir, ignore_errors=True)
         return report

@@ -6,7 +6,7 @@ from weak2strong.generalize.config import (
     ProbeConfig,
     StrategyConfig,
 )
-from weak2strong.generalize.pipeline import Generalize, split_halves
+from weak2strong.generalize.pipeline import Generalize
 
 __all__ = [
     "FinetuneConfig",
@@ -14,5 +14,4 @@ __all__ = [
     "GeneralizeConfig",
     "ProbeConfig",
     "StrategyConfig",
-    "split_halves",
 ]

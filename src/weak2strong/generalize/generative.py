@@ -136,11 +136,9 @@ class GenerativeGeneralize:
         return [candidates[row * k + int(column)] for row, column in enumerate(best)]
 
     def run(self) -> tuple[Run, dict[str, Any]]:
-        run = Run.open("generalize-generative", self.config, self.runs_dir)
-        try:
+        with Run.open("generalize-generative", self.config, self.runs_dir) as run:
+            run.note_batch("sft", self.config.sft.batch_size)
             return run, self._run(run)
-        finally:
-            run.close()
 
     def _run(self, run: Run) -> dict[str, Any]:
         cfg, prompts = self.config, self.prompts

@@ -18,39 +18,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from weak2strong.data import Example, TaskData, load_task
+from weak2strong.data import Example, TaskData, load_task, split_halves
 from weak2strong.errors import W2SError
-from weak2strong.generalize.config import GeneralizeConfig
-from weak2strong.generalize.strategies import check_strategies, training_subset
-from weak2strong.generalize.supervisors import (
-    calibrated_lexicon_probs,
-    check_lexicon_task,
-    lexicon_name,
-)
-from weak2strong.generalize.training import Inputs, Probe, TextClassifier, fit, predict_proba, take
+from weak2strong.generalize.config import FinetuneConfig, GeneralizeConfig, ProbeConfig
+from weak2strong.generalize.strategies import check_strategies, strategy_loss, training_subset
 from weak2strong.models import load_encoder, resolve
 from weak2strong.models.features import extract_features
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.scoring import compute_metrics, paired_bootstrap
-
-
-def split_halves(examples: Sequence[Example], seed: int) -> tuple[list[Example], list[Example]]:
-    """Label-stratified, seeded halves A (weak's gold) and B (to be weakly labelled)."""
-    rng = np.random.default_rng(seed)
-    half_a: list[Example] = []
-    half_b: list[Example] = []
-    for label in sorted({example.label for example in examples}):
-        members = [example for example in examples if example.label == label]
-        order = rng.permutation(len(members))
-        cut = len(members) // 2
-        half_a += [members[i] for i in order[:cut]]
-        half_b += [members[i] for i in order[cut:]]
-    return half_a, half_b
-
-
-def _one_hot(labels: Sequence[int], classes: int) -> np.ndarray:
-    return np.eye(classes, dtype=np.float32)[np.asarray(labels)]
+from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
+from weak2strong.training import (
+    Inputs,
+    Probe,
+    TextClassifier,
+    fit,
+    one_hot,
+    predict_proba,
+    take,
+)
 
 
 def _texts_digest(texts: Sequence[str]) -> str:
@@ -134,6 +120,11 @@ class Generalize:
 
     # ---- students
 
+    @property
+    def student_settings(self) -> ProbeConfig | FinetuneConfig:
+        """The training schedule of every student of this regime."""
+        return self.config.probe if self.config.regime == "probe" else self.config.finetune
+
     def _inputs(
         self, run: Run, model_name: str, parts: dict[str, Sequence[Example]]
     ) -> dict[str, Inputs]:
@@ -151,7 +142,15 @@ class Generalize:
             revision=self.config.model_revision,
             trust_remote_code=self.config.trust_remote_code,
         )
-        return TextClassifier(backbone, tokenizer, classes, self.config.finetune)
+        settings = self.config.finetune
+        return TextClassifier(
+            backbone,
+            tokenizer,
+            classes,
+            lora=settings.lora,
+            max_length=settings.max_length,
+            pooling=settings.pooling,
+        )
 
     def _train_and_predict(
         self,
@@ -163,7 +162,7 @@ class Generalize:
         strategy: str,
         predict: dict[str, Inputs],
     ) -> dict[str, torch.Tensor]:
-        settings = self.config.probe if self.config.regime == "probe" else self.config.finetune
+        settings = self.student_settings
 
         def compute() -> dict[str, torch.Tensor]:
             started = time.perf_counter()
@@ -172,17 +171,15 @@ class Generalize:
                 student,
                 train_inputs,
                 targets,
-                strategy=strategy,
-                epochs=settings.epochs,
-                batch_size=settings.batch_size,
-                learning_rate=settings.learning_rate,
-                weight_decay=settings.weight_decay,
-                strategy_config=self.config.strategy,
+                settings,
+                loss=strategy_loss(strategy, self.config.strategy),
                 seed=self.config.seed,
                 curves_name=f"{run.path.name}/{step}",
+                curves_settings={"strategy": strategy},
             )
             outputs = {
-                name: torch.as_tensor(predict_proba(student, x)) for name, x in predict.items()
+                name: torch.as_tensor(predict_proba(student, x, description=f"{step} ({name})"))
+                for name, x in predict.items()
             }
             self.timings[step] = time.perf_counter() - started
             return outputs
@@ -207,7 +204,7 @@ class Generalize:
             inputs = self._inputs(
                 run, self.config.weak, {"a": self.half_a, "b": self.half_b, "test": self.test}
             )
-            targets = _one_hot([e.label for e in self.half_a], len(self.data.label_names))
+            targets = one_hot([e.label for e in self.half_a], len(self.data.label_names))
             probs = self._train_and_predict(
                 run,
                 "weak-probs",
@@ -242,17 +239,15 @@ class Generalize:
         return labels
 
     def run(self) -> tuple[Run, dict[str, Any]]:
-        run = Run.open("generalize", self.config, self.runs_dir)
-        try:
+        with Run.open("generalize", self.config, self.runs_dir) as run:
             return run, self._run(run)
-        finally:
-            run.close()
 
     def _run(self, run: Run) -> dict[str, Any]:
         classes = len(self.data.label_names)
+        run.note_batch("student", self.student_settings.batch_size)
         weak = self.weak_probs(run)
         strong = self._inputs(run, self.config.strong, {"b": self.half_b, "test": self.test})
-        gold_b = _one_hot([e.label for e in self.half_b], classes)
+        gold_b = one_hot([e.label for e in self.half_b], classes)
         probs: dict[str, np.ndarray] = {"weak": weak["test"]}
         for strategy in self.strategies:
             subset = training_subset(strategy, weak["b"], self.config.strategy)

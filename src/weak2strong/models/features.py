@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
+
+from weak2strong import distributed
 
 
 @dataclass
@@ -40,16 +41,16 @@ def extract_features(
 ) -> torch.Tensor:
     """[len(texts), hidden] float32 features, in the order of `texts`.
 
-    Texts are processed longest-first so each batch pads to similar lengths.
+    Texts are processed longest-first so each batch pads to similar lengths; batches are
+    shared between processes (`distributed.map_rows`), each computed once.
     """
+    if not texts:
+        raise ValueError("no texts to embed")
     device = next(backbone.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    output: torch.Tensor | None = None
-    batches = range(0, len(order), config.batch_size)
-    for start in tqdm(batches, desc=description, disable=not show_progress, unit="batch"):
-        chunk = order[start : start + config.batch_size]
+
+    def embed(indices: list[int]) -> torch.Tensor:
         batch = tokenizer(
-            [texts[i] for i in chunk],
+            [texts[i] for i in indices],
             return_tensors="pt",
             padding=True,
             truncation=True,
@@ -59,10 +60,13 @@ def extract_features(
         hidden = (
             result.last_hidden_state if config.layer == -1 else result.hidden_states[config.layer]
         )
-        pooled = pool(hidden.float(), batch["attention_mask"], config.pooling).cpu()
-        if output is None:
-            output = torch.empty(len(texts), pooled.shape[1])
-        output[torch.tensor(chunk)] = pooled
-    if output is None:
-        raise ValueError("no texts to embed")
-    return output
+        return pool(hidden.float(), batch["attention_mask"], config.pooling)
+
+    return distributed.map_rows(
+        embed,
+        len(texts),
+        config.batch_size,
+        order=sorted(range(len(texts)), key=lambda i: -len(texts[i])),
+        description=description,
+        show_progress=show_progress,
+    )

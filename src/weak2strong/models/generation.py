@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from weak2strong import distributed
 from weak2strong.errors import W2SError
 
 
@@ -40,33 +40,41 @@ def sample_completions(
     description: str = "sampling",
     show_progress: bool = True,
 ) -> list[str]:
-    """One sampled continuation per prompt (only the new text), in prompt order."""
+    """One sampled continuation per prompt (only the new text), in prompt order.
+
+    Each batch of prompts is seeded by its position, so the samples are the same however
+    the batches are shared between processes.
+    """
     config.validate()
     device = next(model.parameters()).device
+
+    def complete(indices: list[int]) -> list[str]:
+        batch = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True)
+        batch = batch.to(device)
+        torch.manual_seed(seed + indices[0])
+        output = model.generate(
+            # only what every causal LM takes (BERT-style tokenizers add token_type_ids)
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            do_sample=True,
+            max_new_tokens=config.new_tokens,
+            temperature=config.temperature,
+            top_k=config.top_k,
+            top_p=config.top_p,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        return list(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # new tokens must follow every prompt directly
-    completions: list[str] = []
     try:
-        starts = range(0, len(prompts), config.batch_size)
-        for start in tqdm(starts, desc=description, disable=not show_progress, unit="batch"):
-            batch = tokenizer(
-                list(prompts[start : start + config.batch_size]), return_tensors="pt", padding=True
-            )
-            batch = batch.to(device)
-            torch.manual_seed(seed + start)
-            output = model.generate(
-                # only what every causal LM takes (BERT-style tokenizers add token_type_ids)
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                do_sample=True,
-                max_new_tokens=config.new_tokens,
-                temperature=config.temperature,
-                top_k=config.top_k,
-                top_p=config.top_p,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
-            completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return distributed.map_items(
+            complete,
+            len(prompts),
+            config.batch_size,
+            description=description,
+            show_progress=show_progress,
+        )
     finally:
         tokenizer.padding_side = previous_side
-    return completions

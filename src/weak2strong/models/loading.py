@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.models import assets
 from weak2strong.models.registry import EMBEDDED_MODELS
@@ -84,9 +85,8 @@ def checkpoint_folder(name: str, *, revision: str | None = None) -> Path:
 
 
 def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """This process's device: its own GPU under a multi-process launch."""
+    return str(distributed.device())
 
 
 def _dtype(dtype: str, device: str) -> torch.dtype:

@@ -23,22 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from weak2strong.data import TaskConfig, load_task
+from weak2strong.data import TaskConfig, load_task, split_halves
 from weak2strong.errors import W2SError
-from weak2strong.generalize.config import FinetuneConfig, StrategyConfig
-from weak2strong.generalize.pipeline import split_halves
-from weak2strong.generalize.supervisors import (
-    calibrated_lexicon_probs,
-    check_lexicon_task,
-    lexicon_name,
-)
-from weak2strong.generalize.training import TextClassifier, fit, predict_proba
 from weak2strong.models import load_encoder
 from weak2strong.models.adapters import LoraSettings
 from weak2strong.prune.lottery import Lottery, LotterySettings, TicketProblem
 from weak2strong.prune.strategies import ScoringInputs
 from weak2strong.runs import Run
 from weak2strong.scoring import performance_gap_recovered, seed_interval
+from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
+from weak2strong.training import TextClassifier, fit, one_hot, predict_proba
 
 
 @dataclass
@@ -109,18 +103,16 @@ class TextClassifierProblem:
         self.train_targets = train_targets
         self.test_texts = test_texts
         self.test_labels = test_labels
-        self.finetune = FinetuneConfig(
-            lora=LoraSettings(rank=0),
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            weight_decay=settings.weight_decay,
-            max_length=settings.max_length,
-        )
 
     def _classifier(self, backbone: nn.Module, seed: int) -> TextClassifier:
         torch.manual_seed(seed)  # the head's initialisation
-        classifier = TextClassifier(backbone, self.tokenizer, self.classes, self.finetune)
+        classifier = TextClassifier(
+            backbone,
+            self.tokenizer,
+            self.classes,
+            lora=LoraSettings(rank=0),
+            max_length=self.settings.max_length,
+        )
         if not self.settings.train_embeddings:
             backbone.get_submodule("embeddings").requires_grad_(False)
         return classifier
@@ -140,19 +132,14 @@ class TextClassifierProblem:
             model,
             self.train_texts,
             self.train_targets,
-            strategy="naive",
-            epochs=self.settings.epochs,
-            batch_size=self.settings.batch_size,
-            learning_rate=self.settings.learning_rate,
-            weight_decay=self.settings.weight_decay,
-            strategy_config=StrategyConfig(),
+            self.settings,
             seed=seed,
             after_step=after_step,
             curves_name=f"{self.curves_name}/seed{seed}",
         )
 
     def evaluate(self, model: nn.Module) -> float:
-        probs = predict_proba(model, self.test_texts)
+        probs = predict_proba(model, self.test_texts, description="evaluate")
         return float((probs.argmax(1) == self.test_labels).mean())
 
     def scoring(self, seed: int) -> ScoringInputs:
@@ -181,10 +168,6 @@ class TextClassifierProblem:
             scoring=self.scoring,
             random_init=self.random_init,
         )
-
-
-def _one_hot(labels: list[int], classes: int) -> np.ndarray:
-    return np.eye(classes, dtype=np.float32)[np.asarray(labels)]
 
 
 class Prune:
@@ -217,7 +200,7 @@ class Prune:
         if not cfg.weak:
             chosen = train[: cfg.train_examples]
             info["train_examples"] = len(chosen)
-            targets = _one_hot([e.label for e in chosen], classes)
+            targets = one_hot([e.label for e in chosen], classes)
             return [e.text for e in chosen], targets, test_texts, test_labels, classes, info
         name = lexicon_name(cfg.weak)
         assert name is not None
@@ -239,7 +222,7 @@ class Prune:
             weak_label_accuracy=float(
                 (probs["b"].argmax(1) == np.asarray([e.label for e in half_b])).mean()
             ),
-            gold_targets=_one_hot([e.label for e in half_b], classes).tolist(),
+            gold_targets=one_hot([e.label for e in half_b], classes).tolist(),
         )
         targets = probs["b"]
         if cfg.weak_targets == "hard":
@@ -249,11 +232,9 @@ class Prune:
 
     def run(self) -> tuple[Run, dict[str, Any]]:
         data = self._data()  # bad task / supervisor combinations fail before the run folder
-        run = Run.open("prune", self.config, self.runs_dir)
-        try:
+        with Run.open("prune", self.config, self.runs_dir) as run:
+            run.note_batch("student", self.config.student.batch_size)
             return run, self._run(run, *data)
-        finally:
-            run.close()
 
     def _run(
         self,

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from weak2strong.errors import W2SError
-from weak2strong.fileio import write_tensors
 from weak2strong.prune.masks import Masks, masked_gradients, prunable_weights, prune_lowest
 from weak2strong.prune.strategies import STRATEGIES, ScoringInputs, prune
 from weak2strong.runs import Run
@@ -130,7 +129,7 @@ class Lottery:
             model = self._model(seed, init)
             rewind = self._train(model, self.dense_masks(), seed, self.settings.rewind_step)
             assert rewind is not None
-            write_tensors(self.run.step_path(f"seed{seed}-rewind", ".safetensors"), rewind)
+            self.run.save_tensors(f"seed{seed}-rewind", rewind)
             trained = state_of(model, self.names)
             trained["__metric__"] = torch.tensor(self.problem.evaluate(model), dtype=torch.float64)
             return trained
@@ -144,12 +143,10 @@ class Lottery:
         return model
 
     def rewind_state(self, seed: int) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        path = self.run.step_path(f"seed{seed}-rewind", ".safetensors")
-        if not path.exists():
+        state = self.run.load_tensors(f"seed{seed}-rewind")
+        if state is None:
             raise W2SError(f"rewind point of seed {seed} is missing: rerun the dense step")
-        return load_file(path)
+        return state
 
     def imp(self, seed: int) -> list[dict[str, Any]]:
         _, trained = self.dense(seed)
@@ -167,12 +164,13 @@ class Lottery:
     def _round_masks(
         self, seed: int, number: int, masks: Masks, previous: dict[str, torch.Tensor]
     ) -> Masks:
-        path = self.run.step_path(f"seed{seed}-round{number}-masks", ".safetensors")
-        if path.exists():
-            return Masks.load(path)
-        magnitudes = {name: previous[name].abs() for name in masks}
+        name = f"seed{seed}-round{number}-masks"
+        stored = self.run.load_tensors(name)
+        if stored is not None:
+            return Masks(stored)
+        magnitudes = {weight: previous[weight].abs() for weight in masks}
         new = prune_lowest(magnitudes, masks, self.settings.fraction, self.settings.scope)
-        new.save(path)
+        self.run.save_tensors(name, new.tensors())
         return new
 
     def _retrain_from_rewind(self, seed: int, masks: Masks) -> dict[str, torch.Tensor]:
@@ -203,7 +201,7 @@ class Lottery:
                 number: int = number, sparsity: float = sparsity, key: str = key
             ) -> dict[str, Any]:
                 masks = self._baseline_masks(method, seed, number, sparsity, init, trained)
-                masks.save(self.run.step_path(f"{key}-masks", ".safetensors"))
+                self.run.save_tensors(f"{key}-masks", masks.tensors())
                 if method == "reinit":
                     # the winning ticket's masks over freshly drawn prunable weights; the
                     # rest (embeddings, norms, biases, head) starts where IMP's tickets do
@@ -229,10 +227,13 @@ class Lottery:
         trained: dict[str, torch.Tensor],
     ) -> Masks:
         if method == "reinit":
-            path = self.run.step_path(f"seed{seed}-round{number}-masks", ".safetensors")
-            if not path.exists():
+            name = f"seed{seed}-round{number}-masks"
+            stored = self.run.load_tensors(name)
+            if stored is None:
                 self.imp(seed)  # the ticket's masks come from its IMP rounds
-            return Masks.load(path)
+                stored = self.run.load_tensors(name)
+            assert stored is not None
+            return Masks(stored)
         dense = self.dense_masks()
         if method == "oneshot-magnitude":  # the trained dense weights, pruned at once
             magnitudes = {name: trained[name].abs() for name in self.names}

@@ -66,8 +66,12 @@ class Masks:
 
         return cls(load_file(path))
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The masks as uint8 tensors, the form they are stored in (safetensors has no bool)."""
+        return {name: mask.to(torch.uint8) for name, mask in self.masks.items()}
+
     def save(self, path: Path) -> None:
-        write_tensors(path, {name: mask.to(torch.uint8) for name, mask in self.masks.items()})
+        write_tensors(path, self.tensors())
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.masks[name]

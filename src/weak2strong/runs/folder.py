@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest, read_json, write_json, write_tensors, write_yaml
 from weak2strong.runs.config import config_hash, config_to_dict, result_settings, without_unhashed
@@ -107,59 +108,83 @@ def environment(seed: int) -> dict[str, Any]:
 
 
 class Run:
-    """A run folder. Create it with `Run.open` only after the config and inputs validated."""
+    """A run folder. Create it with `Run.open` only after the config and inputs validated.
 
-    def __init__(self, path: Path, command: str, config: Any) -> None:
+    Under a multi-process launch every process holds a `Run` for the same folder, but only
+    the main process writes to it; cached steps are found and read by the main process
+    and handed to the others (see `weak2strong.distributed.cached_value`).
+    """
+
+    def __init__(self, path: Path, command: str, config: Any, parallelism: dict[str, Any]) -> None:
         self.path = path
         # Results shared between runs (e.g. backbone features) live beside the run folders,
         # keyed by everything that determines them, never by a task or model name alone.
         self.shared_dir = path.parent / "shared"
         self.command = command
         self.config = config
+        # processes and machines of this invocation, and the training batches it used
+        self.parallelism = parallelism
         self.log = logging.getLogger(f"weak2strong.run.{path.name}")
+        self._handler: logging.Handler | None = None
 
     @classmethod
     def open(cls, command: str, config: Any, runs_dir: str | Path = "runs") -> Run:
         seed = int(getattr(config, "seed", 0))
         path = Path(runs_dir).expanduser() / f"{command}-{config_hash(config)}"
-        (path / "steps").mkdir(parents=True, exist_ok=True)
-        resolved = config_to_dict(config)
-        config_file = path / "config.yaml"
-        stored = yaml.safe_load(config_file.read_text("utf-8")) if config_file.exists() else None
-        if stored is not None:
-            # Same hash, different values: a default changed between versions. Options that
-            # the stored config lacks are new ones at their defaults, and keep the run.
-            conflicts = _conflicts(
-                without_unhashed(type(config), stored), _plain(result_settings(config))
+        processes = distributed.describe()
+        conflicts = distributed.main_decides(lambda: _stored_conflicts(path, config))
+        if conflicts:
+            raise W2SError(
+                f"{path / 'config.yaml'} differs from this run's config at "
+                f"{', '.join(conflicts)}; move the old run folder away"
             )
-            if conflicts:
-                raise W2SError(
-                    f"{config_file} differs from this run's config at {', '.join(conflicts)}; "
-                    "move the old run folder away"
-                )
-        write_yaml(config_file, resolved)
-        attempts = (
-            read_json(path / "env.json").get("attempts", []) if (path / "env.json").exists() else []
-        )
-        env = environment(seed)
-        env["attempts"] = [*attempts, env["started_at"]]
-        write_json(path / "env.json", env)
-        run = cls(path, command, config)
+        attempts: list[str] = []
+        if distributed.is_main():
+            (path / "steps").mkdir(parents=True, exist_ok=True)
+            write_yaml(path / "config.yaml", config_to_dict(config))
+            if (path / "env.json").exists():
+                attempts = read_json(path / "env.json").get("attempts", [])
+            env = {**environment(seed), "distributed": processes}
+            env["attempts"] = [*attempts, env["started_at"]]
+            write_json(path / "env.json", env)
+        distributed.barrier()  # the folder exists before any process uses it
+        run = cls(path, command, config, processes)
         run._attach_log_file()
         seed_everything(seed)
-        run.log.info("run %s (%s)", path, "resumed" if attempts else "new")
+        run.log.info(
+            "run %s (%s, %d process%s on %d machine%s)",
+            path,
+            "resumed" if attempts else "new",
+            processes["processes"],
+            "" if processes["processes"] == 1 else "es",
+            processes["machines"],
+            "" if processes["machines"] == 1 else "s",
+        )
         return run
 
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _attach_log_file(self) -> None:
+        if not distributed.is_main():
+            return
         handler = logging.FileHandler(self.path / "run.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        self.log.addHandler(handler)
-        self.log.setLevel(logging.INFO)
+        # On the package logger: what shared parts log during the run (e.g. how inference
+        # was shared between processes) lands in run.log too.
+        package = logging.getLogger("weak2strong")
+        package.addHandler(handler)
+        package.setLevel(logging.INFO)
+        self._handler = handler
 
     def close(self) -> None:
-        for handler in list(self.log.handlers):
-            handler.close()
-            self.log.removeHandler(handler)
+        if self._handler is not None:
+            logging.getLogger("weak2strong").removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
 
     # ---- steps
 
@@ -167,23 +192,17 @@ class Run:
         return self.path / "steps" / f"{name}{suffix}"
 
     def is_done(self, name: str, suffix: str = ".json") -> bool:
-        return self.step_path(name, suffix).exists()
+        return distributed.main_decides(self.step_path(name, suffix).exists)
 
     def cached_json(self, name: str, compute: Callable[[], T]) -> T:
         """Return the step's saved JSON, or compute, save atomically and return it."""
-        path = self.step_path(name)
-        if path.exists():
-            self.log.info("step %s: cached", name)
-            return read_json(path)
-        started = time.perf_counter()
-        value = compute()
-        write_json(path, value)
-        self.log.info("step %s: done in %.1fs", name, time.perf_counter() - started)
-        return value
+        return self._cached(self.step_path(name), name, compute, read_json, write_json)
 
     def cached_tensors(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Like `cached_json` for a dict of tensors, stored as safetensors (never pickle)."""
-        return self._tensors_at(self.step_path(name, ".safetensors"), name, compute)
+        return self._cached(
+            self.step_path(name, ".safetensors"), name, compute, _load_tensors, _save_tensors
+        )
 
     def shared_tensors(
         self, kind: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]
@@ -192,27 +211,74 @@ class Run:
         digest = key_digest(key)
         path = self.shared_dir / f"{kind}-{digest}.safetensors"
         key_file = path.with_suffix(".json")
-        if not key_file.exists():
+        if distributed.is_main() and not key_file.exists():
             write_json(key_file, key)
-        return self._tensors_at(path, f"{kind} ({digest})", compute)
+        return self._cached(path, f"{kind} ({digest})", compute, _load_tensors, _save_tensors)
 
-    def _tensors_at(
-        self, path: Path, name: str, compute: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]:
-        from safetensors.torch import load_file
+    def save_tensors(self, name: str, tensors: dict[str, Any]) -> None:
+        """A step file written beside a computation (e.g. a rewind point), by the main process."""
+        if distributed.is_main():
+            _save_tensors(self.step_path(name, ".safetensors"), tensors)
 
-        if path.exists():
-            self.log.info("step %s: cached", name)
-            return load_file(path)
+    def load_tensors(self, name: str) -> dict[str, Any] | None:
+        """A step file's tensors on every process, or None if the step was never written."""
+        path = self.step_path(name, ".safetensors")
+        return distributed.main_decides(lambda: _load_tensors(path) if path.exists() else None)
+
+    def _cached(
+        self,
+        path: Path,
+        name: str,
+        compute: Callable[[], T],
+        load: Callable[[Path], T],
+        save: Callable[[Path, T], None],
+    ) -> T:
         started = time.perf_counter()
-        tensors = {key: value.contiguous() for key, value in compute().items()}
-        write_tensors(path, tensors)
-        self.log.info("step %s: done in %.1fs", name, time.perf_counter() - started)
-        return tensors
+        value, cached = distributed.cached_value(path, compute, load, save)
+        if cached:
+            self.log.info("step %s: cached", name)
+        else:
+            self.log.info("step %s: done in %.1fs", name, time.perf_counter() - started)
+        return value
+
+    def note_batch(self, name: str, batch_size: int) -> None:
+        """Record a training batch for results.json: global size and each process's share."""
+        self.parallelism.setdefault("batches", {})[name] = {
+            "global": batch_size,
+            "per_process": distributed.batch_shares(batch_size),
+        }
 
     # ---- outputs
 
     def write_results(self, results: dict[str, Any]) -> Path:
+        """results.json, with the processes that computed it (main process only)."""
+        results.setdefault("distributed", self.parallelism)
         path = self.path / "results.json"
-        write_json(path, results)
+        if distributed.is_main():
+            write_json(path, results)
         return path
+
+
+def _stored_conflicts(path: Path, config: Any) -> list[str]:
+    """Settings where the run folder's stored config disagrees with `config`.
+
+    Same hash, different values: a default changed between versions. Options that the
+    stored config lacks are new ones at their defaults, and keep the run.
+    """
+    config_file = path / "config.yaml"
+    if not config_file.exists():
+        return []
+    stored = yaml.safe_load(config_file.read_text("utf-8"))
+    if stored is None:
+        return []
+    return _conflicts(without_unhashed(type(config), stored), _plain(result_settings(config)))
+
+
+def _load_tensors(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def _save_tensors(path: Path, tensors: dict[str, Any]) -> None:
+    write_tensors(path, {key: value.contiguous() for key, value in tensors.items()})

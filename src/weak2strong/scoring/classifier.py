@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from weak2strong import distributed
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest, read_json, write_json, write_tensors
@@ -121,20 +122,18 @@ class ClassifierScorer:
         digest = key_digest(key)
         path = cache_dir() / "scorers" / f"{config.name}-{digest}.safetensors"
         self._encoder: tuple[Any, Any] | None = None
-        if not path.exists():
-            self._train(
-                data.texts("train"),
-                data.labels("train"),
-                data.texts("test"),
-                data.labels("test"),
-                path,
-            )
-        from safetensors.torch import load_file
-
-        weights = load_file(path)
+        head, _ = distributed.cached_value(
+            path,
+            lambda: self._train(
+                data.texts("train"), data.labels("train"), data.texts("test"), data.labels("test")
+            ),
+            _load_head,
+            _save_head,
+        )
+        weights, info = head
         self.mean, self.scale = weights["mean"], weights["scale"]
         self.coef, self.intercept = weights["coef"], weights["intercept"]
-        self.test_accuracy = float(read_json(path.with_suffix(".json"))["test_accuracy"])
+        self.test_accuracy = float(info["test_accuracy"])
 
     def _encode(self, texts: Sequence[str]) -> torch.Tensor:
         if self._encoder is None:
@@ -150,13 +149,8 @@ class ClassifierScorer:
         )
 
     def _train(
-        self,
-        texts: list[str],
-        labels: list[int],
-        test_texts: list[str],
-        test_labels: list[int],
-        path: Path,
-    ) -> None:
+        self, texts: list[str], labels: list[int], test_texts: list[str], test_labels: list[int]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         from sklearn.linear_model import LogisticRegression
 
         features = self._encode(texts)
@@ -175,9 +169,7 @@ class ClassifierScorer:
         accuracy = float(
             np.mean(regression.predict(test_features) == (np.asarray(test_labels) == self.positive))
         )
-        # The JSON first: the weights' existence is what marks the scorer as trained.
-        write_json(path.with_suffix(".json"), {"test_accuracy": accuracy, "train_size": len(texts)})
-        write_tensors(path, tensors)
+        return tensors, {"test_accuracy": accuracy, "train_size": len(texts)}
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """log p(positive) − log p(negative) per text."""
@@ -187,6 +179,22 @@ class ClassifierScorer:
     def score(self, texts: Sequence[str]) -> np.ndarray:
         logits = self.logits(texts)
         return logits if self.spec.output == "logit" else 1.0 / (1.0 + np.exp(-logits))
+
+
+Head = tuple[dict[str, torch.Tensor], dict[str, Any]]
+
+
+def _load_head(path: Path) -> Head:
+    from safetensors.torch import load_file
+
+    return load_file(path), read_json(path.with_suffix(".json"))
+
+
+def _save_head(path: Path, head: Head) -> None:
+    tensors, info = head
+    # The JSON first: the weights' existence is what marks the scorer as trained.
+    write_json(path.with_suffix(".json"), info)
+    write_tensors(path, tensors)
 
 
 class SequenceClassifierScorer:
@@ -209,11 +217,13 @@ class SequenceClassifierScorer:
 
     @torch.no_grad()
     def score(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
         device = next(self.model.parameters()).device
-        values: list[np.ndarray] = []
-        for start in range(0, len(texts), batch_size):
+
+        def reward(indices: list[int]) -> torch.Tensor:
             batch = self.tokenizer(
-                list(texts[start : start + batch_size]),
+                [texts[i] for i in indices],
                 return_tensors="pt",
                 padding=True,
                 truncation=True,
@@ -221,13 +231,25 @@ class SequenceClassifierScorer:
             ).to(device)
             logits = self.model(**batch).logits.float()
             if logits.shape[-1] == 1:
-                values.append(logits[:, 0].cpu().numpy())
-            else:
-                log_probs = logits.log_softmax(-1)
-                values.append(
-                    (log_probs[:, self.positive] - log_probs[:, 1 - self.positive]).cpu().numpy()
-                )
-        return np.concatenate(values).astype(np.float64) if values else np.zeros(0)
+                return logits[:, 0]
+            log_probs = logits.log_softmax(-1)
+            return log_probs[:, self.positive] - log_probs[:, 1 - self.positive]
+
+        return (
+            distributed.map_rows(
+                reward,
+                len(texts),
+                batch_size,
+                description=f"scorer {self.name}",
+                show_progress=self.show_progress,
+            )
+            .numpy()
+            .astype(np.float64)
+        )
+
+
+# texts per call of a user's scoring function (calls are shared between processes)
+FUNCTION_BATCH = 256
 
 
 class FunctionScorer:
@@ -254,9 +276,16 @@ class FunctionScorer:
         self.function = function
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
-        values = np.asarray(list(self.function(list(texts))), dtype=np.float64)
-        if values.shape != (len(texts),):
-            raise W2SError(
-                f"scorer '{self.name}' returned {values.shape[0]} scores for {len(texts)} texts"
-            )
-        return values
+        def call(indices: list[int]) -> list[float]:
+            batch = [texts[i] for i in indices]
+            values = list(self.function(batch))
+            if len(values) != len(batch):
+                raise W2SError(
+                    f"scorer '{self.name}' returned {len(values)} scores for {len(batch)} texts"
+                )
+            return [float(value) for value in values]
+
+        return np.asarray(
+            distributed.map_items(call, len(texts), FUNCTION_BATCH, description=self.name),
+            dtype=np.float64,
+        )

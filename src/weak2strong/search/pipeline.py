@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from weak2strong import distributed
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm, resolve
@@ -176,40 +176,28 @@ class Search:
         )
 
     def _decode_all(self, method: str) -> dict[str, Any]:
-        batch = self.config.sampling.batch_size
-        texts: list[str] = []
-        finished: list[bool] = []
-        pair_scores: list[float | None] = []
-        sampled = 0
+        """Every prompt decoded, batches shared between processes; each batch is seeded by
+        its position, so the texts do not depend on the number of processes."""
         started = time.perf_counter()
-        starts = range(0, len(self.prompts), batch)
-        for start in tqdm(
-            starts,
-            desc=method_label(method, self.config),
-            unit="batch",
-            disable=not self.config.show_progress,
-        ):
-            decoded = self.decode(
-                method, self.prompts[start : start + batch], self.config.seed + start
-            )
-            texts += decoded.texts
-            finished += decoded.finished
-            pair_scores += decoded.pair_scores
-            sampled += decoded.sampled_tokens
+        decoded = distributed.map_batches(
+            lambda batch: self.decode(
+                method, [self.prompts[i] for i in batch], self.config.seed + batch[0]
+            ),
+            distributed.batches_of(len(self.prompts), self.config.sampling.batch_size),
+            description=method_label(method, self.config),
+            show_progress=self.config.show_progress,
+        )
         return {
-            "responses": texts,
-            "finished": finished,
-            "pair_scores": pair_scores,
-            "sampled_tokens": sampled,
+            "responses": [text for part in decoded for text in part.texts],
+            "finished": [done for part in decoded for done in part.finished],
+            "pair_scores": [score for part in decoded for score in part.pair_scores],
+            "sampled_tokens": sum(part.sampled_tokens for part in decoded),
             "seconds": time.perf_counter() - started,
         }
 
     def run(self) -> tuple[Run, dict[str, Any]]:
-        run = Run.open("search", self.config, self.runs_dir)
-        try:
+        with Run.open("search", self.config, self.runs_dir) as run:
             return run, self._run(run)
-        finally:
-            run.close()
 
     def _eft_possible(self) -> str | None:
         try:

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
+from weak2strong import distributed
 from weak2strong.models.adapters import LoraSettings, with_lora
-from weak2strong.tracking import training_curves
+from weak2strong.training import StepInfo, train
 
 IGNORE_INDEX = -100
 
@@ -52,13 +54,57 @@ def build_sft_batch(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def completion_token_losses(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """−log p of every supervised token of `build_sft_batch`'s rows [rows, length − 1]
+    (0 at prompt and padding positions)."""
+    import torch.nn.functional as F
+
+    device = next(model.parameters()).device
+    batch = {key: value.to(device) for key, value in batch.items()}
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]  # position t predicts token t+1
+    return F.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+
+
+@torch.no_grad()
+def completion_log_probs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int = 16,
+    description: str = "log-likelihoods",
+) -> np.ndarray:
+    """log p(completion + EOS | prompt) per pair, batches shared between processes."""
+    model.eval()
+
+    def log_probs(indices: list[int]) -> torch.Tensor:
+        batch = build_sft_batch(
+            tokenizer, [prompts[i] for i in indices], [completions[i] for i in indices], max_length
+        )
+        return -completion_token_losses(model, batch).sum(1)
+
+    return (
+        distributed.map_rows(
+            log_probs, len(prompts), batch_size, description=description, show_progress=False
+        )
+        .double()
+        .numpy()
+    )
+
+
 @dataclass
 class SFTConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     epochs: int = 2
-    batch_size: int = 8
+    batch_size: int = 8  # global: prompt/completion pairs per optimiser step
     learning_rate: float = 2e-4
     max_length: int = 96
+    weight_decay: float = 0.01  # AdamW's default, which this loop always used
 
 
 def train_sft(
@@ -70,42 +116,35 @@ def train_sft(
     seed: int,
     curves_name: str = "sft",
 ) -> Any:
-    """LoRA (or, with lora.rank=0, full) supervised fine-tuning on completion tokens only."""
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader, TensorDataset
+    """LoRA (or, with lora.rank=0, full) supervised fine-tuning on completion tokens only.
 
+    The loss is the mean over every supervised token of the global batch.
+    """
     model = with_lora(model, config.lora, task_type="CAUSAL_LM")
-    accelerator = Accelerator()
-    torch.manual_seed(seed)
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate)
-    loader: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(
-        TensorDataset(torch.arange(len(prompts))),
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
+
+    def batch_loss(
+        module: torch.nn.Module, indices: list[int], info: StepInfo
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = indices or [0]  # a process without examples still joins DDP's all-reduce
+        batch = build_sft_batch(
+            tokenizer,
+            [prompts[i] for i in rows],
+            [completions[i] for i in rows],
+            config.max_length,
+        )
+        token_losses = completion_token_losses(module, batch).sum()
+        tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().float().to(token_losses.device)
+        if not indices:
+            return token_losses * 0.0, tokens * 0.0
+        return token_losses, tokens
+
+    tuned = train(
+        model,
+        len(prompts),
+        batch_loss,
+        config,
+        seed=seed,
+        curves_name=curves_name,
     )
-    model, optimiser, loader = accelerator.prepare(model, optimiser, loader)
-    model.train()
-    step = 0
-    settings = {"epochs": config.epochs, "learning_rate": config.learning_rate, "seed": seed}
-    with training_curves(curves_name, settings) as log_values:
-        for _ in range(config.epochs):
-            for (indices,) in loader:
-                rows = [int(i) for i in indices]
-                batch = build_sft_batch(
-                    tokenizer,
-                    [prompts[i] for i in rows],
-                    [completions[i] for i in rows],
-                    config.max_length,
-                )
-                inputs = {key: value.to(accelerator.device) for key, value in batch.items()}
-                loss = model(**inputs).loss
-                optimiser.zero_grad()
-                accelerator.backward(loss)
-                optimiser.step()
-                step += 1
-                log_values({"train/loss": loss.detach()}, step)
-    model = accelerator.unwrap_model(model)
-    model.eval()
-    return model
+    tuned.eval()
+    return tuned

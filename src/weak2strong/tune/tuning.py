@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from weak2strong import distributed
 from weak2strong.data.prompts import load_prompts
 from weak2strong.data.tasks import TaskConfig, load_task
 from weak2strong.errors import W2SError
@@ -34,7 +35,7 @@ from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.runs import Run
 from weak2strong.scoring.classifier import ScorerConfig, load_scorer
 from weak2strong.tracking import training_curves
-from weak2strong.tune.sft import SFTConfig, train_sft
+from weak2strong.tune.sft import SFTConfig, completion_log_probs, train_sft
 
 METHODS = ("dpo", "sft")
 PREFERENCE_SOURCES = ("reviews", "sampled")
@@ -63,6 +64,10 @@ class TuneConfig:
     # sft: the task label whose reviews are imitated
     target_label: str = "positive"
     completion_words: int = 24
+    # held-out review pairs (disjoint from training) on which the tuned model is evaluated:
+    # does log π_tuned − log π_base, the score a search pair steers by, prefer the
+    # target label's continuation?
+    eval_pairs: int = 64
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(new_tokens=48))
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
@@ -80,22 +85,35 @@ class Tune:
             )
         if config.train_prompts < 2:
             raise W2SError("train_prompts must be at least 2")
+        if config.eval_pairs < 2:
+            raise W2SError("eval_pairs must be at least 2")
+        processes = distributed.num_processes()
+        if config.method == "dpo" and config.training.batch_size % processes:
+            # TRL takes a per-device batch; the global batch must split evenly to stay the same
+            raise W2SError(
+                f"training.batch_size {config.training.batch_size} is the global batch and "
+                f"must be divisible by the {processes} processes"
+            )
         resolve(config.base)
         self.config = config
         self.runs_dir = runs_dir
 
     def run(self) -> tuple[Run, dict[str, Any]]:
-        run = Run.open("tune", self.config, self.runs_dir)
-        try:
+        with Run.open("tune", self.config, self.runs_dir) as run:
+            run.note_batch(self.config.method, self.config.training.batch_size)
             return run, self._run(run)
-        finally:
-            run.close()
 
     def _run(self, run: Run) -> dict[str, Any]:
         model_dir = run.path / "model"
-        if (run.path / "results.json").exists() and model_dir.is_dir():
+        results_file = run.path / "results.json"
+        cached = distributed.main_decides(
+            lambda: (
+                read_json(results_file) if results_file.exists() and model_dir.is_dir() else None
+            )
+        )
+        if cached is not None:
             run.log.info("tuned model: cached")
-            return read_json(run.path / "results.json")
+            return cached
         if self.config.method == "dpo":
             build = (
                 self._review_pairs
@@ -110,8 +128,38 @@ class Tune:
             summary = {"examples": len(data["prompt"]), **self._train_sft(data, model_dir)}
         results = {"method": self.config.method, "base": self.config.base, "model": str(model_dir)}
         results.update(summary)
+        results.update(self._evaluate(run, model_dir))
         run.write_results(results)
         return results
+
+    def _evaluate(self, run: Run, model_dir: Path) -> dict[str, Any]:
+        """Held-out preference accuracy of the implicit reward log π_tuned(y|x) − log π_base(y|x)."""
+        cfg = self.config
+        pairs = run.cached_json("eval-pairs", self._held_out_pairs)
+
+        def margins() -> dict[str, list[float]]:
+            rewards: dict[str, np.ndarray] = {}
+            for side in ("chosen", "rejected"):
+                rewards[side] = np.zeros(len(pairs["prompt"]))
+            for name, sign in ((str(model_dir), 1.0), (cfg.base, -1.0)):
+                model, tokenizer = load_causal_lm(name)
+                for side in ("chosen", "rejected"):
+                    rewards[side] += sign * completion_log_probs(
+                        model,
+                        tokenizer,
+                        pairs["prompt"],
+                        pairs[side],
+                        max_length=cfg.training.max_length,
+                        description=f"held-out {side} ({'tuned' if sign > 0 else 'base'})",
+                    )
+            return {"margin": (rewards["chosen"] - rewards["rejected"]).tolist()}
+
+        margin = np.asarray(run.cached_json("eval-margins", margins)["margin"])
+        return {
+            "heldout_pairs": len(margin),
+            "heldout_preference_accuracy": float(np.mean(margin > 0)),
+            "heldout_reward_margin": float(np.mean(margin)),
+        }
 
     # ---- data
 
@@ -180,12 +228,20 @@ class Tune:
         return {"prompt": [p for p, _ in chosen], "completion": [c for _, c in chosen]}
 
     def _review_pairs(self) -> dict[str, list[str]]:
+        return self._pairs_from_reviews(self.config.train_prompts, start=0)
+
+    def _held_out_pairs(self) -> dict[str, list[str]]:
+        """Pairs from reviews that no training pair used (both methods train on fewer)."""
+        return self._pairs_from_reviews(self.config.eval_pairs, start=self.config.train_prompts)
+
+    def _pairs_from_reviews(self, count: int, start: int) -> dict[str, list[str]]:
+        """`count` pairs from the shuffled reviews of each class, from position `start` on."""
         target, other = self._reviews_by_class()
-        half = self.config.train_prompts // 2
-        if min(len(target), len(other)) < 2 * half:
-            raise W2SError(f"not enough reviews for {self.config.train_prompts} preference pairs")
+        half = count // 2
+        if min(len(target), len(other)) < start + 2 * half:
+            raise W2SError(f"not enough reviews for {count} preference pairs")
         pairs: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
-        for i in range(half):
+        for i in range(start, start + half):
             (opening, own), (_, foreign) = target[i], other[half + i]
             pairs["prompt"].append(opening)
             pairs["chosen"].append(own)
@@ -210,7 +266,7 @@ class Tune:
             output_dir=str(scratch),
             beta=settings.beta,
             num_train_epochs=settings.epochs,
-            per_device_train_batch_size=settings.batch_size,
+            per_device_train_batch_size=settings.batch_size // distributed.num_processes(),
             learning_rate=settings.learning_rate,
             max_length=settings.max_length,
             seed=cfg.seed,
@@ -220,6 +276,8 @@ class Tune:
             disable_tqdm=not cfg.show_progress,
             use_cpu=not torch.cuda.is_available(),
             gradient_checkpointing=False,  # small models: recomputation costs more than it saves
+            # every weight of a causal LM (or its LoRA adapters) reaches the loss
+            ddp_find_unused_parameters=False,
         )
         peft_config = lora_config(cfg.lora, "CAUSAL_LM") if cfg.lora.rank > 0 else None
         trainer = DPOTrainer(
@@ -234,6 +292,8 @@ class Tune:
         curves = {"beta": settings.beta, "learning_rate": settings.learning_rate}
         with training_curves(f"{model_dir.parent.name}/dpo", curves) as log_values:
             for entry in logs:
+                if log_values is None:
+                    break
                 numbers = {
                     f"train/{key}": value
                     for key, value in entry.items()
@@ -241,7 +301,8 @@ class Tune:
                 }
                 log_values(numbers, int(entry["step"]))
         self._save_merged(trainer.model, tokenizer, model_dir)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if distributed.is_main():
+            shutil.rmtree(scratch, ignore_errors=True)
         return {
             "final_loss": logs[-1]["loss"] if logs else None,
             "final_reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
@@ -274,13 +335,19 @@ class Tune:
 
     @staticmethod
     def _save_merged(model: Any, tokenizer: Any, model_dir: Path) -> None:
-        """LoRA merged into the weights, saved as a plain checkpoint via a temp folder + rename."""
-        if hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
-        model.eval()
-        staging = model_dir.with_name(model_dir.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        staging.rename(model_dir)
+        """LoRA merged into the weights, saved as a plain checkpoint via a temp folder + rename.
+
+        The main process saves; every process returns once the model is on disk, so the
+        next step (a search, an extrapolation) can load it anywhere.
+        """
+        if distributed.is_main():
+            if hasattr(model, "merge_and_unload"):
+                model = model.merge_and_unload()
+            model.eval()
+            staging = model_dir.with_name(model_dir.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            shutil.rmtree(model_dir, ignore_errors=True)
+            staging.rename(model_dir)
+        distributed.barrier()

@@ -1,0 +1,202 @@
+"""The one training loop, data-parallel through accelerate, and sharded predictions.
+
+`batch_size` is the global batch: the examples of one optimiser step, whatever the number
+of processes. Every process draws the same shuffled global batches (one seeded
+DataLoader) and trains on its contiguous share of each; the loss is normalised by the
+global count of examples (or tokens) before DDP averages the gradients, so a step's
+gradient is the mean over the global batch exactly as with one process. A run's results
+therefore do not depend on how many processes computed them, which is what lets the run
+folder's hash ignore the process count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from weak2strong import distributed
+from weak2strong.tracking import training_curves
+from weak2strong.training.classifier import Inputs, take
+
+
+class Schedule(Protocol):
+    """What a training run needs from a config section (ProbeConfig, FinetuneConfig, ...)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where training stands, for losses that change over training or look at the batch."""
+
+    step: int  # optimiser steps already taken
+    total_steps: int
+    # this process's rows of a batch-level tensor → the rows of the whole global batch, in
+    # batch order (identity with one process); for losses that need batch statistics
+    gather: Callable[[torch.Tensor], torch.Tensor]
+
+
+# logits [rows, classes], soft targets [rows, classes] → per-example losses [rows]
+Loss = Callable[[torch.Tensor, torch.Tensor, StepInfo], torch.Tensor]
+
+# (model, this process's example indices, step) → (summed loss, count it sums over); the
+# indices may be empty when a global batch has fewer examples than there are processes
+BatchLoss = Callable[[nn.Module, list[int], StepInfo], tuple[torch.Tensor, torch.Tensor]]
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, info: StepInfo | None = None
+) -> torch.Tensor:
+    """Cross-entropy against soft targets, per example."""
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1)
+
+
+def _settings(schedule: Schedule) -> dict[str, Any]:
+    if dataclasses.is_dataclass(schedule) and not isinstance(schedule, type):
+        return {
+            key: value
+            for key, value in dataclasses.asdict(schedule).items()
+            if isinstance(value, int | float | str | bool)
+        }
+    return {name: getattr(schedule, name) for name in Schedule.__annotations__}
+
+
+def train(
+    model: nn.Module,
+    examples: int,
+    batch_loss: BatchLoss,
+    schedule: Schedule,
+    *,
+    seed: int,
+    after_step: Callable[[int], None] | None = None,
+    curves_name: str = "train",
+    curves_settings: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Minimise `batch_loss` over `examples` examples with AdamW; returns the unwrapped model.
+
+    `after_step(n)` runs after the n-th optimiser step on every process (pruning keeps its
+    masks and rewind points through it). With a tracker asked for, the global mean loss
+    per step is logged under `curves_name`.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    distributed.state()  # the process group first: Accelerator() alone misses CPU groups
+    # Backbones often hold parameters the loss never reaches (BERT's pooler): a static
+    # graph lets DDP learn them in the first step instead of waiting for their gradients.
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True)])
+    torch.manual_seed(seed)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimiser = torch.optim.AdamW(
+        trainable, lr=schedule.learning_rate, weight_decay=schedule.weight_decay
+    )
+    # One seeded shuffle of global batches, the same on every process.
+    global_batches: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(
+        TensorDataset(torch.arange(examples)),
+        batch_size=schedule.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    model, optimiser = accelerator.prepare(model, optimiser)
+    processes = distributed.num_processes()
+    total_steps = schedule.epochs * len(global_batches)
+    step = 0
+    model.train()
+    settings = {
+        **_settings(schedule),
+        "seed": seed,
+        "examples": examples,
+        **(curves_settings or {}),
+    }
+    with training_curves(curves_name, settings) as log_values:
+        for _ in range(schedule.epochs):
+            for (batch,) in global_batches:
+                indices = distributed.split_batch(batch.tolist())
+                info = StepInfo(step, total_steps, distributed.gather_rows)
+                loss_sum, count = batch_loss(model, indices, info)
+                global_count = distributed.sum_across(count.detach().float())
+                # DDP averages gradients over processes: scale so the average is the
+                # global mean, even when processes hold different numbers of examples.
+                loss = loss_sum * processes / global_count.clamp(min=1.0)
+                optimiser.zero_grad()
+                accelerator.backward(loss)
+                optimiser.step()
+                step += 1
+                if log_values is not None:
+                    mean_loss = distributed.sum_across(loss_sum.detach()) / global_count
+                    log_values({"train/loss": mean_loss}, step)
+                if after_step is not None:
+                    after_step(step)
+    return accelerator.unwrap_model(model)
+
+
+def fit(
+    model: nn.Module,
+    inputs: Inputs,
+    targets: np.ndarray,
+    schedule: Schedule,
+    *,
+    loss: Loss = soft_cross_entropy,
+    seed: int,
+    after_step: Callable[[int], None] | None = None,
+    curves_name: str = "fit",
+    curves_settings: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Train a classifier `model(inputs)` towards soft `targets` [n, classes] under `loss`."""
+    target_tensor = torch.as_tensor(targets, dtype=torch.float32)
+
+    def batch_loss(
+        module: nn.Module, indices: list[int], info: StepInfo
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = len(indices)
+        # A process without examples in this batch still runs the model (on one example,
+        # kept out of the loss) so that its gradients, all zero, join DDP's all-reduce.
+        logits = module(take(inputs, indices or [0]))[:rows]
+        losses = loss(logits, target_tensor[indices].to(logits.device), info)
+        return losses.sum(), torch.tensor(float(rows), device=logits.device)
+
+    return train(
+        model,
+        len(targets),
+        batch_loss,
+        schedule,
+        seed=seed,
+        after_step=after_step,
+        curves_name=curves_name,
+        curves_settings=curves_settings,
+    )
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    inputs: Inputs,
+    batch_size: int = 64,
+    *,
+    description: str = "predict",
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Class probabilities [n, classes], batches sharded over processes, rows in input order."""
+    model.eval()
+
+    def probabilities(indices: Sequence[int]) -> torch.Tensor:
+        return torch.softmax(model(take(inputs, indices)).float(), dim=-1)
+
+    return distributed.map_rows(
+        probabilities,
+        len(inputs),
+        batch_size,
+        description=description,
+        show_progress=show_progress,
+    ).numpy()

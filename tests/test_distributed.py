@@ -1,0 +1,274 @@
+"""Two real processes (torchrun, gloo, no GPU setting) give one process's results, written once.
+
+Every test runs a command once as one process and once as two, then compares: the same
+run folder with the same files, results recorded as two processes, every test example
+computed exactly once (the sharded-inference helper logs each process's rows and checks
+that no batch was lost or computed twice), and the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _run_folder(runs: Path, command: str) -> Path:
+    (folder,) = runs.glob(f"{command}-*")
+    return folder
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
+
+
+def _inference_rows(log: str, description: str) -> list[list[int]]:
+    """Rows each process computed, from the helper's run.log lines about `description`."""
+    pattern = (
+        re.escape(description)
+        + r": (\d+) rows in \d+ batches over 2 processes \(([\d + ]+) rows each\)"
+    )
+    found = []
+    for total, shares in re.findall(pattern, log):
+        counts = [int(n) for n in shares.split(" + ")]
+        assert sum(counts) == int(total)
+        found.append(counts)
+    return found
+
+
+def _compare_runs(tmp_path: Path, command: str) -> tuple[Path, Path, dict, dict]:
+    one, two = _run_folder(tmp_path / "one", command), _run_folder(tmp_path / "two", command)
+    assert one.name == two.name  # the process count is not part of the experiment
+    assert _files(one) == _files(two)  # one writer: the same files, nothing twice, no leftovers
+    env = json.loads((two / "env.json").read_text())
+    assert len(env["attempts"]) == 1 and env["distributed"]["processes"] == 2
+    first = json.loads((one / "results.json").read_text())
+    second = json.loads((two / "results.json").read_text())
+    assert first["distributed"]["processes"] == 1
+    recorded = {key: value for key, value in second["distributed"].items() if key != "batches"}
+    assert recorded == env["distributed"]
+    assert second["distributed"]["backend"] == "gloo" and second["distributed"]["machines"] == 1
+    return one, two, first, second
+
+
+def _assert_same_predictions(one: Path, two: Path, first: dict, second: dict) -> None:
+    """Every stored probability and every metric within 1e-4 (thread counts differ: one per
+    process under torchrun, so reductions round differently)."""
+    from safetensors.torch import load_file
+
+    steps = sorted(path.name for path in (one / "steps").glob("*-probs.safetensors"))
+    assert steps
+    for step in steps:
+        a, b = load_file(one / "steps" / step), load_file(two / "steps" / step)
+        for name in a:
+            assert (a[name] - b[name]).abs().max() <= 1e-4, (step, name)
+    assert first["metrics"].keys() == second["metrics"].keys()
+    for model, metrics in first["metrics"].items():
+        for name, value in metrics.items():
+            assert abs(value - second["metrics"][model][name]) <= 1e-4, (model, name)
+
+
+def test_generalize_probe_under_two_processes_equals_one(run_cli, run_torchrun, tmp_path):
+    args = [
+        "generalize", "--task", "rotten-tomatoes", "--weak", "smollm2-135m-instruct",
+        "--strong", "minilm-l6", "--strategy", "all", "--set", "strategy.intermediate=minilm-l6",
+        "--set", "task.max_per_split=90", "--set", "features.max_length=32",
+        # 15 per step: the processes hold 8 and 7 examples, the last batch of each epoch 8 and 7
+        "--set", "probe.batch_size=15", "--set", "bootstrap_samples=200",
+    ]  # fmt: skip
+    single = run_cli(*args, "--runs-dir", "one")
+    assert single.returncode == 0, single.stderr
+    double = run_torchrun(*args, "--runs-dir", "two")
+    assert double.returncode == 0, double.stderr
+    one, two, first, second = _compare_runs(tmp_path, "generalize")
+    assert second["distributed"]["batches"]["student"] == {"global": 15, "per_process": [8, 7]}
+    assert set(second["metrics"]) == {
+        "weak",
+        "w2s:naive",
+        "w2s:confidence",
+        "w2s:confident-subset",
+        "w2s:bootstrap",
+        "ceiling",
+    }
+    _assert_same_predictions(one, two, first, second)
+    # every test example predicted once per student, shared between the two processes
+    log = (two / "run.log").read_text()
+    for step in ("weak-probs", "w2s-naive-probs", "w2s-confidence-probs", "ceiling-probs"):
+        assert _inference_rows(log, f"{step} (test)") == [[64, 26]], step
+    assert _inference_rows(log, "features minilm-l6")  # features too were shared
+    assert double.stdout.count("rotten-tomatoes: weak") == 1  # one table, from the main process
+    assert single.stdout.count("rotten-tomatoes: weak") == 1
+
+
+def test_generalize_finetune_under_two_processes_equals_one(run_cli, run_torchrun, tmp_path):
+    """Without dropout (SmolLM2 has none; LoRA's is set to 0) fine-tuning is exactly
+    data-parallel: the global batch of 7 split 4 + 3 gives the 1-process gradients.
+
+    With dropout on, each process draws its own masks, so the two runs differ as two
+    dropout seeds do (tested here: the same files and a finished run).
+    """
+    args = [
+        "generalize", "--task", "rotten-tomatoes", "--weak", "lexicon:vader",
+        "--strong", "smollm2-135m-instruct", "--strategy", "confidence",
+        "--set", "regime=finetune", "--set", "task.max_per_split=60",
+        "--set", "finetune.max_length=24", "--set", "finetune.batch_size=7",
+        "--set", "finetune.epochs=1", "--set", "finetune.learning_rate=1e-3",
+        "--set", "finetune.lora.dropout=0", "--set", "bootstrap_samples=100",
+    ]  # fmt: skip
+    single = run_cli(*args, "--runs-dir", "one")
+    assert single.returncode == 0, single.stderr
+    double = run_torchrun(*args, "--runs-dir", "two")
+    assert double.returncode == 0, double.stderr
+    one, two, first, second = _compare_runs(tmp_path, "generalize")
+    assert second["distributed"]["batches"]["student"] == {"global": 7, "per_process": [4, 3]}
+    _assert_same_predictions(one, two, first, second)
+    log = (two / "run.log").read_text()
+    assert _inference_rows(log, "ceiling-probs (test)") == [[60, 0]]  # one batch: one process
+
+
+def test_prune_under_two_processes_writes_one_run(run_cli, run_torchrun, tmp_path):
+    """MiniLM trains with dropout, so tickets differ as dropout seeds do; the pretrained
+    initialisation, the sparsities and the bookkeeping are the same as with one process."""
+    from safetensors.torch import load_file
+
+    args = [
+        "prune", "--rounds", "2", "--baseline", "random", "--set", "seeds=[0]",
+        "--set", "task.name=rotten-tomatoes", "--set", "train_examples=48",
+        "--set", "test_examples=80", "--set", "student.max_length=16",
+        "--set", "student.batch_size=16",
+    ]  # fmt: skip
+    single = run_cli(*args, "--runs-dir", "one")
+    assert single.returncode == 0, single.stderr
+    double = run_torchrun(*args, "--runs-dir", "two")
+    assert double.returncode == 0, double.stderr
+    one, two, first, second = _compare_runs(tmp_path, "prune")
+    assert second["distributed"]["batches"]["student"] == {"global": 16, "per_process": [8, 8]}
+    init_one = load_file(one / "steps" / "seed0-init.safetensors")
+    init_two = load_file(two / "steps" / "seed0-init.safetensors")
+    assert all((init_one[name] == init_two[name]).all() for name in init_one)
+    for method in ("imp", "random"):
+        sparsities = [
+            [round(p["sparsity"], 6) for p in r["curves"][method]] for r in (first, second)
+        ]
+        assert sparsities[0] == sparsities[1]
+        assert all(0.0 <= p["metric"]["value"] <= 1.0 for p in second["curves"][method])
+    # 80 test reviews, batches of 64: every evaluation splits 64 + 16
+    evaluations = _inference_rows((two / "run.log").read_text(), "evaluate")
+    assert evaluations and all(counts == [64, 16] for counts in evaluations)
+
+
+def test_tune_dpo_under_two_processes_saves_one_model(run_cli, run_torchrun, tmp_path):
+    args = [
+        "tune", "--set", "train_prompts=8", "--set", "eval_pairs=4", "--set", "completion_words=8",
+        "--set", "training.batch_size=4", "--set", "training.max_length=40",
+        "--set", "training.learning_rate=1e-3",
+    ]  # fmt: skip
+    single = run_cli(*args, "--runs-dir", "one")
+    assert single.returncode == 0, single.stderr
+    double = run_torchrun(*args, "--runs-dir", "two")
+    assert double.returncode == 0, double.stderr
+    _, two, first, second = _compare_runs(tmp_path, "tune")
+    # the global batch of 4 is TRL's per-device batch of 2 on each process
+    assert second["distributed"]["batches"]["dpo"] == {"global": 4, "per_process": [2, 2]}
+    assert second["steps"] == first["steps"] == 2 and second["pairs"] == 8
+    assert second["heldout_pairs"] == 4
+    log = (two / "run.log").read_text()
+    assert _inference_rows(log, "held-out chosen (tuned)") == [[4, 0]]  # one batch of 4
+    assert (two / "model" / "model.safetensors").is_file()
+    assert not (two / "trainer-scratch").exists() and not (two / "model.partial").exists()
+    assert double.stdout.count("tuned smollm2-135m-instruct by dpo") == 1
+
+
+def test_search_under_two_processes_gives_the_same_texts(run_cli, run_torchrun, tmp_path):
+    args = [
+        "search", "--method", "sample", "--method", "bon", "--method", "cbs",
+        "--large", "smollm2-135m-instruct", "--tuned", "smollm2-135m-instruct",
+        "--untuned", "smollm2-135m-instruct", "--set", "test_prompts=5",
+        "--set", "sampling.new_tokens=8", "--set", "sampling.batch_size=2", "--set", "bon_n=4",
+        "--set", "cbs.width=2", "--set", "cbs.successors=2", "--set", "cbs.chunk_length=4",
+        "--set", "scorer.name=lexicon:vader",
+    ]  # fmt: skip
+    single = run_cli(*args, "--runs-dir", "one")
+    assert single.returncode == 0, single.stderr
+    double = run_torchrun(*args, "--runs-dir", "two")
+    assert double.returncode == 0, double.stderr
+    one, two, first, second = _compare_runs(tmp_path, "search")
+    for method in ("sample", "bon", "cbs"):
+        texts = [
+            json.loads((f / "steps" / f"decoded-{method}.json").read_text()) for f in (one, two)
+        ]
+        assert texts[0]["responses"] == texts[1]["responses"], method
+        assert texts[0]["sampled_tokens"] == texts[1]["sampled_tokens"], method
+        reward = [r["methods"][method]["reward"]["value"] for r in (first, second)]
+        assert reward[0] == pytest.approx(reward[1], abs=1e-9)
+    # 5 prompts in batches of 2: the processes decode batches {0, 2} and {1}
+    assert _inference_rows((two / "run.log").read_text(), "cbs(2,2,4)") == [[3, 2]]
+
+
+def test_bad_input_ends_every_process_with_the_error(run_torchrun, tmp_path):
+    started = time.perf_counter()
+    result = run_torchrun("generalize", "--strategy", "magic", "--runs-dir", "runs")
+    assert time.perf_counter() - started < 120
+    assert result.returncode != 0
+    assert "error: unknown strategy 'magic'" in result.stderr  # the main process
+    assert "exitcode  : 2" in result.stderr  # torchrun's report of the failed process
+    assert "weak2strong" not in result.stderr.split("error: unknown strategy")[0]  # no traceback
+    assert not (tmp_path / "runs").exists()
+
+
+def _worker_pid(launcher: subprocess.Popen[str], rank: int) -> int | None:
+    """The pid of the launcher's worker with LOCAL_RANK=rank, found through /proc."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)
+        if parent and int(parent[1]) == launcher.pid and f"LOCAL_RANK={rank}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_a_killed_process_ends_the_whole_run(tmp_path):
+    """A process dying mid-run (OOM-killed, a node lost) ends the others: no hang, no results."""
+    runs = tmp_path / "runs"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "weak2strong.cli", "generalize", "--task", "imdb", "--weak", "lexicon:vader",
+        "--strong", "smollm2-135m-instruct", "--set", "task.max_per_split=400",
+        "--runs-dir", str(runs),
+    ]  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("ACCELERATE_USE_CPU", None)
+    launcher = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(runs.glob("generalize-*/run.log")) and time.monotonic() < deadline:
+            assert launcher.poll() is None, launcher.communicate()[1]
+            time.sleep(0.2)
+        time.sleep(2)  # into the weak labels and features
+        victim = _worker_pid(launcher, rank=1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        started = time.monotonic()
+        _, stderr = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode != 0
+    assert time.monotonic() - started < 120
+    assert "SIGKILL" in stderr or "Signal 9" in stderr
+    assert not list(runs.glob("generalize-*/results.json"))

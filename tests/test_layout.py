@@ -1,0 +1,51 @@
+"""The package layout shows the architecture: methods over shared parts, no method importing another."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[1] / "src" / "weak2strong"
+METHODS = ("generalize", "search", "extrapolate", "prune")
+# shared parts, lowest first: each may import only what stands before it in its own list
+SHARED = ("errors", "paths", "fileio", "distributed", "wheels", "tracking", "data", "models",
+          "runs", "report", "scoring", "training", "tune")  # fmt: skip
+
+
+def _imports(folder_or_file: Path) -> set[str]:
+    """The weak2strong top-level names imported anywhere under a module or subpackage."""
+    files = [folder_or_file] if folder_or_file.is_file() else sorted(folder_or_file.rglob("*.py"))
+    found: set[str] = set()
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if parts[0] == "weak2strong":
+                    found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[0] == "weak2strong" and len(parts) > 1:
+                        found.add(parts[1])
+    return found
+
+
+def _location(name: str) -> Path:
+    folder = PACKAGE / name
+    return folder if folder.is_dir() else PACKAGE / f"{name}.py"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_no_method_imports_another(method):
+    others = set(METHODS) - {method}
+    assert not _imports(_location(method)) & others
+    assert not _imports(_location(method)) & {"summaries", "cli", "check"}
+
+
+@pytest.mark.parametrize("index", range(len(SHARED)))
+def test_shared_parts_import_only_lower_ones(index):
+    name = SHARED[index]
+    allowed = set(SHARED[: index + 1])
+    assert _imports(_location(name)) <= allowed, _imports(_location(name)) - allowed
