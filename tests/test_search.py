@@ -90,6 +90,25 @@ def manual_logprob(lm: LanguageModel, prompt: str, text: str, finished: bool) ->
     return float(log_probs[torch.arange(len(response)), torch.tensor(response)].sum())
 
 
+def test_a_response_cut_back_to_a_prefix_is_scored_from_the_right_logits(pair):
+    """A child whose text re-tokenises to a strict prefix of its parent's tokens (nothing new
+    to feed) must not keep the logits of a dropped token for its next chunk."""
+    scorer = PairScorer(pair)
+    scorer.start(PROMPTS[:1])
+    scorer.update([0], [" it was a great film"], [False])
+    cut = scorer.update([0], [" it was"], [False])  # strict prefix: stale tokens, none new
+    np.testing.assert_allclose(cut, full_scores(pair, PROMPTS[:1], [" it was"], [False]), atol=1e-4)
+    grown = scorer.update([0], [" it was dull"], [False])
+    expected = manual_logprob(pair.tuned, PROMPTS[0], " it was dull", False) - manual_logprob(
+        pair.untuned, PROMPTS[0], " it was dull", False
+    )
+    np.testing.assert_allclose(grown, [expected], atol=1e-4)
+    # and cut back to nothing at all: the prompt's last token is the one fed again
+    scorer.update([0], [""], [False])
+    again = scorer.update([0], [" it was dull"], [False])
+    np.testing.assert_allclose(again, [expected], atol=1e-4)
+
+
 def test_incremental_scorer_equals_full_recompute(pair):
     scorer = PairScorer(pair)
     scorer.start(PROMPTS)

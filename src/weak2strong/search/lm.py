@@ -133,9 +133,15 @@ class CachedRows:
         self.last_logits = self.last_logits[index.to(self.last_logits.device)]
 
     def drop_last(self, row: int, count: int) -> None:
-        """Forget a row's last `count` tokens (their cache columns stay, masked out)."""
+        """Forget a row's last `count` tokens (their cache columns stay, masked out).
+
+        The row's `last_logits` followed a dropped token: they become NaN until the row is
+        fed again, so a caller that forgets to refeed gets NaN, never a wrong number.
+        """
         for _ in range(count):
             self.mask[row, self.slots[row].pop()] = 0
+        if count:
+            self.last_logits[row] = float("nan")
 
     @torch.no_grad()
     def append(self, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor]:

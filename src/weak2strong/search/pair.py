@@ -71,14 +71,13 @@ class ResponseLogProb:
             stale = len(self.tokens[row]) - keep
             new = target[keep:]
             refeed, anchor = False, 0
-            if stale and new:
-                # The logits that predict new[0] were computed after a token now dropped:
-                # drop one more (the anchor) and feed it again to get them back.
+            if stale:
+                # The row's next-token logits were computed after a token now dropped: drop
+                # one more (the anchor) and feed it again to get them back, whether or not
+                # new tokens follow (a strict prefix of the parent has none).
                 self.rows.drop_last(row, stale + 1)
                 anchor = self.tokens[row][keep - 1] if keep else self.prompt_last[row]
                 refeed = True
-            elif stale:
-                self.rows.drop_last(row, stale)
             del self.tokens[row][keep:]
             del self.token_logprobs[row][keep:]
             feeds.append([anchor, *new] if refeed else new)
