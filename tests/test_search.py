@@ -21,7 +21,7 @@ from weak2strong.search.decoders import (
 )
 from weak2strong.search.lm import LanguageModel
 from weak2strong.search.pair import ModelPair, PairScorer
-from weak2strong.search.samplers import TransformersSampler
+from weak2strong.search.samplers import TransformersSampler, sequence_seeds
 
 PROMPTS = ["This movie was", "I went to see the film and"]
 
@@ -165,11 +165,38 @@ def test_cbs_with_one_beam_and_unbounded_chunks_is_best_of_n(large, pair):
     assert chunked.texts != bon.texts
 
 
+def test_every_sequence_has_its_own_seed_and_batching_changes_no_text(large, pair):
+    # CBS's first step: W·K = 4 children of each of 2 prompts; then 2 beams × 2 children each
+    first = sequence_seeds(7, [0, 1], [0] * 4 + [1] * 4, step=0)
+    later = sequence_seeds(7, [0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 2, 2, 5, 5, 6, 6], step=1)
+    assert len(set(first + later)) == 16
+    # a prompt's seeds depend on its own index, not on its neighbours in the batch
+    assert sequence_seeds(7, [1], [0] * 4, step=0) == first[4:]
+    settings = CBSSettings(width=2, successors=2, chunk_length=3)
+    together = chunk_beam_search(
+        TransformersSampler(large, SamplingConfig()), PairScorer(pair), PROMPTS, settings, 9, 4
+    )
+    alone = [
+        chunk_beam_search(
+            TransformersSampler(large, SamplingConfig()),
+            PairScorer(pair),
+            [prompt],
+            settings,
+            9,
+            4,
+            prompt_ids=[index],
+        )
+        for index, prompt in enumerate(PROMPTS)
+    ]
+    assert together.texts == [decoded.texts[0] for decoded in alone]
+
+
 def test_cbs_scores_are_exact_and_finished_beams_keep_their_score(smollm, pair):
     model, tokenizer = smollm
     # Make frequent tokens end a response too, so beams finish mid-search.
     enders = [
-        tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (".", ",", " the", " a")
+        tokenizer(t, add_special_tokens=False)["input_ids"][0]
+        for t in (".", ",", " the", " a", " and", " to", " of", " I")
     ]
     original = model.generation_config.eos_token_id
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, *enders]
@@ -191,7 +218,7 @@ def test_cbs_scores_are_exact_and_finished_beams_keep_their_score(smollm, pair):
     np.testing.assert_allclose(decoded.pair_scores, reference, atol=1e-4)
     for text, done in zip(decoded.texts, decoded.finished, strict=True):
         if done:  # an ender ended it: it is not part of the text, and nothing follows it
-            assert not text.endswith((".", ",", " the", " a"))
+            assert not text.endswith((".", ",", " the", " a", " and", " to", " of", " I"))
     # a finished response scored with the scorer's EOS appended, never extended after it
     for prompt, text, done, score in zip(
         PROMPTS, decoded.texts, decoded.finished, decoded.pair_scores, strict=True
@@ -344,3 +371,90 @@ def test_bad_templates_in_sampling_prompts_never_reach_a_model(tmp_path: Path):
     config = SearchConfig(large_template="chat please")
     with pytest.raises(W2SError, match="placeholder"):
         Search(config, tmp_path)
+
+
+@pytest.fixture
+def completions_server(smollm):
+    from tests.completions_server import ServerState, serve
+
+    model, tokenizer = smollm
+    state = ServerState(model, tokenizer, served_name="served-smollm")
+    server = serve(state)
+    yield state, f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_api_backend_steers_a_served_model_and_keeps_the_key_secret(
+    run_cli, tmp_path, completions_server, monkeypatch
+):
+    state, url = completions_server
+    state.failures_left = 2  # the first two requests get 503: the client retries
+    monkeypatch.setenv("W2S_TEST_KEY", "sk-secret-0123456789")
+    result = run_cli(
+        "search", "--backend", "api", "--method", "all", "--large", "served-smollm",
+        "--tuned", "smollm2-135m-instruct", "--untuned", "smollm2-135m-instruct",
+        "--set", f"api.base_url={url}", "--set", "api.api_key_env=W2S_TEST_KEY",
+        "--set", "test_prompts=3", "--set", "sampling.new_tokens=6", "--set", "bon_n=3",
+        "--set", "cbs.width=2", "--set", "cbs.successors=2", "--set", "cbs.chunk_length=3",
+        "--set", "scorer.name=lexicon:vader",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").glob("search-*")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert set(results["methods"]) == {"sample", "bon", "cbs"}
+    assert "eft" in results["skipped"] and results["dtypes"]["large"] == "unknown (remote)"
+    # tokens as the server reported them: best-of-3 asks for 3 samples of ≤ 6 per prompt
+    assert 0 < results["methods"]["sample"]["sampled_tokens"] <= 3 * 6
+    assert (
+        results["methods"]["bon"]["sampled_tokens"] > results["methods"]["sample"]["sampled_tokens"]
+    )
+    # every request carried the key; no file of the run holds it
+    assert set(state.authorizations) == {"Bearer sk-secret-0123456789"}
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert b"sk-secret" not in path.read_bytes(), path
+    # n-sample requests with their group's seed; CBS continues prompt + partial response
+    sampled = [body for body in state.bodies if "seed" in body]  # not the start-up check
+    bon_requests = [body for body in sampled if body["n"] == 3]
+    assert len(bon_requests) == 3 and len({body["seed"] for body in bon_requests}) == 3
+    # within a method no two sampled sequences share a seed (across methods they do on
+    # purpose: sampling's sequence is best-of-N's first, the same draw for paired rewards)
+    for requests in (bon_requests, [body for body in sampled if body["max_tokens"] == 3]):
+        seeds = [body["seed"] + j for body in requests for j in range(body["n"])]
+        assert len(seeds) == len(set(seeds))
+    cbs = [body["prompt"] for body in sampled if body["max_tokens"] == 3]
+    assert any(longer.startswith(p) and longer != p for longer in cbs for p in cbs)  # continued
+
+
+def test_api_backend_errors_are_one_line_before_any_run_folder(
+    run_cli, tmp_path, completions_server
+):
+    _, url = completions_server
+    common = [
+        "search",
+        "--backend",
+        "api",
+        "--tuned",
+        "smollm2-135m-instruct",
+        "--set",
+        "api.max_retries=1",
+    ]
+    unreachable = run_cli(*common, "--large", "x", "--set", "api.base_url=http://127.0.0.1:9/v1")
+    assert (
+        unreachable.returncode == 2 and "cannot reach the completions server" in unreachable.stderr
+    )
+    unknown = run_cli(*common, "--large", "not-served", "--set", f"api.base_url={url}")
+    assert unknown.returncode == 2 and "does not serve 'not-served'" in unknown.stderr
+    chat = run_cli(
+        *common,
+        "--large",
+        "served-smollm",
+        "--set",
+        f"api.base_url={url}",
+        "--set",
+        "large_template=chat",
+    )
+    assert chat.returncode == 2 and "not 'chat'" in chat.stderr
+    for failed in (unreachable, unknown, chat):
+        assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,6 +1,12 @@
 """Runs: typed configs and the run folders they name."""
 
-from weak2strong.runs.config import config_hash, config_to_dict, load_config, parse_override
+from weak2strong.runs.config import (
+    config_hash,
+    config_to_dict,
+    load_config,
+    parse_override,
+    results_version,
+)
 from weak2strong.runs.folder import Run, seed_everything
 
 __all__ = [
@@ -9,5 +15,6 @@ __all__ = [
     "config_to_dict",
     "load_config",
     "parse_override",
+    "results_version",
     "seed_everything",
 ]

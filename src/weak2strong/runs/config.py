@@ -2,7 +2,8 @@
 
 The hash covers only settings that differ from their defaults (and skips fields marked
 `metadata={"hash": False}`), so adding a new option with a default keeps every existing
-run folder's name, as in open_lth.
+run folder's name, as in open_lth. A command whose code changes its results bumps its
+config's `RESULTS_VERSION`; above 1 it joins the hash, so old cached steps are not reused.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ def _coerce(annotation: Any, value: Any, key: str) -> Any:
                 f"config key '{key}' must be one of {', '.join(map(str, args))}, got {value!r}"
             )
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise W2SError(f"config key '{key}' must be a mapping, got {value!r}")
+        value_type = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
     if origin in (list, tuple, Sequence):
         items = (
             value
@@ -209,11 +215,15 @@ def _hashed_items(config: Any) -> dict[str, Any]:
     return items
 
 
+def results_version(config: Any) -> int:
+    """The version of the code that makes this command's results (1 unless bumped)."""
+    return int(getattr(type(config), "RESULTS_VERSION", 1))
+
+
 def config_hash(config: Any, length: int = 10) -> str:
     """Short stable digest of every non-default, result-affecting setting."""
-    payload = json.dumps(
-        {"kind": type(config).__name__, "settings": _hashed_items(config)},
-        sort_keys=True,
-        default=str,
-    )
+    content: dict[str, Any] = {"kind": type(config).__name__, "settings": _hashed_items(config)}
+    if results_version(config) > 1:
+        content["results_version"] = results_version(config)
+    payload = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:length]

@@ -24,7 +24,13 @@ import yaml
 from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest, read_json, write_json, write_tensors, write_yaml
-from weak2strong.runs.config import config_hash, config_to_dict, result_settings, without_unhashed
+from weak2strong.runs.config import (
+    config_hash,
+    config_to_dict,
+    result_settings,
+    results_version,
+    without_unhashed,
+)
 
 T = TypeVar("T")
 
@@ -144,7 +150,11 @@ class Run:
             write_yaml(path / "config.yaml", config_to_dict(config))
             if (path / "env.json").exists():
                 attempts = read_json(path / "env.json").get("attempts", [])
-            env = {**environment(seed), "distributed": processes}
+            env = {
+                **environment(seed),
+                "results_version": results_version(config),
+                "distributed": processes,
+            }
             env["attempts"] = [*attempts, env["started_at"]]
             write_json(path / "env.json", env)
         distributed.barrier()  # the folder exists before any process uses it
@@ -252,6 +262,7 @@ class Run:
 
     def write_results(self, results: dict[str, Any]) -> Path:
         """results.json, with the processes that computed it (main process only)."""
+        results.setdefault("results_version", results_version(self.config))
         results.setdefault("distributed", self.parallelism)
         path = self.path / "results.json"
         if distributed.is_main():

