@@ -49,7 +49,7 @@ def test_check_runs_then_reruns_from_cache(run_cli, tmp_path):
         (["check", "--set", "seed"], "malformed override"),
         (["check", "--config", "missing.yaml"], "config file not found"),
         (["assets", "prepare", "no-such-asset"], "unknown asset 'no-such-asset'"),
-        (["prune", "--fraction", "1.5"], "fraction must be in (0, 1)"),
+        (["prune", "--fraction", "1.5"], "'lottery.fraction' must be in (0, 1)"),
         (["prune", "--baseline", "magic"], "unknown baseline 'magic'"),
         (["prune", "--weak", "vader"], "use lexicon:vader or lexicon:afinn"),
         (

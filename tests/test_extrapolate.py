@@ -259,23 +259,87 @@ def test_bad_checkpoints_exit_2_and_write_nothing(run_cli, tmp_path, case, fragm
     assert not list(tmp_path.glob(".out*"))  # no staged leftovers either
 
 
-def test_existing_output_is_refused_unless_forced(run_cli, pair, tmp_path):
+def test_existing_output_is_refused_unless_forced_and_foreign_folders_never(
+    run_cli, pair, tmp_path
+):
     sft, aligned = pair
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("keep me")
-    args = ["extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "0.5"]
-    args += ["--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]
-    refused = run_cli(*args)
-    assert refused.returncode == 2
-    assert "exists: pass --force" in refused.stderr
+
+    def merge(alpha: str, out: str, *extra: str):
+        return run_cli(
+            "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", alpha,
+            "--out", str(tmp_path / out), "--runs-dir", str(tmp_path / "runs"), *extra,
+        )  # fmt: skip
+
+    refused = merge("0.5", "out")
+    assert refused.returncode == 2 and "exists: pass --force" in refused.stderr
+    forced = merge("0.5", "out", "--force")  # a folder w2s did not write is never replaced
+    assert forced.returncode == 2 and "not a checkpoint written by w2s" in forced.stderr
     assert (tmp_path / "out" / "notes.txt").read_text() == "keep me"
-    forced = run_cli(*args, "--force")
-    assert forced.returncode == 0, forced.stderr
-    assert not (tmp_path / "out" / "notes.txt").exists()
-    assert (tmp_path / "out" / "model.safetensors.index.json").is_file()
-    rerun = run_cli(*args)  # the same run's own output is a cached result, not a conflict
+    # a checkpoint w2s wrote (another α) is replaced with --force only
+    assert merge("0.5", "merged").returncode == 0
+    other = merge("0.7", "merged")
+    assert other.returncode == 2 and "exists: pass --force" in other.stderr
+    replaced = merge("0.7", "merged", "--force")
+    assert replaced.returncode == 0, replaced.stderr
+    assert json.loads((tmp_path / "merged" / "extrapolation.json").read_text())["alpha"] == 0.7
+    rerun = merge("0.7", "merged")  # the same run's own output is a cached result, not a conflict
     assert rerun.returncode == 0, rerun.stderr
     assert "(cached)" in rerun.stdout
+
+
+@pytest.mark.parametrize("where", ["is", "inside", "contains"])
+def test_an_output_over_an_input_is_refused(run_cli, pair, tmp_path, where):
+    sft, aligned = pair
+    out = {"is": aligned, "inside": aligned / "merged", "contains": tmp_path}[where]
+    before = sorted(p.name for p in aligned.iterdir())
+    result = run_cli(
+        "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "0.5",
+        "--out", str(out), "--force", "--runs-dir", str(tmp_path.parent / f"runs-{where}"),
+    )  # fmt: skip
+    assert result.returncode == 2 and "would overwrite the input checkpoint" in result.stderr
+    assert sorted(p.name for p in aligned.iterdir()) == before and sft.is_dir()
+
+
+def test_concurrent_writers_of_one_output_take_turns(pair, tmp_path):
+    """Two writers of the same --out: the second waits, then finds the first's output and
+    fails (without --force) instead of silently replacing it."""
+    import threading
+
+    sft, aligned = pair
+    results: dict[float, object] = {}
+
+    def write(alpha: float) -> None:
+        try:
+            results[alpha] = extrapolate(
+                [sft, aligned], alpha, tmp_path / "out", show_progress=False
+            )
+        except W2SError as error:
+            results[alpha] = error
+
+    threads = [threading.Thread(target=write, args=(a,)) for a in (0.7, 0.9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed = [a for a, r in results.items() if isinstance(r, W2SError)]
+    assert len(failed) == 1 and "exists" in str(results[failed[0]])
+    (kept,) = set(results) - set(failed)
+    assert json.loads((tmp_path / "out" / "extrapolation.json").read_text())["alpha"] == kept
+
+
+def test_a_killed_writers_staging_folder_is_removed_by_the_next(pair, tmp_path):
+    sft, aligned = pair
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    abandoned = tmp_path / f".out.partial-{int(dead.stdout)}-deadbeef"
+    abandoned.mkdir()
+    (abandoned / "model-00001-of-00002.safetensors").write_bytes(b"x" * 1000)
+    extrapolate([sft, aligned], 0.5, tmp_path / "out", show_progress=False)
+    assert not abandoned.exists() and (tmp_path / "out").is_dir()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
 def test_an_interrupted_write_leaves_no_output(pair, tmp_path, monkeypatch):

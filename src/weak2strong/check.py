@@ -12,6 +12,7 @@ from typing import Any
 
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.models import load_causal_lm, resolve
+from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 
 
@@ -28,7 +29,11 @@ def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[st
     # Validate every input before the run folder exists, so bad input leaves nothing behind.
     task_data = {name: load_task(TaskConfig(name=name), seed=config.seed) for name in config.tasks}
     resolve(config.model)
-    with Run.open("check", config, runs_dir) as run:
+    inputs = {
+        "model": model_fingerprint(config.model),
+        "tasks": {name: data.fingerprint() for name, data in task_data.items()},
+    }
+    with Run.open("check", config, runs_dir, inputs) as run:
 
         def generate() -> dict[str, Any]:
             import torch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -470,6 +471,11 @@ def main() -> None:
         distributed.state()  # before anything else creates accelerate's state
         if not distributed.is_main():
             _quiet_worker()
+    if distributed.is_main():  # warnings of the toolkit (a damaged cache recomputed...) are shown
+        warnings_out = logging.StreamHandler(sys.stderr)
+        warnings_out.setLevel(logging.WARNING)
+        warnings_out.setFormatter(logging.Formatter("warning: %(message)s"))
+        logging.getLogger("weak2strong").addHandler(warnings_out)
     try:
         app()
     except W2SError as error:

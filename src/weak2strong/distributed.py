@@ -188,12 +188,31 @@ def cached_value(
 ) -> tuple[T, bool]:
     """The value stored at `path`, or `compute()` stored there; (value, whether it was cached).
 
-    The main process decides whether `path` exists and loads it; the others receive its
-    value. Otherwise every process runs `compute` (it may train or infer collectively) and
-    only the main process saves the result.
+    The main process decides whether `path` holds a readable value and loads it; the others
+    receive its value. A file that exists but cannot be read (truncated, torn) is named in
+    a warning, removed and computed again. Otherwise every process runs `compute` (it may
+    train or infer collectively) and only the main process saves the result.
     """
-    if main_decides(path.exists):
-        return broadcast(load(path) if is_main() else None), True
+
+    def read() -> tuple[bool, T | None]:
+        if not path.exists():
+            return False, None
+        try:
+            return True, load(path)
+        except Exception as error:  # any reader's failure means the same: not a usable cache
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            log.warning(
+                "damaged cache file %s (%s: %s): computing it again",
+                path,
+                type(error).__name__,
+                reason,
+            )
+            path.unlink(missing_ok=True)
+            return False, None
+
+    found, stored = main_decides(read)
+    if found:
+        return cast(T, stored), True
     value = compute()
     if is_main():
         save(path, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -57,7 +58,22 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON (no NaN/Infinity tokens): a non-finite number is written as null."""
+    text = json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (numpy and torch scalars too) replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy / torch values
+        return _finite(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_yaml(path: str | Path, data: Any) -> None:
@@ -94,16 +110,10 @@ def key_digest(key: Any, length: int = 16) -> str:
 
 
 def write_tensors(path: str | Path, tensors: dict[str, Any]) -> None:
-    """Save tensors as safetensors (never pickle), atomically."""
-    from safetensors.torch import save_file
+    """Save tensors as safetensors (never pickle), atomically, as every other result file:
+    synced to disk and readable by the umask's rule before it is renamed into place."""
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file({name: value.contiguous() for name, value in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    data = save({name: value.contiguous() for name, value in tensors.items()})
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)

@@ -24,15 +24,26 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                 return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
         if suffix == ".jsonl":
             lines = path.read_text("utf-8").splitlines()
-            return [json.loads(line) for line in lines if line.strip()]
+            return _objects([json.loads(line) for line in lines if line.strip()], path)
         if suffix == ".json":
             data = json.loads(path.read_text("utf-8"))
             if not isinstance(data, list):
                 raise W2SError(f"{path}: a .json task file must hold a list of records")
-            return data
+            return _objects(data, path)
     except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as error:
         raise W2SError(f"cannot read {path}: {error}") from None
+    except OSError as error:
+        raise W2SError(f"cannot read {path}: {error.strerror or error}") from None
     raise W2SError(f"unsupported data file type '{suffix}' (use {', '.join(FILE_SUFFIXES)})")
+
+
+def _objects(records: list[Any], path: Path) -> list[dict[str, Any]]:
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise W2SError(
+                f"{path}: record {number} is {type(record).__name__}, not an object with fields"
+            )
+    return records
 
 
 def records_to_rows(
@@ -52,15 +63,41 @@ def records_to_rows(
             raise W2SError(
                 f"{origin} has no column '{column}' (columns: {', '.join(map(str, columns))})"
             )
+    unlabelled = [
+        number
+        for number, record in enumerate(records, start=1)
+        if record.get(label_column) is None or not str(record[label_column]).strip()
+    ]
+    if unlabelled:
+        shown = ", ".join(map(str, unlabelled[:5])) + (" ..." if len(unlabelled) > 5 else "")
+        raise W2SError(
+            f"{origin}: {len(unlabelled)} row(s) without a '{label_column}' value (rows {shown}); "
+            "label them or remove them"
+        )
     raw_labels = [record[label_column] for record in records]
     names, index_of = _label_mapping(raw_labels, label_names, origin)
+    given_splits = {str(record.get("split") or "").strip() for record in records} - {""}
+    if given_splits and given_splits != set(SPLITS):
+        unknown = sorted(given_splits - set(SPLITS))
+        raise W2SError(
+            f"{origin}: the split column must name both train and test rows "
+            f"(found: {', '.join(sorted(given_splits))}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            + "); remove the column to split by seed"
+        )
+    if given_splits:
+        missing = [n for n, r in enumerate(records, 1) if not str(r.get("split") or "").strip()]
+        if missing:
+            raise W2SError(
+                f"{origin}: {len(missing)} row(s) have no split value (first: row {missing[0]}); "
+                "give every row train or test, or remove the column to split by seed"
+            )
     rows = []
     for i, record in enumerate(records):
         text = record[text_column]
         if text is None or not str(text).strip():
             continue
-        split = record.get("split")
-        split = str(split) if split in SPLITS else None
+        split = str(record.get("split") or "").strip() or None
         rows.append(
             RawExample(
                 str(text), index_of[_label_key(record[label_column])], f"{origin}:{i}", split

@@ -245,30 +245,107 @@ def set_config_dtype(folder: Path, dtype: torch.dtype) -> None:
     write_json(config_file, config)
 
 
+# What marks a folder as a checkpoint this toolkit wrote (and may therefore replace).
+PROVENANCE_FILE = "extrapolation.json"
+
+
+def check_output_folder(out: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an output that is, contains or lies inside an input checkpoint."""
+    target = out.expanduser().resolve()
+    for folder in inputs:
+        source = folder.expanduser().resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise W2SError(
+                f"--out {out} would overwrite the input checkpoint {folder}: choose a folder "
+                "outside every input"
+            )
+
+
+def _replaceable(out: Path) -> bool:
+    """An empty folder, or a checkpoint that w2s extrapolate wrote; nothing else is replaced."""
+    return out.is_dir() and (not any(out.iterdir()) or (out / PROVENANCE_FILE).is_file())
+
+
+def _remove_abandoned_staging(out: Path) -> None:
+    """Staging folders of processes that died mid-write (kill -9 leaves them behind)."""
+    import shutil
+
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(partial|replaced)-(\d+)-[0-9a-f]+$")
+    if not out.parent.is_dir():
+        return
+    for entry in out.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and entry.is_dir() and not _alive(int(match[2])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _output_lock(out: Path) -> Iterator[None]:
+    """One writer per output folder at a time, across processes (a lock in the cache)."""
+    import fcntl
+    import hashlib
+
+    from weak2strong.paths import cache_dir
+
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(out.expanduser().resolve()).encode()).hexdigest()[:16]
+    with open(locks / f"output-{key}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
     """A temporary folder beside `out`, renamed to `out` only when the block succeeds.
 
-    An interrupted or failed write removes the temporary folder, so `out` is either absent,
-    the previous folder (with `force`), or complete.
+    An interrupted or failed write removes the temporary folder (and a later write removes
+    those of processes killed outright), so `out` is either absent, the previous folder
+    (with `force`), or complete. Writers of the same `out` take turns; one that finds `out`
+    written meanwhile fails unless forced. `force` replaces only an empty folder or a
+    checkpoint w2s wrote, never another folder.
     """
+    import os
     import shutil
     import uuid
 
-    if out.exists() and not force:
-        raise W2SError(f"output folder {out} exists: pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-        if out.exists():
-            retired = out.parent / f".{out.name}.replaced-{uuid.uuid4().hex[:8]}"
-            out.rename(retired)
-            staging.rename(out)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    _remove_abandoned_staging(out)
+    with _output_lock(out):
+        if out.exists() and not force:
+            raise W2SError(f"output folder {out} exists: pass --force to replace it")
+        if out.exists() and not _replaceable(out):
+            raise W2SError(
+                f"{out} exists and is not a checkpoint written by w2s extrapolate: it is never "
+                "replaced, even with --force; choose another --out"
+            )
+        tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging = out.parent / f".{out.name}.partial-{tag}"
+        staging.mkdir()
+        try:
+            yield staging
+            if out.exists():
+                retired = out.parent / f".{out.name}.replaced-{tag}"
+                out.rename(retired)
+                staging.rename(out)
+                shutil.rmtree(retired)
+            else:
+                staging.rename(out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise

@@ -31,8 +31,10 @@ from weak2strong.errors import W2SError
 from weak2strong.extrapolate.checkpoint import (
     DTYPE_NAMES,
     FLOAT_DTYPES,
+    PROVENANCE_FILE,
     Checkpoint,
     ShardWriter,
+    check_output_folder,
     copy_model_files,
     parse_size,
     plan_shards,
@@ -42,7 +44,6 @@ from weak2strong.extrapolate.checkpoint import (
 )
 from weak2strong.fileio import write_json
 
-PROVENANCE_FILE = "extrapolation.json"
 # Rows are processed in blocks of about this many elements, so the fp32 working copies of
 # one huge tensor (an embedding matrix) stay small.
 BLOCK_ELEMENTS = 1 << 24
@@ -352,6 +353,7 @@ def extrapolate(
     max_shard = parse_size(shard_size)
     out = Path(out).expanduser()
     opened = [Checkpoint.open(name) for name in checkpoints]
+    check_output_folder(out, [checkpoint.folder for checkpoint in opened])
     plan = plan_extrapolation(opened, dtype)
     started = time.perf_counter()
     losses: dict[str, CastLoss] = {}

@@ -19,8 +19,14 @@ import numpy as np
 from weak2strong import distributed
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
-from weak2strong.extrapolate.checkpoint import Checkpoint, parse_size, staged_folder
-from weak2strong.extrapolate.merge import PROVENANCE_FILE, extrapolate, plan_extrapolation
+from weak2strong.extrapolate.checkpoint import (
+    PROVENANCE_FILE,
+    Checkpoint,
+    check_output_folder,
+    parse_size,
+    staged_folder,
+)
+from weak2strong.extrapolate.merge import extrapolate, plan_extrapolation
 from weak2strong.fileio import key_digest, read_json
 from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import SamplingConfig, sample_completions
@@ -31,6 +37,7 @@ from weak2strong.scoring.classifier import (
     ScorerConfig,
     check_scorer_name,
     load_scorer,
+    scorer_fingerprint,
     scorer_higher_is_better,
 )
 from weak2strong.tune import Tune, TuneConfig
@@ -140,11 +147,14 @@ class Extrapolate:
         cfg = self.config
         names = self.checkpoint_names()
         # Every check that reads only headers happens before the run folder exists.
-        plan_extrapolation([Checkpoint.open(name) for name in names], cfg.dtype)
+        opened = [Checkpoint.open(name) for name in names]
+        plan_extrapolation(opened, cfg.dtype)
         inputs_key = key_digest(
             {"inputs": [model_fingerprint(name) for name in names], "dtype": cfg.dtype}
         )
         out_base = Path(cfg.out).expanduser() if cfg.out else None
+        if out_base is not None:
+            check_output_folder(out_base, [checkpoint.folder for checkpoint in opened])
         if out_base is not None and not cfg.force:
             if cfg.select_by == "none":
                 targets = self.outputs(out_base)
@@ -161,11 +171,20 @@ class Extrapolate:
                     raise W2SError(f"output folder {taken[0]} exists: pass --force to replace it")
             elif out_base.exists() and not self._is_ours(out_base, None, inputs_key):
                 raise W2SError(f"output folder {out_base} exists: pass --force to replace it")
-        with Run.open("extrapolate", cfg, self.runs_dir) as run:
+        inputs: dict[str, Any] = {"checkpoints": inputs_key}
+        if cfg.select_by == "reward":
+            inputs["scorer"] = scorer_fingerprint(cfg.scorer)
+        with Run.open("extrapolate", cfg, self.runs_dir, inputs) as run:
             base = out_base or run.path / "model"
             if cfg.select_by == "none":
                 return run, self._write_all(run, names, inputs_key, base)
             return run, self._sweep(run, names, inputs_key, base)
+
+    @property
+    def _may_replace(self) -> bool:
+        """Outputs in the run folder (locked by the run) may be replaced; a user's --out
+        only with --force, and even then only a checkpoint w2s wrote (see staged_folder)."""
+        return self.config.force or not self.config.out
 
     def _provenance(self, inputs_key: str) -> dict[str, Any]:
         return {"config_hash": self.run_hash, "inputs_key": inputs_key}
@@ -199,7 +218,7 @@ class Extrapolate:
 
     def _write_all(self, run: Run, names: list[str], inputs_key: str, base: Path) -> dict[str, Any]:
         written = {
-            alpha_label(alpha): self._write(names, alpha, path, inputs_key, force=True)
+            alpha_label(alpha): self._write(names, alpha, path, inputs_key, force=self._may_replace)
             for alpha, path in self.outputs(base).items()
         }
         results = {
@@ -353,11 +372,11 @@ class Extrapolate:
             return {**report, "cached": True}
         candidate = candidates_dir / f"alpha-{alpha:g}"
         if alpha != 0 and self._is_ours(candidate, alpha, inputs_key):
-            with staged_folder(out, force=True) as staging:
+            with staged_folder(out, force=self._may_replace) as staging:
                 staging.rmdir()
                 shutil.move(str(candidate), str(staging))
             report = read_json(out / PROVENANCE_FILE)
         else:
-            report = self._merge(names, alpha, out, inputs_key, force=True)
+            report = self._merge(names, alpha, out, inputs_key, force=self._may_replace)
         shutil.rmtree(candidates_dir, ignore_errors=True)
         return report

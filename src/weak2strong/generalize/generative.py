@@ -9,11 +9,19 @@ import numpy as np
 
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
+from weak2strong.fileio import key_digest
 from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig, sample_completions
+from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.classifier import Scorer, ScorerConfig, check_scorer_name, load_scorer
+from weak2strong.scoring.classifier import (
+    Scorer,
+    ScorerConfig,
+    check_scorer_name,
+    load_scorer,
+    scorer_fingerprint,
+)
 from weak2strong.tune.sft import SFTConfig, train_sft
 
 # ---------------------------------------------------------------- configuration
@@ -135,8 +143,18 @@ class GenerativeGeneralize:
         best = scores.argmax(1) if self.scorer.higher_is_better else scores.argmin(1)
         return [candidates[row * k + int(column)] for row, column in enumerate(best)]
 
+    def inputs(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "prompts": key_digest([self.prompts.train, self.prompts.test]),
+            "weak": model_fingerprint(cfg.weak),
+            "strong": model_fingerprint(cfg.strong),
+            "scorer": scorer_fingerprint(cfg.scorer),
+        }
+
     def run(self) -> tuple[Run, dict[str, Any]]:
-        with Run.open("generalize-generative", self.config, self.runs_dir) as run:
+        inputs = self.inputs()
+        with Run.open("generalize-generative", self.config, self.runs_dir, inputs) as run:
             run.note_batch("sft", self.config.sft.batch_size)
             return run, self._run(run)
 

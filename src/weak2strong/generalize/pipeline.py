@@ -238,8 +238,22 @@ class Generalize:
             labels[held_out.numpy()] = predicted["held_out"].numpy()
         return labels
 
+    def inputs(self) -> dict[str, Any]:
+        """The data and weights the run reads: a change to any discards its cached steps."""
+        cfg = self.config
+        models = {"weak": cfg.weak, "strong": cfg.strong}
+        if "bootstrap" in self.strategies and cfg.strategy.intermediate:
+            models["intermediate"] = cfg.strategy.intermediate
+        return {
+            "task": self.data.fingerprint(),
+            **{
+                role: name if lexicon_name(name) else model_fingerprint(name, cfg.model_revision)
+                for role, name in models.items()
+            },
+        }
+
     def run(self) -> tuple[Run, dict[str, Any]]:
-        with Run.open("generalize", self.config, self.runs_dir) as run:
+        with Run.open("generalize", self.config, self.runs_dir, self.inputs()) as run:
             return run, self._run(run)
 
     def _run(self, run: Run) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from weak2strong.data import TaskConfig, load_task, split_halves
 from weak2strong.errors import W2SError
 from weak2strong.models import load_encoder
 from weak2strong.models.adapters import LoraSettings
+from weak2strong.models.loading import model_fingerprint
 from weak2strong.prune.lottery import Lottery, LotterySettings, TicketProblem
 from weak2strong.prune.strategies import ScoringInputs
 from weak2strong.runs import Run
@@ -196,7 +197,11 @@ class Prune:
         test = [data.split("test")[int(i)] for i in test_order]
         test_texts = [e.text for e in test]
         test_labels = np.asarray([e.label for e in test])
-        info: dict[str, Any] = {"task": cfg.task.name, "test_examples": len(test)}
+        info: dict[str, Any] = {
+            "task": cfg.task.name,
+            "test_examples": len(test),
+            "task_fingerprint": data.fingerprint(),
+        }
         if not cfg.weak:
             chosen = train[: cfg.train_examples]
             info["train_examples"] = len(chosen)
@@ -232,7 +237,12 @@ class Prune:
 
     def run(self) -> tuple[Run, dict[str, Any]]:
         data = self._data()  # bad task / supervisor combinations fail before the run folder
-        with Run.open("prune", self.config, self.runs_dir) as run:
+        inputs = {
+            "task": data[-1]["task_fingerprint"],
+            "student": model_fingerprint(self.config.student.encoder),
+            "weak": self.config.weak or "gold",
+        }
+        with Run.open("prune", self.config, self.runs_dir, inputs) as run:
             run.note_batch("student", self.config.student.batch_size)
             return run, self._run(run, *data)
 

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import yaml
 
@@ -25,6 +26,7 @@ from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest, read_json, write_json, write_tensors, write_yaml
 from weak2strong.runs.config import (
+    check_settings,
     config_hash,
     config_to_dict,
     result_settings,
@@ -131,40 +133,54 @@ class Run:
         # processes and machines of this invocation, and the training batches it used
         self.parallelism = parallelism
         self.log = logging.getLogger(f"weak2strong.run.{path.name}")
+        self.inputs: dict[str, Any] = {}
         self._handler: logging.Handler | None = None
+        self._lock: IO[Any] | None = None
 
     @classmethod
-    def open(cls, command: str, config: Any, runs_dir: str | Path = "runs") -> Run:
+    def open(
+        cls,
+        command: str,
+        config: Any,
+        runs_dir: str | Path = "runs",
+        inputs: dict[str, Any] | None = None,
+    ) -> Run:
+        """Open (create or resume) the run folder of `config`.
+
+        `inputs` fingerprints what the run reads besides its settings (data, model weights):
+        when it differs from the stored one, the cached steps belong to other inputs and are
+        discarded. The folder is locked for as long as the run is open.
+        """
+        check_settings(config)
         seed = int(getattr(config, "seed", 0))
         path = Path(runs_dir).expanduser() / f"{command}-{config_hash(config)}"
         processes = distributed.describe()
-        conflicts = distributed.main_decides(lambda: _stored_conflicts(path, config))
-        if conflicts:
-            raise W2SError(
-                f"{path / 'config.yaml'} differs from this run's config at "
-                f"{', '.join(conflicts)}; move the old run folder away"
-            )
-        attempts: list[str] = []
-        if distributed.is_main():
-            (path / "steps").mkdir(parents=True, exist_ok=True)
-            write_yaml(path / "config.yaml", config_to_dict(config))
-            if (path / "env.json").exists():
-                attempts = read_json(path / "env.json").get("attempts", [])
-            env = {
-                **environment(seed),
-                "results_version": results_version(config),
-                "distributed": processes,
-            }
-            env["attempts"] = [*attempts, env["started_at"]]
-            write_json(path / "env.json", env)
+        opened: list[_Opened] = []
+
+        def prepare() -> str | None:
+            try:
+                opened.append(_open_folder(path, config, seed, processes, inputs or {}))
+            except W2SError as error:
+                return str(error)
+            return None
+
+        failure = distributed.main_decides(prepare)
+        if failure is not None:
+            raise W2SError(failure)
         distributed.barrier()  # the folder exists before any process uses it
         run = cls(path, command, config, processes)
+        run.inputs = inputs or {}
         run._attach_log_file()
+        if opened:
+            run._lock = opened[0].lock
+            for line in opened[0].notes:
+                run.log.warning(line)
         seed_everything(seed)
+        attempts = opened[0].attempts if opened else 0
         run.log.info(
             "run %s (%s, %d process%s on %d machine%s)",
             path,
-            "resumed" if attempts else "new",
+            "resumed" if attempts > 1 else "new",
             processes["processes"],
             "" if processes["processes"] == 1 else "es",
             processes["machines"],
@@ -195,6 +211,9 @@ class Run:
             logging.getLogger("weak2strong").removeHandler(self._handler)
             self._handler.close()
             self._handler = None
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the lock
+            self._lock = None
 
     # ---- steps
 
@@ -263,11 +282,114 @@ class Run:
     def write_results(self, results: dict[str, Any]) -> Path:
         """results.json, with the processes that computed it (main process only)."""
         results.setdefault("results_version", results_version(self.config))
+        if self.inputs:
+            results.setdefault("inputs", self.inputs)
         results.setdefault("distributed", self.parallelism)
         path = self.path / "results.json"
         if distributed.is_main():
             write_json(path, results)
         return path
+
+
+@dataclass
+class _Opened:
+    lock: IO[Any]
+    attempts: int
+    notes: list[str]
+
+
+def _open_folder(
+    path: Path, config: Any, seed: int, processes: dict[str, Any], inputs: dict[str, Any]
+) -> _Opened:
+    """The main process's part of opening a run: create, lock, check, record."""
+    try:
+        (path / "steps").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise W2SError(f"cannot create the run folder {path}: {error.strerror or error}") from None
+    lock = _lock(path)
+    try:
+        conflicts = _stored_conflicts(path, config)
+        if conflicts:
+            raise W2SError(
+                f"{path / 'config.yaml'} differs from this run's config at "
+                f"{', '.join(conflicts)}; move the old run folder away"
+            )
+        notes = _discard_if_inputs_changed(path, inputs)
+        write_yaml(path / "config.yaml", config_to_dict(config))
+        if inputs:
+            write_json(path / "inputs.json", inputs)
+        attempts = _readable_json(path / "env.json").get("attempts", [])
+        env = {
+            **environment(seed),
+            "results_version": results_version(config),
+            "distributed": processes,
+        }
+        env["attempts"] = [*attempts, env["started_at"]]
+        write_json(path / "env.json", env)
+    except OSError as error:
+        lock.close()
+        raise W2SError(
+            f"cannot write to the run folder {path}: {error.strerror or error}"
+        ) from None
+    except BaseException:
+        lock.close()
+        raise
+    return _Opened(lock, len(env["attempts"]), notes)
+
+
+def _lock(path: Path) -> IO[Any]:
+    """An exclusive lock on the run folder, held until the run closes; the kernel releases it
+    when its process dies, so a crashed run never leaves a stale lock."""
+    import fcntl
+
+    handle = open(path / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 (held open)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise W2SError(
+            f"the run folder {path} is in use by {holder}: the same run is already going; wait "
+            "for it, or use another --runs-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"w2s pid {os.getpid()} on {platform.node()}")
+    handle.flush()
+    return handle
+
+
+def _readable_json(path: Path) -> dict[str, Any]:
+    try:
+        value = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _discard_if_inputs_changed(path: Path, inputs: dict[str, Any]) -> list[str]:
+    """Steps and results computed from other data or weights are not this run's: remove them.
+
+    A folder from before inputs were recorded adopts the current ones.
+    """
+    stored_file = path / "inputs.json"
+    if not inputs or not stored_file.exists():  # nothing declared, or nothing recorded yet
+        return []
+    stored = _readable_json(stored_file)
+    changed = sorted(
+        key for key in stored.keys() | inputs.keys() if stored.get(key) != inputs.get(key)
+    )
+    if not changed:
+        return []
+    steps = [p for p in (path / "steps").iterdir() if p.is_file()]
+    for step in steps:
+        step.unlink()
+    (path / "results.json").unlink(missing_ok=True)
+    return [
+        f"inputs changed since the cached steps were computed ({', '.join(changed)}): "
+        f"{len(steps)} cached step(s) and the old results discarded"
+    ]
 
 
 def _stored_conflicts(path: Path, config: Any) -> list[str]:

@@ -24,7 +24,7 @@ import torch
 from weak2strong import distributed
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.errors import W2SError
-from weak2strong.fileio import key_digest, read_json, write_json, write_tensors
+from weak2strong.fileio import key_digest, read_json, sha256_file, write_json, write_tensors
 from weak2strong.models import load_encoder
 from weak2strong.models.features import FeatureConfig, extract_features
 from weak2strong.models.loading import model_fingerprint
@@ -88,6 +88,33 @@ def scorer_higher_is_better(config: ScorerConfig) -> bool:
     if config.name.startswith(PLUGIN_PREFIXES):
         return config.higher_is_better
     return scorer_spec(config.name).higher_is_better
+
+
+def scorer_fingerprint(config: ScorerConfig) -> dict[str, Any]:
+    """What identifies a scorer's behaviour besides its settings, for run inputs: the
+    weights of a model scorer, the source of a python: function, a lexicon's version."""
+    if config.name.startswith("hf:"):
+        return {"name": config.name, "model": model_fingerprint(config.name.removeprefix("hf:"))}
+    if config.name.startswith("python:"):
+        import importlib.util
+
+        module = config.name.removeprefix("python:").partition(":")[0]
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        origin = spec.origin if spec is not None else None
+        source = sha256_file(origin) if origin and Path(origin).is_file() else None
+        return {"name": config.name, "source_sha256": source}
+    if config.name.startswith("lexicon:"):
+        from importlib.metadata import PackageNotFoundError, version
+
+        package = "vaderSentiment" if config.name == "lexicon:vader" else "afinn"
+        try:
+            return {"name": config.name, "version": version(package)}
+        except PackageNotFoundError:
+            return {"name": config.name, "version": None}
+    return {"name": config.name, "encoder": model_fingerprint(config.encoder)}
 
 
 def load_scorer(config: ScorerConfig, seed: int = 0, show_progress: bool = True) -> Scorer:

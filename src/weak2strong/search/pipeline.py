@@ -14,11 +14,18 @@ import numpy as np
 from weak2strong import distributed
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
+from weak2strong.fileio import key_digest
 from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig
+from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.classifier import ScorerConfig, check_scorer_name, load_scorer
+from weak2strong.scoring.classifier import (
+    ScorerConfig,
+    check_scorer_name,
+    load_scorer,
+    scorer_fingerprint,
+)
 from weak2strong.search.decoders import (
     CBSSettings,
     Decoded,
@@ -151,15 +158,19 @@ class Search:
             prompt_words=config.prompt_words,
         ).test
         self.startup: dict[str, float] = {}  # seconds to load each model / start each engine
+        self._tuned_path: str | None = None
 
     # ---- models, loaded once and only when a step needs them
 
     def tuned_path(self) -> str:
+        """The tuned model: given, or `w2s tune`'s default (trained once, in its own run)."""
         if self.config.pair.tuned:
             return self.config.pair.tuned
-        tune_config = TuneConfig(seed=self.config.seed, show_progress=self.config.show_progress)
-        _, results = Tune(tune_config, self.runs_dir).run()
-        return str(results["model"])
+        if self._tuned_path is None:
+            tune_config = TuneConfig(seed=self.config.seed, show_progress=self.config.show_progress)
+            _, results = Tune(tune_config, self.runs_dir).run()
+            self._tuned_path = str(results["model"])
+        return self._tuned_path
 
     def _lm(self, role: str) -> LanguageModel:
         if role not in self._models:
@@ -256,8 +267,24 @@ class Search:
             "seconds": time.perf_counter() - started,
         }
 
+    def inputs(self) -> dict[str, Any]:
+        """The prompts and every model's weights (the tuned one made first if needed)."""
+        cfg = self.config
+        large: dict[str, Any] = (
+            {"served": cfg.large, "base_url": cfg.api.base_url}
+            if cfg.backend == "api"
+            else model_fingerprint(cfg.large)
+        )
+        return {
+            "prompts": key_digest(self.prompts),
+            "large": large,
+            "tuned": model_fingerprint(self.tuned_path()),
+            "untuned": model_fingerprint(cfg.pair.untuned),
+            "scorer": scorer_fingerprint(cfg.scorer),
+        }
+
     def run(self) -> tuple[Run, dict[str, Any]]:
-        with Run.open("search", self.config, self.runs_dir) as run:
+        with Run.open("search", self.config, self.runs_dir, self.inputs()) as run:
             return run, self._run(run)
 
     def _eft_possible(self) -> str | None:

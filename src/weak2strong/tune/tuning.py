@@ -32,8 +32,9 @@ from weak2strong.fileio import read_json
 from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.adapters import LoraSettings, lora_config
 from weak2strong.models.generation import SamplingConfig, sample_completions
+from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
-from weak2strong.scoring.classifier import ScorerConfig, load_scorer
+from weak2strong.scoring.classifier import ScorerConfig, load_scorer, scorer_fingerprint
 from weak2strong.tracking import training_curves
 from weak2strong.tune.sft import SFTConfig, completion_log_probs, train_sft
 
@@ -98,8 +99,21 @@ class Tune:
         self.config = config
         self.runs_dir = runs_dir
 
+    def inputs(self) -> dict[str, Any]:
+        cfg = self.config
+        data = (
+            load_task(TaskConfig(name=cfg.prompts), seed=cfg.seed)
+            if cfg.prompts == "imdb"
+            else None
+        )
+        return {
+            "base": model_fingerprint(cfg.base),
+            "reviews": data.fingerprint() if data is not None else cfg.prompts,
+            "labeler": scorer_fingerprint(cfg.labeler) if cfg.preferences == "sampled" else None,
+        }
+
     def run(self) -> tuple[Run, dict[str, Any]]:
-        with Run.open("tune", self.config, self.runs_dir) as run:
+        with Run.open("tune", self.config, self.runs_dir, self.inputs()) as run:
             run.note_batch(self.config.method, self.config.training.batch_size)
             return run, self._run(run)
 
