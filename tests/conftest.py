@@ -14,13 +14,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 
 
-def _w2s(launcher: list[str], args: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess[str]:
+def w2s_environment() -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.pop("ACCELERATE_USE_CPU", None)
+    return env
+
+
+def _w2s(launcher: list[str], args: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*launcher, "-m", "weak2strong.cli", *args],
         cwd=cwd,
-        env=env,
+        env=w2s_environment(),
         capture_output=True,
         text=True,
         timeout=600,

@@ -93,15 +93,27 @@ def test_wrong_checksum_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
     assert list((tmp_path / "models").iterdir()) == []
 
 
-def test_resolve_names_paths_and_hub_ids(tmp_path):
+def test_resolve_names_paths_and_hub_ids(tmp_path, monkeypatch):
     assert resolve(SMOLLM).embedded
     with pytest.raises(W2SError, match="not an existing folder"):
         resolve(str(tmp_path / "missing-model"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(W2SError, match="no config.json"):
         resolve(str(tmp_path / "empty"))
+    # a hub id resolves when the hub (here: its offline cache) has it, and fails fast if not
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--some-org--some-model"
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     hub = resolve("some-org/some-model")
     assert (hub.location, hub.embedded) == ("some-org/some-model", False)
+    with pytest.raises(W2SError, match="the hub could not provide it"):
+        resolve("some-org/another-model")
 
 
 def test_hub_id_offline_gives_a_clear_error(monkeypatch):

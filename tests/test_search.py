@@ -336,8 +336,8 @@ def test_search_cli_end_to_end(run_cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "cbs.width=0"], "W ≥ 1"),
-        (["--set", "cbs.successors=0"], "K ≥ 1"),
+        (["--set", "cbs.width=0"], "'cbs.width' must be in [1, ∞]"),
+        (["--set", "cbs.successors=0"], "'cbs.successors' must be in [1, ∞]"),
         (["--set", "pair.tuned_template=Movie review"], "placeholder"),
         (["--set", "pair.tuned_template="], "missing"),
         (["--method", "beam"], "unknown search method"),

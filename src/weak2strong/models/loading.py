@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,10 +41,27 @@ def resolve(name: str, *, prepare: bool = True) -> ResolvedModel:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise W2SError(f"model folder '{name}' has no config.json")
+        _check_not_pickle_only(path)
         return ResolvedModel(name, str(path), embedded=False)
     if name.startswith((".", "/", "~")) or path.exists():
         raise W2SError(f"model not found: '{name}' is not an existing folder")
+    _check_on_hub(name)
     return ResolvedModel(name, name, embedded=False)
+
+
+@functools.cache
+def _check_on_hub(repo_id: str) -> None:
+    """A hub id must name a model the hub (or its offline cache) has, before any work starts."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(repo_id, "config.json")
+    except Exception as error:  # the hub client raises many types: offline, missing, gated
+        known = ", ".join(EMBEDDED_MODELS)
+        raise W2SError(
+            f"cannot load model '{repo_id}': not an embedded model ({known}), not a local "
+            f"folder, and the hub could not provide it ({type(error).__name__})"
+        ) from None
 
 
 def model_fingerprint(name: str, revision: str | None = None) -> dict[str, object]:
@@ -104,18 +123,59 @@ def _dtype(dtype: str, device: str) -> torch.dtype:
     return value
 
 
+def pickle_allowed() -> bool:
+    """Pickled weights (*.bin, *.pt) run code when loaded: only with W2S_ALLOW_PICKLE=1."""
+    return os.environ.get("W2S_ALLOW_PICKLE", "").lower() in ("1", "true", "yes")
+
+
 def _from_pretrained(loader: Any, resolved: ResolvedModel, **kwargs: Any) -> Any:
+    """`loader.from_pretrained`, with every failure one error that names the model and what to do."""
+    from safetensors import SafetensorError
+
+    folder = Path(resolved.location)
     try:
         return loader.from_pretrained(resolved.location, **kwargs)
     except OSError as error:
+        first_line = _first_line(error)
+        if folder.is_dir():
+            raise W2SError(f"cannot load model folder {folder}: {first_line}") from None
         known = ", ".join(EMBEDDED_MODELS)
-        first_line = (
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        )
         raise W2SError(
             f"cannot load model '{resolved.name}': not an embedded model ({known}), "
             f"not a local folder, and the hub could not provide it ({first_line})"
         ) from None
+    except (SafetensorError, ValueError, RuntimeError, EOFError) as error:
+        repair = (
+            f"run `w2s assets prepare {resolved.name}` to repair it"
+            if resolved.embedded
+            else "is the download or copy complete?"
+        )
+        raise W2SError(
+            f"the weights of model '{resolved.name}' ({resolved.location}) cannot be read "
+            f"({type(error).__name__}: {_first_line(error)}); {repair}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def _check_not_pickle_only(folder: Path) -> None:
+    if pickle_allowed() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
+    if pickled:
+        raise W2SError(
+            f"model folder {folder} holds only pickled weights ({', '.join(pickled[:3])}), "
+            "which can run code when loaded: convert them to safetensors, or set "
+            "W2S_ALLOW_PICKLE=1 if you trust them"
+        )
+
+
+def _weights_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
+    """Safetensors only, for local folders and hub ids alike, unless the user allows pickle."""
+    return {} if pickle_allowed() else {"use_safetensors": True}
 
 
 def load_tokenizer(
@@ -205,6 +265,7 @@ def _load(
     model = _from_pretrained(
         loader,
         resolved,
+        **_weights_kwargs(resolved),
         revision=revision,
         dtype=_dtype(dtype, device),
         trust_remote_code=trust_remote_code,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from weak2strong.fileio import write_text
-from weak2strong.report.tables import ResultTable, csv_table, markdown_table
+from weak2strong.report.tables import ResultTable, csv_table, markdown_table, markdown_text
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
@@ -191,24 +191,27 @@ def write_markdown(report: Report, out: Path) -> Path:
         lines += [f"## {page}", ""]
         for section in sections:
             lines += [
-                f"### {section.name}",
+                f"### {markdown_text(section.name)}",
                 "",
-                f"{section.command} run, started {section.started}",
+                markdown_text(f"{section.command} run, started {section.started}"),
             ]
             lines.append("")
             for index, table in enumerate(section.tables):
                 lines.append(markdown_table(table))
                 if table.rows:
                     lines += [f"[CSV]({report.csv_name(section, index)})", ""]
-            lines += [*(f"- {note}" for note in section.notes), ""] if section.notes else []
+            notes = [f"- {markdown_text(note)}" for note in section.notes]
+            lines += [*notes, ""] if notes else []
             for plot in section.plots:
                 target = out / "plots" / f"{section.name}-{plot.name}"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(plot, target)
-                lines += [f"![{plot.stem}](plots/{target.name})", ""]
+                lines += [f"![{markdown_text(plot.stem)}](plots/{target.name})", ""]
     if report.skipped:
         lines += ["## Skipped", "", "| folder | reason |", "|---|---|"]
-        lines += [f"| {s.path} | {s.reason.replace('|', '/')} |" for s in report.skipped]
+        lines += [
+            f"| {markdown_text(s.path)} | {markdown_text(s.reason)} |" for s in report.skipped
+        ]
         lines.append("")
     path = out / "report.md"
     write_text(path, "\n".join(lines))

@@ -7,7 +7,9 @@ number reads the same wherever it is looked at.
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -46,18 +48,26 @@ def print_table(console: Console, table: ResultTable) -> None:
         console.print(note, markup=False, highlight=False)
 
 
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def markdown_text(text: str) -> str:
+    """User text (task names, labels, generations) as literal Markdown: HTML and Markdown
+    syntax escaped, so a report never runs a script, loads a remote image or forms a link;
+    line breaks become `<br>` (GitHub renders them inside table cells)."""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(text, quote=False))
+    return escaped.replace("\r\n", "\n").replace("\n", "<br>")
+
+
 def markdown_table(table: ResultTable) -> str:
-    """A pipe table; line breaks inside a cell become `<br>` (GitHub renders them)."""
-
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", "<br>")
-
+    """A pipe table of the escaped title, cells and notes."""
+    cell = markdown_text
     lines = [f"**{cell(table.title)}**", ""]
     if table.rows:
         lines.append("| " + " | ".join(cell(c) for c in table.columns) + " |")
         lines.append("|" + "|".join("---" for _ in table.columns) + "|")
         lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
-    lines += ["", *table.notes] if table.notes else []
+    lines += ["", *(cell(note) for note in table.notes)] if table.notes else []
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,14 +142,21 @@ def chunk_beam_search(
 
 def check_shared_vocabulary(large: LanguageModel, pair: ModelPair) -> int:
     """EFT adds logits token by token: every model must use the same vocabulary."""
-    reference = large.tokenizer.get_vocab()
-    for member in pair.members:
-        if member.tokenizer.get_vocab() != reference:
+    check_tokenizers_share_vocabulary(
+        {lm.name: lm.tokenizer for lm in (large, *pair.members)}, large.name
+    )
+    return len(large.tokenizer)
+
+
+def check_tokenizers_share_vocabulary(tokenizers: dict[str, Any], large: str) -> None:
+    """The tokenizers (by model name) all map tokens to the same ids as `large`'s."""
+    reference = tokenizers[large].get_vocab()
+    for name, tokenizer in tokenizers.items():
+        if tokenizer.get_vocab() != reference:
             raise W2SError(
-                f"EFT needs one vocabulary: '{member.name}' and '{large.name}' tokenize "
+                f"EFT needs one vocabulary: '{name}' and '{large}' tokenize "
                 "differently (use CBS or best-of-N, which join models through text)"
             )
-    return len(large.tokenizer)
 
 
 @torch.no_grad()

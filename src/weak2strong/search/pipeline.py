@@ -15,7 +15,7 @@ from weak2strong import distributed
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest
-from weak2strong.models import load_causal_lm, resolve
+from weak2strong.models import load_causal_lm, load_tokenizer, resolve
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
@@ -30,7 +30,7 @@ from weak2strong.search.decoders import (
     CBSSettings,
     Decoded,
     best_of_n,
-    check_shared_vocabulary,
+    check_tokenizers_share_vocabulary,
     chunk_beam_search,
     emulated_fine_tuning,
     sample,
@@ -146,7 +146,13 @@ class Search:
         resolve(config.pair.untuned)
         if config.pair.tuned:
             resolve(config.pair.tuned)
-        self.explicit_eft = "eft" in methods and "all" not in config.methods
+        # tokenizers only: a wrong pairing fails before any model loads or folder exists
+        mismatch = self._eft_impossible(config) if "eft" in methods else None
+        if mismatch is not None:
+            if "all" not in config.methods:
+                raise W2SError(mismatch)
+            methods.remove("eft")
+            self.skipped["eft"] = mismatch
         self.methods = methods
         self.config = config
         self.runs_dir = runs_dir
@@ -287,12 +293,16 @@ class Search:
         with Run.open("search", self.config, self.runs_dir, self.inputs()) as run:
             return run, self._run(run)
 
-    def _eft_possible(self) -> str | None:
+    @staticmethod
+    def _eft_impossible(config: SearchConfig) -> str | None:
+        """Why EFT cannot mix these models' logits (None: it can)."""
+        tuned = config.pair.tuned or TuneConfig().base  # w2s tune keeps its base's tokenizer
+        names = {"large": config.large, "tuned": tuned, "untuned": config.pair.untuned}
         try:
-            check_shared_vocabulary(self._lm("large"), self.pair())
+            check_tokenizers_share_vocabulary(
+                {name: load_tokenizer(name) for name in names.values()}, config.large
+            )
         except W2SError as error:
-            if self.explicit_eft:
-                raise
             return str(error)
         return None
 
@@ -301,11 +311,6 @@ class Search:
         outputs: dict[str, dict[str, Any]] = {}
         skipped = dict(self.skipped)
         for method in self.methods:
-            if method == "eft" and not run.is_done("decoded-eft"):
-                reason = self._eft_possible()
-                if reason is not None:
-                    skipped[method] = reason
-                    continue
             outputs[method] = run.cached_json(
                 f"decoded-{method}", functools.partial(self._decode_all, method)
             )
