@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
@@ -228,8 +229,8 @@ def _intervals_with_pgr(
     ceiling: str,
     higher_is_better: bool,
     level: float,
-) -> dict[str, dict[str, float | None]]:
-    table: dict[str, dict[str, float | None]] = {}
+) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {}
     for name in point:
         low, high = _quantiles(boot[name], level)
         table[name] = Interval(point[name], low, high).as_dict()
@@ -242,5 +243,11 @@ def _intervals_with_pgr(
         value = performance_gap_recovered(
             point[weak], point[name], point[ceiling], higher_is_better=higher_is_better
         )
-        table[f"pgr:{name}"] = Interval(value, low, high).as_dict()
+        entry: dict[str, Any] = Interval(value, low, high).as_dict()
+        if value is None:
+            entry["undefined"] = (
+                f"the ceiling ({point[ceiling]:.4g}) is not {'above' if higher_is_better else 'below'}"
+                f" the weak model ({point[weak]:.4g}) by at least 0.001: no gap to recover"
+            )
+        table[f"pgr:{name}"] = entry
     return table
