@@ -325,3 +325,27 @@ def test_the_markdown_report_escapes_user_text(tmp_path):
     text = write_markdown(report, tmp_path / "out").read_text()
     assert "<img" not in text and "](http" not in text and "](javascript" not in text
     assert "**bold**" not in text and "&lt;img" in text
+
+
+def test_the_report_marks_runs_of_an_older_results_version_stale(tmp_path):
+    from weak2strong.summaries import collect
+
+    results = {
+        "large": "l", "tuned": "t", "untuned": "u", "prompts": "imdb", "test_prompts": 2,
+        "new_tokens": 4, "scorer": "lexicon:vader", "skipped": {},
+        "methods": {
+            "sample": {
+                "label": "sample", "reward": {"value": 0.1, "low": 0.0, "high": 0.2},
+                "reward_minus_sample": None, "tokens_per_prompt": 4.0, "seconds": 1.0,
+            }
+        },
+    }  # fmt: skip
+    for name, version in (("search-0000000001", 1), ("search-0000000002", 2)):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("seed: 0\n")
+        (folder / "results.json").write_text(json.dumps({**results, "results_version": version}))
+    report = collect(tmp_path / "runs", tmp_path / "scratch")
+    notes = {section.name: section.notes for section in report.pages["search"]}
+    assert any("stale" in note for note in notes["search-0000000001"])
+    assert not any("stale" in note for note in notes["search-0000000002"])
