@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from weak2strong.errors import W2SError
-from weak2strong.fileio import read_json, write_json
+from weak2strong.fileio import exclusive_lock, read_json, write_json
 from weak2strong.models import checkpoint_folder
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -291,23 +291,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _output_lock(out: Path) -> Iterator[None]:
+def _output_lock(out: Path) -> contextlib.AbstractContextManager[None]:
     """One writer per output folder at a time, across processes (a lock in the cache)."""
-    import fcntl
     import hashlib
 
     from weak2strong.paths import cache_dir
 
-    locks = cache_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(str(out.expanduser().resolve()).encode()).hexdigest()[:16]
-    with open(locks / f"output-{key}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(cache_dir() / "locks" / f"output-{key}.lock")
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from rich.progress import (
 
 from weak2strong import wheels
 from weak2strong.errors import W2SError
-from weak2strong.fileio import read_json, sha256_file, write_json
+from weak2strong.fileio import exclusive_lock, read_json, sha256_file, write_json
 from weak2strong.models.registry import EmbeddedModel
 from weak2strong.paths import cache_dir
 
@@ -117,18 +117,8 @@ def prepare(
         return _prepare_locked(model, install=install, show_progress=show_progress)
 
 
-@contextlib.contextmanager
-def _preparation_lock(model: EmbeddedModel) -> Iterator[None]:
-    import fcntl
-
-    locks = cache_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{model.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _preparation_lock(model: EmbeddedModel) -> contextlib.AbstractContextManager[None]:
+    return exclusive_lock(cache_dir() / "locks" / f"{model.name}.lock")
 
 
 def _prepare_locked(model: EmbeddedModel, *, install: bool, show_progress: bool) -> Path:

@@ -57,11 +57,15 @@ def _check_on_hub(repo_id: str) -> None:
     try:
         hf_hub_download(repo_id, "config.json")
     except Exception as error:  # the hub client raises many types: offline, missing, gated
-        known = ", ".join(EMBEDDED_MODELS)
-        raise W2SError(
-            f"cannot load model '{repo_id}': not an embedded model ({known}), not a local "
-            f"folder, and the hub could not provide it ({type(error).__name__})"
-        ) from None
+        raise _not_found("cannot load", repo_id, type(error).__name__) from None
+
+
+def _not_found(doing: str, name: str, reason: str) -> W2SError:
+    known = ", ".join(EMBEDDED_MODELS)
+    return W2SError(
+        f"{doing} model '{name}': not an embedded model ({known}), not a local folder, "
+        f"and the hub could not provide it ({reason})"
+    )
 
 
 def model_fingerprint(name: str, revision: str | None = None) -> dict[str, object]:
@@ -96,11 +100,7 @@ def checkpoint_folder(name: str, *, revision: str | None = None) -> Path:
             )
         )
     except Exception as error:  # the hub client raises many types: offline, missing, gated
-        known = ", ".join(EMBEDDED_MODELS)
-        raise W2SError(
-            f"cannot find model '{name}': not an embedded model ({known}), not a local folder, "
-            f"and the hub could not provide it ({type(error).__name__})"
-        ) from None
+        raise _not_found("cannot find", name, type(error).__name__) from None
 
 
 def default_device() -> str:
@@ -139,11 +139,7 @@ def _from_pretrained(loader: Any, resolved: ResolvedModel, **kwargs: Any) -> Any
         first_line = _first_line(error)
         if folder.is_dir():
             raise W2SError(f"cannot load model folder {folder}: {first_line}") from None
-        known = ", ".join(EMBEDDED_MODELS)
-        raise W2SError(
-            f"cannot load model '{resolved.name}': not an embedded model ({known}), "
-            f"not a local folder, and the hub could not provide it ({first_line})"
-        ) from None
+        raise _not_found("cannot load", resolved.name, first_line) from None
     except (SafetensorError, ValueError, RuntimeError, EOFError) as error:
         repair = (
             f"run `w2s assets prepare {resolved.name}` to repair it"
