@@ -240,7 +240,7 @@ def test_finetune_regime_end_to_end(tmp_path):
     [
         (["--set", "prompts=poems"], "unknown prompt set 'poems'"),
         (["--set", "scorer.name=helpfulness"], "unknown scorer 'helpfulness'"),
-        (["--task", "imdb"], "--task and --strategy belong to classification mode"),
+        (["--task", "imdb"], "No such option '--task'"),
     ],
 )
 def test_generative_bad_input_exit_2(run_cli, tmp_path, args, fragment):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,18 @@ from weak2strong.errors import W2SError
 from weak2strong.models import EMBEDDED_MODELS, load_causal_lm, resolve
 from weak2strong.models.assets import prepared_dir, verify
 from weak2strong.models.loading import model_fingerprint
+from weak2strong.report import ResultTable
 from weak2strong.runs import Run
+from weak2strong.settings import setting
 
 
 @dataclass
 class CheckConfig:
-    seed: int = 0
-    model: str = "smollm2-135m-instruct"
-    tasks: list[str] = field(default_factory=lambda: ["imdb", "safety"])
-    prompt: str = "The capital of France is"
-    new_tokens: int = 8
+    seed: int = setting(0, help="seed of the task splits")
+    model: str = setting("smollm2-135m-instruct", help="the model loaded and sampled greedily")
+    tasks: list[str] = setting(help="tasks loaded and counted", factory=lambda: ["imdb", "safety"])
+    prompt: str = setting("The capital of France is", help="the prompt the model continues")
+    new_tokens: int = setting(8, help="tokens it generates")
 
 
 def verify_assets(runs_dir: str | Path) -> dict[str, Any]:
@@ -64,6 +66,15 @@ def verify_assets(runs_dir: str | Path) -> dict[str, Any]:
     if problems:
         raise W2SError("; ".join(problems))
     return {"models": models, "tasks": tasks, "runs_dir": str(folder.resolve())}
+
+
+class Check:
+    def __init__(self, config: CheckConfig, runs_dir: str = "runs") -> None:
+        self.config = config
+        self.runs_dir = runs_dir
+
+    def run(self) -> tuple[Run, dict[str, Any]]:
+        return run_check(self.config, self.runs_dir)
 
 
 def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[str, Any]]:
@@ -114,3 +125,31 @@ def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[st
         }
         run.write_results(results)
     return run, results
+
+
+def check_tables(results: dict[str, Any]) -> list[ResultTable]:
+    """The assets verified, the model's continuation, and each task's counts."""
+    assets = results["assets"]
+    rows = [[name, state] for kind in ("models", "tasks") for name, state in assets[kind].items()]
+    model = results["model"]
+    tasks = [
+        [
+            name,
+            " / ".join(info["label_names"]),
+            " / ".join(str(n) for n in info["counts"]["train"].values()),
+            " / ".join(str(n) for n in info["counts"]["test"].values()),
+        ]
+        for name, info in results["tasks"].items()
+    ]
+    return [
+        ResultTable(
+            "assets", ["asset", "state"], rows, [f"runs folder writable: {assets['runs_dir']}"]
+        ),
+        ResultTable(
+            f"model {model['model']}: {model['parameters']:,} parameters, loaded in "
+            f"{model['load_seconds']:.2f}s (first load in this process, imports included)",
+            ["prompt", "greedy continuation"],
+            [[model["prompt"], model["greedy_continuation"]]],
+        ),
+        ResultTable("tasks", ["task", "labels", "train", "test"], tasks),
+    ]

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,62 +21,23 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from weak2strong.commands import COMMANDS, Command
 from weak2strong.errors import W2SError
-from weak2strong.extrapolate.summary import extrapolate_tables, plot_extrapolate_summary
 from weak2strong.fileio import FOLDER_MODE, write_text
-from weak2strong.generalize.summary import generalize_tables, plot_summary
-from weak2strong.prune.summary import plot_prune_summary, prune_tables
 from weak2strong.report import ResultTable, print_table
 from weak2strong.report.pages import Report, RunSection, Skipped, write_html, write_markdown
-from weak2strong.search import SearchConfig
-from weak2strong.search.summary import plot_search_summary, search_tables
-
-Tables = Callable[[dict[str, Any]], list[ResultTable]]
-Plot = Callable[[dict[str, Any], Path], Path | None]
 
 RUN_FOLDER = re.compile(r"^(?P<command>[a-z][a-z-]*)-(?P<hash>[0-9a-f]{10})$")
 REPORT_MARKER = ".w2s-report"
-
-
-def _scalar_table(results: dict[str, Any]) -> list[ResultTable]:
-    """Commands without a table of their own: their scalar results, one per row."""
-    rows = []
-    for key, value in results.items():
-        if isinstance(value, bool | int | float | str) or value is None:
-            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-            rows.append([key, shown])
-    return [ResultTable("results", ["result", "value"], rows)]
-
-
-@dataclass(frozen=True)
-class CommandSummary:
-    page: str  # the report page its runs appear on
-    tables: Tables
-    plot: Plot | None = None
-    plot_name: str = ""
-    results_version: int = 1  # what the command computes today (its config's RESULTS_VERSION)
-
-
-SUMMARIES: dict[str, CommandSummary] = {
-    "generalize": CommandSummary("generalize", generalize_tables, plot_summary, "generalize.png"),
-    "generalize-generative": CommandSummary("generalize", generalize_tables),
-    "search": CommandSummary(
-        "search",
-        search_tables,
-        plot_search_summary,
-        "search.png",
-        results_version=SearchConfig.RESULTS_VERSION,
-    ),
-    "extrapolate": CommandSummary(
-        "extrapolate", extrapolate_tables, plot_extrapolate_summary, "extrapolate.png"
-    ),
-    "prune": CommandSummary("prune", prune_tables, plot_prune_summary, "prune.png"),
-}
 PAGE_ORDER = ("generalize", "search", "extrapolate", "prune")
 
 
-def summary_of(command: str) -> CommandSummary:
-    return SUMMARIES.get(command, CommandSummary(command, _scalar_table))
+def summary_of(command: str) -> Command:
+    """The registry's record of `command`; a plain table for anything it does not know."""
+    known = COMMANDS.get(command)
+    if known is not None:
+        return known
+    return Command(command, "", "", "", page=command)
 
 
 def show_results(console: Console, command: str, run_path: Path, results: dict[str, Any]) -> None:
@@ -86,7 +46,7 @@ def show_results(console: Console, command: str, run_path: Path, results: dict[s
     for table in summary.tables(results):
         print_table(console, table)
     plot = None
-    if summary.plot is not None:
+    if summary.plot_path is not None:
         plot = summary.plot(results, run_path / "plots" / summary.plot_name)
     console.print(f"run folder: {run_path}" + (f"  plot: {plot}" if plot else ""))
 
@@ -129,11 +89,13 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
         ) from error
     notes = []
     version = results.get("results_version", 1)
-    if isinstance(version, int) and version < summary.results_version:
+    current = summary.results_version if summary.config_path else 1
+    if isinstance(version, int) and version < current:
         notes.append(
             f"stale: computed by results version {version} of {command}; this version of the "
-            f"toolkit computes version {summary.results_version} (rerun to refresh)"
+            f"toolkit computes version {current} (rerun to refresh)"
         )
+    info = run_info(folder)
     section = RunSection(
         name=folder.name,
         command=command,
@@ -143,11 +105,14 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
         environment_text=json.dumps(environment, indent=2),
         started=str(environment.get("started_at", "")),
         notes=notes,
+        label=info.label if info else "",
+        headline=info.headline if info else {},
+        settings=info.settings if info else "",
     )
     existing = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
     if existing:
         section.plots = existing
-    elif summary.plot is not None:  # the run ended before its plot: draw it from the results
+    elif summary.plot_path is not None:  # the run ended before its plot: draw it from results
         try:
             drawn = summary.plot(results, scratch / folder.name / summary.plot_name)
         except (KeyError, TypeError, ValueError, IndexError) as error:
@@ -179,7 +144,150 @@ def collect(runs_dir: Path, scratch: Path) -> Report:
     ordered |= {page: runs for page, runs in sorted(pages.items()) if page not in ordered}
     for sections in ordered.values():
         sections.sort(key=lambda section: section.started, reverse=True)  # newest first
-    return Report("weak2strong runs", str(runs_dir), ordered, skipped)
+    comparisons = {
+        page: comparison_table(
+            f"{page}: every run side by side",
+            [(s.name, s.label, s.settings, s.headline) for s in sections],
+        )
+        for page, sections in ordered.items()
+        if len(sections) > 1
+    }
+    return Report("weak2strong runs", str(runs_dir), ordered, skipped, comparisons=comparisons)
+
+
+# ---- listing and comparing runs
+
+
+@dataclass
+class RunInfo:
+    folder: Path
+    command: str
+    label: str  # run name and tags
+    status: str
+    settings: str  # the non-default settings, key=value
+    headline: dict[str, float]
+    started: str
+
+
+def run_info(folder: Path) -> RunInfo | None:
+    """What `w2s runs` shows of a run folder (None: not a run folder)."""
+    from weak2strong.session import read_meta
+
+    match = RUN_FOLDER.match(folder.name)
+    if match is None or not (folder / "config.yaml").is_file():
+        return None
+    command = summary_of(match["command"])
+    meta = read_meta(folder)
+    label = " ".join(
+        [str(meta.get("name", "")), *(f"#{tag}" for tag in meta.get("tags", []))]
+    ).strip()
+    environment = _json_or_empty(folder / "env.json")
+    results = _json_or_empty(folder / "results.json")
+    steps = len(list((folder / "steps").glob("*"))) if (folder / "steps").is_dir() else 0
+    if _locked(folder):
+        status = f"running ({steps} steps)"
+    elif not results:
+        status = f"unfinished ({steps} steps)"
+    elif command.config_path and results.get("results_version", 1) < command.results_version:
+        status = "stale"
+    else:
+        status = "finished"
+    try:
+        headline = command.headline(results) if results else {}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        headline = {}
+    return RunInfo(
+        folder,
+        command.name,
+        label,
+        status,
+        _settings(command, folder / "config.yaml"),
+        headline,
+        str(environment.get("started_at", "")),
+    )
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _locked(folder: Path) -> bool:
+    """Whether a run holds the folder's lock now."""
+    import fcntl
+
+    lock = folder / ".lock"
+    if not lock.is_file():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def _settings(command: Command, config_file: Path) -> str:
+    """The run's settings that differ from the defaults, as key=value."""
+    from weak2strong.runs import load_config
+    from weak2strong.runs.config import non_default_settings
+
+    if not command.config_path:
+        return ""
+    try:
+        changed = non_default_settings(load_config(command.config, config_file))
+    except (W2SError, OSError, ValueError, TypeError):
+        return "(unreadable config)"
+    return " ".join(f"{key}={_flat(value)}" for key, value in _flatten(changed).items())
+
+
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def list_runs(runs_dir: Path) -> list[RunInfo]:
+    if not runs_dir.is_dir():
+        raise W2SError(f"no runs folder at {runs_dir}")
+    infos = [run_info(folder) for folder in sorted(runs_dir.iterdir()) if folder.is_dir()]
+    found = [info for info in infos if info is not None]
+    return sorted(found, key=lambda info: info.started, reverse=True)
+
+
+def comparison_table(title: str, runs: list[tuple[str, str, str, dict[str, float]]]) -> ResultTable:
+    """Runs side by side: one row per setting that differs and per headline number."""
+    columns = ["", *[name for name, _, _, _ in runs]]
+    rows = [["name / tags", *[label for _, label, _, _ in runs]]]
+    settings = [dict(part.split("=", 1) for part in s.split() if "=" in part) for *_, s, _ in runs]
+    keys = sorted({key for found in settings for key in found})
+    for key in keys:
+        values = [found.get(key, "(default)") for found in settings]
+        if len(set(values)) > 1:
+            rows.append([key, *values])
+    numbers: list[str] = []
+    for *_, headline in runs:
+        numbers += [key for key in headline if key not in numbers]
+    for key in numbers:
+        cells = [
+            "" if headline.get(key) is None else f"{headline[key]:.3f}" for *_, headline in runs
+        ]
+        rows.append([key, *cells])
+    return ResultTable(title, columns, rows)
 
 
 def build_report(runs_dir: str | Path, out: str | Path, fmt: str = "html") -> tuple[Path, Report]:

@@ -10,6 +10,7 @@ from weak2strong.data import embedded
 from weak2strong.data.base import RawExample, TaskData, assign_splits, cap_per_split
 from weak2strong.data.files import FILE_SUFFIXES, load_file, load_hub_dataset
 from weak2strong.errors import W2SError
+from weak2strong.settings import setting
 from weak2strong.wheels import PinnedWheel
 
 Reader = Callable[["TaskConfig", int], tuple[list[RawExample], tuple[str, ...]]]
@@ -19,13 +20,21 @@ Reader = Callable[["TaskConfig", int], tuple[list[RawExample], tuple[str, ...]]]
 class TaskConfig:
     """Which data to use. `name` is an embedded task, a .csv/.tsv/.jsonl/.json file, or a hub dataset id."""
 
-    name: str = "imdb"
-    path: str | None = None  # data location for tasks that need one (legal)
-    text_column: str = "text"
-    label_column: str = "label"
-    test_fraction: float = 0.2
-    max_per_split: int | None = None  # label-stratified cap per split, for quick runs
-    revision: str | None = None  # hub datasets only
+    name: str = setting(
+        "imdb",
+        help="embedded task (imdb, rotten-tomatoes, safety, toxicity, legal), a "
+        ".csv/.tsv/.jsonl/.json file, or a hub dataset id",
+    )
+    path: str | None = setting(None, help="data location for tasks that need one (legal)")
+    text_column: str = setting("text", help="column holding the text (user files)")
+    label_column: str = setting("label", help="column holding the label (user files)")
+    test_fraction: float = setting(
+        0.2, help="fraction of each label held out for test when the data has no split"
+    )
+    max_per_split: int | None = setting(
+        None, help="label-stratified cap on each split's size, for quick runs"
+    )
+    revision: str | None = setting(None, help="revision of a hub dataset")
 
 
 @dataclass(frozen=True)

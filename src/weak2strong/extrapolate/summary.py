@@ -102,3 +102,13 @@ def plot_extrapolate_summary(results: dict[str, Any], path: Path) -> Path | None
         x_scale="symlog" if widest > 4 else "linear",
         connect=True,
     )
+
+
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """The chosen α and the reward of every model in the sweep (nothing when not swept)."""
+    if results.get("select_by") != "reward":
+        return {}
+    numbers = {"best α": float(results["best_alpha"])}
+    for label, row in results["rows"].items():
+        numbers[f"{label} reward"] = row["reward"]["value"]
+    return numbers

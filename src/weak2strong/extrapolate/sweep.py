@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from weak2strong.scoring.classifier import (
     scorer_fingerprint,
     scorer_higher_is_better,
 )
+from weak2strong.settings import setting
 from weak2strong.tune import Tune, TuneConfig
 
 SELECTIONS = ("none", "reward")
@@ -48,30 +49,38 @@ ALIGNED_LABEL = "aligned (α=0)"
 
 @dataclass
 class ExtrapolateConfig:
-    seed: int = 0
-    sft: str = "smollm2-135m-instruct"
-    # "" = the model `w2s tune` makes with the `tune` settings (DPO towards positive reviews)
-    aligned: str = ""
-    tune: TuneConfig = field(default_factory=TuneConfig)
-    # weakest → strongest; when given (two or more) it replaces sft/aligned
-    checkpoints: list[str] = field(default_factory=list)
-    alphas: list[float] = field(default_factory=lambda: [0.3])
-    dtype: str = "auto"  # auto = each tensor keeps the aligned model's dtype; or float32, ...
-    select_by: str = "none"  # none: write every α; reward: sweep and keep the best
-    prompts: str = "imdb"
-    test_prompts: int = 100
-    samples_per_prompt: int = 1  # a prompt's reward is the mean over its samples
-    prompt_words: int = 8
-    sampling: SamplingConfig = field(
-        default_factory=lambda: SamplingConfig(new_tokens=48, batch_size=16)
+    seed: int = setting(0, help="seed of the sweep's prompts and samples")
+    sft: str = setting("smollm2-135m-instruct", help="the SFT (starting) checkpoint")
+    aligned: str = setting(
+        "", help="the aligned checkpoint; empty: w2s tune's model with the tune.* settings"
     )
-    scorer: ScorerConfig = field(default_factory=ScorerConfig)
-    bootstrap_samples: int = 1000
-    # where the result goes ("" = the run folder); none of these change a result
-    out: str = field(default="", metadata={"hash": False})
-    shard_size: str = field(default="2GB", metadata={"hash": False})
-    force: bool = field(default=False, metadata={"hash": False})
-    show_progress: bool = field(default=True, metadata={"hash": False})
+    tune: TuneConfig = setting(help="how the default aligned model is tuned", factory=TuneConfig)
+    checkpoints: list[str] = setting(
+        help="n-model form: checkpoints weakest → strongest (replaces sft/aligned)",
+        factory=list,
+    )
+    alphas: list[float] = setting(help="α, or several to sweep", factory=lambda: [0.3])
+    dtype: str = setting(
+        "auto", help="output dtype: auto (each tensor keeps the aligned one's), float32, ..."
+    )
+    select_by: str = setting(
+        "none", help="none: write every α; reward: sweep them and keep the best"
+    )
+    prompts: str = setting("imdb", help="held-out prompts of the sweep: imdb or rtp")
+    test_prompts: int = setting(100, help="prompts every candidate generates on")
+    samples_per_prompt: int = setting(1, help="samples per prompt, their reward averaged")
+    prompt_words: int = setting(8, help="words of each review that make an imdb prompt")
+    sampling: SamplingConfig = setting(
+        help="sampling of the sweep", factory=lambda: SamplingConfig(new_tokens=48, batch_size=16)
+    )
+    scorer: ScorerConfig = setting(help="the reward that selects α", factory=ScorerConfig)
+    bootstrap_samples: int = setting(1000, help="resamples of the prompts for the intervals")
+    out: str = setting("", help="output folder; empty: the run folder's model/", hash=False)
+    shard_size: str = setting("2GB", help="largest output shard", hash=False)
+    force: bool = setting(
+        False, help="replace an existing output (only a checkpoint w2s wrote)", hash=False
+    )
+    show_progress: bool = setting(True, help="progress bars", hash=False)
 
 
 def alpha_label(alpha: float) -> str:

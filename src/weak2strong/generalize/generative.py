@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from weak2strong.scoring.classifier import (
     load_scorer,
     scorer_fingerprint,
 )
+from weak2strong.settings import setting
 from weak2strong.tune.sft import SFTConfig, train_sft
 
 # ---------------------------------------------------------------- configuration
@@ -43,20 +44,24 @@ class GenerativeConfig:
     prompts, scored by the gold scorer.
     """
 
-    seed: int = 0
-    prompts: str = "imdb"
-    scorer: ScorerConfig = field(default_factory=ScorerConfig)
-    weak: str = "smollm2-135m-instruct"
-    strong: str = "qwen2.5-0.5b-instruct"
-    weak_instruction: str | None = None  # default per scorer, see DEFAULT_INSTRUCTIONS
-    train_prompts: int = 64
-    test_prompts: int = 48
-    prompt_words: int = 8
-    ceiling_candidates: int = 4
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    bootstrap_samples: int = 1000
-    show_progress: bool = field(default=True, metadata={"hash": False})
+    seed: int = setting(0, help="seed of the prompts, sampling and training")
+    prompts: str = setting("imdb", help="prompt set: imdb (review openings) or rtp")
+    scorer: ScorerConfig = setting(help="the gold scorer", factory=ScorerConfig)
+    weak: str = setting("smollm2-135m-instruct", help="the weak LM")
+    strong: str = setting("qwen2.5-0.5b-instruct", help="the strong LM")
+    weak_instruction: str | None = setting(
+        None, help="text that steers the weak LM; default: one per scorer"
+    )
+    train_prompts: int = setting(64, help="prompts the strong LM is fine-tuned on")
+    test_prompts: int = setting(48, help="held-out prompts every model generates on")
+    prompt_words: int = setting(8, help="words of each review that make an imdb prompt")
+    ceiling_candidates: int = setting(
+        4, help="the ceiling fine-tunes on its best of this many samples per prompt"
+    )
+    sampling: SamplingConfig = setting(help="sampling of every model", factory=SamplingConfig)
+    sft: SFTConfig = setting(help="the strong LM's fine-tuning", factory=SFTConfig)
+    bootstrap_samples: int = setting(1000, help="resamples of the prompts for the intervals")
+    show_progress: bool = setting(True, help="progress bars", hash=False)
 
 
 # ---------------------------------------------------------------- the protocol

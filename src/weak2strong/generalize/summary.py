@@ -77,3 +77,20 @@ def generative_table(results: dict[str, Any]) -> ResultTable:
         f"{sizes['test_prompts']} test prompts; 95% bootstrap CI)"
     )
     return ResultTable(title, ["model", "mean gold score", "PGR"], rows)
+
+
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """Test accuracy of each model and PGR of each strategy (generative: mean scores)."""
+    numbers: dict[str, float] = {}
+    if "mean_score" in results:
+        for name, entry in results["mean_score"].items():
+            if entry.get("value") is not None:
+                numbers[f"{name} score" if not name.startswith("pgr:") else name] = entry["value"]
+        return numbers
+    accuracy = results["bootstrap"]["accuracy"]
+    for name in model_order(results):
+        numbers[f"{name} accuracy"] = accuracy[name]["value"]
+        pgr = accuracy.get(f"pgr:{name}")
+        if pgr is not None and pgr.get("value") is not None:
+            numbers[f"PGR {name}"] = pgr["value"]
+    return numbers

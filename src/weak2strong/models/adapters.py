@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from weak2strong.settings import setting
+
 
 @dataclass
 class LoraSettings:
     """rank=0 means no adapters: every weight trains."""
 
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: str = "all-linear"
+    rank: int = setting(8, help="LoRA rank; 0 trains every weight instead")
+    alpha: int = setting(16, help="LoRA scaling alpha")
+    dropout: float = setting(0.05, help="dropout on the LoRA path")
+    target_modules: str = setting("all-linear", help="modules that get adapters (peft's syntax)")
 
 
 def lora_config(settings: LoraSettings, task_type: str | None = None) -> Any:

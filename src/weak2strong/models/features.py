@@ -9,14 +9,19 @@ from typing import Any, Literal
 import torch
 
 from weak2strong import distributed
+from weak2strong.settings import setting
 
 
 @dataclass
 class FeatureConfig:
-    max_length: int = 256
-    batch_size: int = 16
-    pooling: Literal["mean", "last"] = "mean"
-    layer: int = -1  # hidden-state index; -1 is the final layer
+    """Frozen-backbone features for probes, cached by model weights, settings and texts."""
+
+    max_length: int = setting(256, help="tokens per text; longer texts are cut")
+    batch_size: int = setting(16, help="texts per forward pass (one process each)")
+    pooling: Literal["mean", "last"] = setting(
+        "mean", help="mean over real tokens, or the last real token"
+    )
+    layer: int = setting(-1, help="hidden-state index; -1 is the final layer")
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

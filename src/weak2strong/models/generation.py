@@ -10,15 +10,16 @@ import torch
 
 from weak2strong import distributed
 from weak2strong.errors import W2SError
+from weak2strong.settings import setting
 
 
 @dataclass
 class SamplingConfig:
-    new_tokens: int = 24
-    temperature: float = 0.7
-    top_k: int = 50  # 0: off
-    top_p: float = 1.0
-    batch_size: int = 16  # prompts per batch
+    new_tokens: int = setting(24, help="tokens sampled per response")
+    temperature: float = setting(0.7, help="sampling temperature (> 0)")
+    top_k: int = setting(50, help="sample among the k most likely tokens; 0: off")
+    top_p: float = setting(1.0, help="nucleus sampling mass; 1: off")
+    batch_size: int = setting(16, help="prompts per batch (each batch is seeded by position)")
 
     def validate(self) -> None:
         if self.temperature <= 0:

@@ -15,7 +15,7 @@ level then reports PGR = (ticket − weak) / (ceiling − weak) beside its accur
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,47 +33,52 @@ from weak2strong.prune.strategies import ScoringInputs
 from weak2strong.runs import Run
 from weak2strong.scoring import performance_gap_recovered, seed_interval
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
+from weak2strong.settings import setting
 from weak2strong.training import TextClassifier, fit, one_hot, predict_proba
 
 
 @dataclass
 class StudentSettings:
-    encoder: str = "minilm-l6"
-    layers: int = 2  # pretrained layers kept (0: all)
-    max_length: int = 48
+    encoder: str = setting("minilm-l6", help="the pretrained encoder of the student")
+    layers: int = setting(2, help="pretrained layers kept; 0: all")
+    max_length: int = setting(48, help="tokens per text")
     # dense gold student on 640 reviews, 3 seeds: 1 epoch at 3e-4 reached 0.65–0.73 (too
     # unstable for a PGR); 2 epochs at 3e-4: 0.74–0.75 in 13 s per training
-    epochs: int = 2
-    batch_size: int = 32
-    learning_rate: float = 3e-4
-    weight_decay: float = 0.0
-    # the embeddings are never pruned; frozen, they keep AdamW off 11.7M rows (25% faster)
-    train_embeddings: bool = False
+    epochs: int = setting(2, help="epochs per training (every round trains in full)")
+    batch_size: int = setting(32, help="examples per optimiser step, across all processes")
+    learning_rate: float = setting(3e-4, help="AdamW learning rate")
+    weight_decay: float = setting(0.0, help="AdamW weight decay")
+    train_embeddings: bool = setting(
+        False, help="train the (never pruned) embeddings too; frozen they save a quarter"
+    )
 
 
 @dataclass
 class PruneConfig:
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    task: TaskConfig = field(default_factory=lambda: TaskConfig(name="imdb"))
-    train_examples: int = 640
-    test_examples: int = 320
-    weak: str = ""  # "" = gold labels; lexicon:vader|afinn = weak-to-strong tickets
-    # what the weak supervisor reads: the first words of each text, about what the student's
-    # 48 tokens hold (on whole reviews VADER reached 0.72, above the student's gold ceiling)
-    weak_words: int = 40
-    # hard: the supervisor's decisions; soft: its calibrated probabilities. VADER's average
-    # 0.64 confidence left 2-epoch students on soft targets at 0.60–0.68 by seed (hard: 0.67–0.70)
-    weak_targets: str = "hard"
-    student: StudentSettings = field(default_factory=StudentSettings)
-    lottery: LotterySettings = field(
-        default_factory=lambda: LotterySettings(
+    seeds: list[int] = setting(help="seeds: each a full IMP run", factory=lambda: [0, 1, 2])
+    task: TaskConfig = setting(help="the labelled data", factory=lambda: TaskConfig(name="imdb"))
+    train_examples: int = setting(640, help="training examples (weak: half B's size)")
+    test_examples: int = setting(320, help="test examples")
+    weak: str = setting(
+        "", help="empty: gold labels; lexicon:vader|afinn: weak-to-strong tickets with PGR"
+    )
+    weak_words: int = setting(
+        40, help="words of each text the weak supervisor reads (about the student's 48 tokens)"
+    )
+    weak_targets: str = setting(
+        "hard", help="hard: the supervisor's decisions; soft: its calibrated probabilities"
+    )
+    student: StudentSettings = setting(help="the student network", factory=StudentSettings)
+    lottery: LotterySettings = setting(
+        help="IMP and its baselines",
+        factory=lambda: LotterySettings(
             # the head stays dense (it is trained from scratch); the encoder's pooler is unused
             exclude=[r"^head\.", r"\.pooler\."],
             # the two controls fit the 15-minute budget; `--baseline all` adds the other four
             baselines=["random", "reinit"],
-        )
+        ),
     )
-    show_progress: bool = field(default=True, metadata={"hash": False})
+    show_progress: bool = setting(True, help="progress bars", hash=False)
 
 
 class TextClassifierProblem:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,19 +25,25 @@ from weak2strong.errors import W2SError
 from weak2strong.prune.masks import Masks, masked_gradients, prunable_weights, prune_lowest
 from weak2strong.prune.strategies import STRATEGIES, ScoringInputs, prune
 from weak2strong.runs import Run
+from weak2strong.settings import setting
 
 BASELINES = ("random", "oneshot-magnitude", "snip", "grasp", "synflow", "reinit")
 
 
 @dataclass
 class LotterySettings:
-    rounds: int = 5
-    fraction: float = 0.2  # of the remaining weights, per round
-    scope: str = "global"  # global or layer
-    rewind_step: int = 0  # 0: rewind to the initialisation; k > 0: late rewinding
-    include: list[str] = field(default_factory=list)  # regexes over parameter names
-    exclude: list[str] = field(default_factory=list)
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    rounds: int = setting(5, help="IMP rounds (sparsity 1 − (1 − fraction)^rounds)")
+    fraction: float = setting(0.2, help="fraction of the remaining weights pruned per round")
+    scope: str = setting("global", help="global: one ranking over all layers; layer: per layer")
+    rewind_step: int = setting(
+        0, help="rewind to the weights after this many steps; 0: the initialisation"
+    )
+    include: list[str] = setting(help="regexes over prunable parameter names", factory=list)
+    exclude: list[str] = setting(help="regexes of parameters never pruned", factory=list)
+    baselines: list[str] = setting(
+        help="random, oneshot-magnitude, snip, grasp, synflow, reinit",
+        factory=lambda: list(BASELINES),
+    )
 
     def validate(self) -> None:
         if self.rounds < 1:

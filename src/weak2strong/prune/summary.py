@@ -71,3 +71,13 @@ def plot_prune_summary(results: dict[str, Any], path: Path) -> Path:
         reference_lines=references,
         ylim=(min(shown) - 0.05, max(shown) + 0.05),
     )
+
+
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """The dense student and each method at the highest sparsity reached."""
+    curves = results["curves"]
+    numbers = {"dense": curves["imp"][0]["metric"]["value"]}
+    for method, points in curves.items():
+        last = points[-1]
+        numbers[f"{method} at {1 - last['sparsity']:.1%}"] = last["metric"]["value"]
+    return numbers

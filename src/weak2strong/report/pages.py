@@ -51,6 +51,9 @@ class RunSection:
     environment_text: str
     started: str = ""
     notes: list[str] = field(default_factory=list)
+    label: str = ""  # the run's name and tags
+    headline: dict[str, float] = field(default_factory=dict)
+    settings: str = ""  # its non-default settings, key=value
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Report:
     pages: dict[str, list[RunSection]]  # page name (a method) → its runs
     skipped: list[Skipped] = field(default_factory=list)
     made_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %z"))
+    comparisons: dict[str, ResultTable] = field(default_factory=dict)  # page → its runs compared
 
     def csv_name(self, section: RunSection, index: int) -> str:
         return f"csv/{section.name}-table{index + 1}.csv"
@@ -164,7 +168,13 @@ def _index_html(report: Report) -> str:
     return "".join(parts)
 
 
+def _comparison_csv(page: str) -> str:
+    return f"csv/{page}-comparison.csv"
+
+
 def _write_csv(report: Report, out: Path) -> None:
+    for page, table in report.comparisons.items():
+        write_text(out / _comparison_csv(page), csv_table(table))
     for sections in report.pages.values():
         for section in sections:
             for index, table in enumerate(section.tables):
@@ -176,7 +186,10 @@ def write_html(report: Report, out: Path) -> Path:
     """index.html (overview and skipped folders), a page per method, a CSV per table."""
     _write_csv(report, out)
     for page, sections in report.pages.items():
-        body = f"<h1>{_e(page)}</h1>" + "".join(_section_html(report, s) for s in sections)
+        body = f"<h1>{_e(page)}</h1>"
+        if page in report.comparisons:
+            body += _table_html(report.comparisons[page], _comparison_csv(page))
+        body += "".join(_section_html(report, s) for s in sections)
         write_text(out / _page_file(page), _frame(report, page, f"{report.title}: {page}", body))
     index = out / "index.html"
     write_text(index, _frame(report, "index", report.title, _index_html(report)))
@@ -189,6 +202,8 @@ def write_markdown(report: Report, out: Path) -> Path:
     lines = [f"# {report.title}", "", f"From `{report.source}`, made {report.made_at}.", ""]
     for page, sections in report.pages.items():
         lines += [f"## {page}", ""]
+        if page in report.comparisons:
+            lines += [markdown_table(report.comparisons[page]), ""]
         for section in sections:
             lines += [
                 f"### {markdown_text(section.name)}",

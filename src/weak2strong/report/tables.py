@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -35,15 +36,63 @@ def format_interval(interval: Mapping[str, float | None] | None, digits: int = 3
     return text
 
 
+_INTERVAL = re.compile(r" \[(-?[0-9.]+), (-?[0-9.]+)\]")
+
+
+def terminal_cell(text: str, digits: int | None = None) -> str:
+    """A cell as a narrow terminal shows it: `0.700 [0.583, 0.817]` becomes `0.700` over
+    `0.583–0.817` (11 characters), or with `digits` decimals, `0.58–0.82`."""
+
+    def stacked(match: re.Match[str]) -> str:
+        low, high = match[1], match[2]
+        if digits is not None:
+            low, high = f"{float(low):.{digits}f}", f"{float(high):.{digits}f}"
+        return f"\n{low}–{high}"
+
+    return _INTERVAL.sub(stacked, text)
+
+
 def print_table(console: Console, table: ResultTable) -> None:
-    """The table (when it has rows), then its notes."""
+    """The table (when it has rows), then its notes.
+
+    Readable at 80 columns: headers wrap at word boundaries (`balanced accuracy`), intervals
+    sit under their values, and the first column (run folders, model names: what a user
+    copies) is never cut.
+    """
     if table.rows:
-        shown = Table(title=table.title)
-        for column in table.columns:
-            shown.add_column(column, overflow="fold")  # long names wrap, never lose their end
-        for row in table.rows:
+        # no vertical rules: six columns of `0.583–0.817` then fit 80 characters
+        shown = Table(
+            title=table.title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            collapse_padding=True,
+        )
+        headers = [column.replace("_", " ") for column in table.columns]
+        for digits in (None, 2):  # intervals as printed, then shorter if the table is too wide
+            rows = [[r[0], *(terminal_cell(cell, digits) for cell in r[1:])] for r in table.rows]
+            # every column as wide as its longest line (or header word), when the table fits
+            widths = [
+                max(
+                    [len(word) for word in header.split()]
+                    + [len(line) for row in rows for line in row[index].splitlines()]
+                    or [1]
+                )
+                for index, header in enumerate(headers)
+            ]
+            fits = sum(widths) + 2 * len(widths) <= console.width  # and the padding
+            if fits:
+                break
+        for index, header in enumerate(headers):
+            shown.add_column(
+                header,
+                no_wrap=index == 0,  # run folders and model names are copied: never cut
+                overflow="fold",  # too narrow anyway: wrap, never lose the end
+                min_width=widths[index] if fits else None,
+            )
+        for row in rows:
             shown.add_row(*row)
-        console.print(shown)
+        console.print(shown, markup=False, highlight=False)
     for note in table.notes:
         console.print(note, markup=False, highlight=False)
 

@@ -17,4 +17,5 @@ __all__ = [
     "parse_override",
     "results_version",
     "seed_everything",
+    "setting",
 ]

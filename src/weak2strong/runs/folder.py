@@ -26,13 +26,13 @@ from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest, read_json, write_json, write_tensors, write_yaml
 from weak2strong.runs.config import (
-    check_settings,
     config_hash,
     config_to_dict,
     result_settings,
     results_version,
     without_unhashed,
 )
+from weak2strong.settings import check_settings
 
 T = TypeVar("T")
 

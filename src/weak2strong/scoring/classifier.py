@@ -29,6 +29,7 @@ from weak2strong.models import load_encoder
 from weak2strong.models.features import FeatureConfig, extract_features
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.paths import cache_dir
+from weak2strong.settings import setting
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,17 @@ def scorer_spec(name: str) -> ScorerSpec:
 
 @dataclass
 class ScorerConfig:
-    # sentiment, toxicity, lexicon:vader|afinn, hf:<model>, python:<module>:<function>
-    name: str = "sentiment"
-    encoder: str = "minilm-l6"
-    max_train: int = 4000  # label-stratified cap on the task's train split
-    max_length: int = 256
-    higher_is_better: bool = True  # for hf: and python: scorers; the built-in ones know theirs
+    name: str = setting(
+        "sentiment",
+        help="gold scorer: sentiment, toxicity, lexicon:vader|afinn, hf:<model>, "
+        "python:<module>:<function>",
+    )
+    encoder: str = setting("minilm-l6", help="encoder of the sentiment/toxicity scorers")
+    max_train: int = setting(4000, help="label-stratified cap on the scorer's training data")
+    max_length: int = setting(256, help="tokens per scored text")
+    higher_is_better: bool = setting(
+        True, help="direction of hf: and python: scorers (the built-in ones know theirs)"
+    )
 
 
 class Scorer(Protocol):

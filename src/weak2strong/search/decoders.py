@@ -20,6 +20,7 @@ from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.lm import CachedRows, LanguageModel
 from weak2strong.search.pair import ModelPair, PairScorer
 from weak2strong.search.samplers import Sampler, row_generators, sequence_seeds, token_sampler
+from weak2strong.settings import setting
 
 
 @dataclass
@@ -74,9 +75,11 @@ def best_of_n(
 
 @dataclass
 class CBSSettings:
-    width: int = 4  # W: beams kept
-    successors: int = 4  # K: continuations sampled per beam
-    chunk_length: int = 5  # L: tokens per continuation; 0 means the whole response (L=∞)
+    width: int = setting(4, help="W: beams kept per prompt")
+    successors: int = setting(4, help="K: continuations sampled per beam")
+    chunk_length: int = setting(
+        5, help="L: tokens per continuation; 0: the whole response (CBS(1, N, 0) is best-of-N)"
+    )
 
     def validate(self) -> None:
         if self.width < 1 or self.successors < 1:

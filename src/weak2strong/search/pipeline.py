@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +46,7 @@ from weak2strong.search.samplers import (
     VLLMSampler,
     VLLMSettings,
 )
+from weak2strong.settings import setting
 from weak2strong.tune import Tune, TuneConfig
 
 METHODS = ("sample", "bon", "cbs", "eft")
@@ -53,12 +54,18 @@ METHODS = ("sample", "bon", "cbs", "eft")
 
 @dataclass
 class PairConfig:
-    # "" = the model `w2s tune` makes with its default config (DPO towards positive reviews),
-    # trained on first use and cached in its own run folder
-    tuned: str = ""
-    untuned: str = "smollm2-135m-instruct"
-    tuned_template: str = "{prompt}"
-    untuned_template: str = "{prompt}"
+    tuned: str = setting(
+        "",
+        help="the tuned small model; empty: w2s tune's default model (DPO towards positive "
+        "reviews), trained on first use in its own run",
+    )
+    untuned: str = setting("smollm2-135m-instruct", help="the untuned small model")
+    tuned_template: str = setting(
+        "{prompt}", help="the tuned model's prompt: text with {prompt}, or chat"
+    )
+    untuned_template: str = setting(
+        "{prompt}", help="the untuned model's prompt: text with {prompt}, or chat"
+    )
 
 
 @dataclass
@@ -67,28 +74,36 @@ class SearchConfig:
     # one generator per prompt batch (texts depended on batching, vLLM repeated samples)
     RESULTS_VERSION: ClassVar[int] = 2
 
-    seed: int = 0
-    # a model name/folder/hub id; with backend=api, the model name the server serves
-    large: str = "qwen2.5-0.5b-instruct"
-    large_template: str = "{prompt}"  # '{prompt}' formats the task prompt; 'chat' = chat template
-    pair: PairConfig = field(default_factory=PairConfig)
-    methods: list[str] = field(default_factory=lambda: ["sample", "bon", "cbs"])
-    prompts: str = "imdb"
-    test_prompts: int = 50
-    prompt_words: int = 8
-    # batch_size: prompts decoded together (each with all of its candidates)
-    sampling: SamplingConfig = field(
-        default_factory=lambda: SamplingConfig(new_tokens=50, batch_size=2)
+    seed: int = setting(0, help="seed of the prompts and of every sampled sequence")
+    large: str = setting(
+        "qwen2.5-0.5b-instruct",
+        help="the large model to steer: name/folder/hub id; with backend=api, the served name",
     )
-    bon_n: int = 16
-    cbs: CBSSettings = field(default_factory=CBSSettings)
-    eft_beta: float = 1.0
-    backend: str = "transformers"  # transformers, vllm (in-process engine) or api (a server)
-    vllm: VLLMSettings = field(default_factory=VLLMSettings)
-    api: ApiSettings = field(default_factory=ApiSettings)
-    scorer: ScorerConfig = field(default_factory=ScorerConfig)
-    bootstrap_samples: int = 1000
-    show_progress: bool = field(default=True, metadata={"hash": False})
+    large_template: str = setting(
+        "{prompt}", help="the large model's prompt: text with {prompt}, or chat"
+    )
+    pair: PairConfig = setting(help="the small tuned/untuned pair", factory=PairConfig)
+    methods: list[str] = setting(
+        help="sample, bon, cbs, eft, or all", factory=lambda: ["sample", "bon", "cbs"]
+    )
+    prompts: str = setting("imdb", help="held-out prompt set: imdb or rtp")
+    test_prompts: int = setting(50, help="prompts decoded by every method")
+    prompt_words: int = setting(8, help="words of each review that make an imdb prompt")
+    sampling: SamplingConfig = setting(
+        help="the large model's sampling; batch_size: prompts decoded together",
+        factory=lambda: SamplingConfig(new_tokens=50, batch_size=2),
+    )
+    bon_n: int = setting(16, help="N of best-of-N")
+    cbs: CBSSettings = setting(help="chunk-level beam search", factory=CBSSettings)
+    eft_beta: float = setting(1.0, help="EFT: base logits + β·(tuned − untuned)")
+    backend: str = setting(
+        "transformers", help="the large model's backend: transformers, vllm, or api (a server)"
+    )
+    vllm: VLLMSettings = setting(help="the vllm backend's engine", factory=VLLMSettings)
+    api: ApiSettings = setting(help="the api backend's server", factory=ApiSettings)
+    scorer: ScorerConfig = setting(help="the gold reward", factory=ScorerConfig)
+    bootstrap_samples: int = setting(1000, help="resamples of the prompts for the intervals")
+    show_progress: bool = setting(True, help="progress bars", hash=False)
 
 
 def method_label(method: str, config: SearchConfig) -> str:

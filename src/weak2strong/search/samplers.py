@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -25,6 +25,7 @@ import torch
 from weak2strong.errors import W2SError
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.lm import CHAT_TEMPLATE, CachedRows, LanguageModel
+from weak2strong.settings import setting
 
 BACKENDS = ("transformers", "vllm", "api")
 
@@ -215,13 +216,24 @@ class VLLMSettings:
     # vLLM's own default, 0.9, leaves too little for the small tuned/untuned pair, their
     # KV caches while scoring W·K candidates, and the gold scorer, which all load into the
     # same GPU afterwards; 0.6 leaves them 40%.
-    gpu_memory_utilization: float = 0.6
-    dtype: str = "auto"  # vLLM computes in bfloat16 on CPU whatever the checkpoint holds
-    max_model_len: int | None = None  # None: the model's own context length
-    tensor_parallel_size: int = 1  # a model larger than one GPU: shard it over this many
-    enforce_eager: bool = False  # True skips CUDA-graph capture (faster start, slower steps)
-    enable_prefix_caching: bool = True  # a CBS step's K requests share their parent's prefix
-    engine_args: dict[str, Any] = field(default_factory=dict)  # any other vllm.LLM argument
+    gpu_memory_utilization: float = setting(
+        0.6,
+        help="GPU memory vLLM reserves; its own 0.9 leaves too little for the pair and scorer",
+    )
+    dtype: str = setting("auto", help="vLLM's dtype (on CPU it computes in bfloat16)")
+    max_model_len: int | None = setting(None, help="context length; None: the model's own")
+    tensor_parallel_size: int = setting(
+        1, help="shard a large model over this many GPUs (one process)"
+    )
+    enforce_eager: bool = setting(
+        False, help="skip CUDA-graph capture (faster start, slower steps)"
+    )
+    enable_prefix_caching: bool = setting(
+        True, help="share KV blocks of common prefixes (a beam's K continuations)"
+    )
+    engine_args: dict[str, Any] = setting(
+        help="any other vllm.LLM argument, e.g. {swap_space: 4}", factory=dict
+    )
 
     def validate(self) -> None:
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -330,15 +342,21 @@ class ApiSettings:
     """The large model behind an OpenAI-compatible completions endpoint (`--backend api`):
     `vllm serve`, TGI, llama.cpp's server, or a hosted API; `large` is the served model name."""
 
-    base_url: str = "http://localhost:8000/v1"
-    # the key is read from this variable at run time; it is never stored or logged
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"hash": False})
-    max_concurrency: int = field(default=8, metadata={"hash": False})  # requests in flight
-    timeout: float = field(default=120.0, metadata={"hash": False})  # seconds per request
-    max_retries: int = field(default=5, metadata={"hash": False})  # on 429/5xx/lost connections
-    # ask the server to seed each request (vLLM, OpenAI); hosted APIs may ignore it
-    send_seed: bool = True
-    send_top_k: bool = True  # top_k is not part of OpenAI's API: turn off for hosted ones
+    base_url: str = setting("http://localhost:8000/v1", help="the server's OpenAI-style base URL")
+    api_key_env: str = setting(
+        "OPENAI_API_KEY",
+        help="environment variable holding the key (read at run time, never stored)",
+        hash=False,
+    )
+    max_concurrency: int = setting(8, help="requests in flight at most", hash=False)
+    timeout: float = setting(120.0, help="seconds per request", hash=False)
+    max_retries: int = setting(
+        5, help="retries on 429, 5xx and lost connections (backoff)", hash=False
+    )
+    send_seed: bool = setting(True, help="send each request's seed (vLLM and OpenAI honour it)")
+    send_top_k: bool = setting(
+        True, help="send top_k (not in OpenAI's API: turn off for hosted ones)"
+    )
 
     def validate(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

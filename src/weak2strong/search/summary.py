@@ -51,3 +51,11 @@ def plot_search_summary(results: dict[str, Any], path: Path) -> Path:
         ylabel=f"mean gold reward ({results['scorer']})",
         x_scale="log",
     )
+
+
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """Mean gold reward of each decoder."""
+    return {
+        f"{entry['label']} reward": entry["reward"]["value"]
+        for entry in results["methods"].values()
+    }

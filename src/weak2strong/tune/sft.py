@@ -8,7 +8,7 @@ is a real token in some vocabularies).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 
 from weak2strong import distributed
 from weak2strong.models.adapters import LoraSettings, with_lora
+from weak2strong.settings import setting
 from weak2strong.training import StepInfo, train
 
 IGNORE_INDEX = -100
@@ -99,12 +100,14 @@ def completion_log_probs(
 
 @dataclass
 class SFTConfig:
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    epochs: int = 2
-    batch_size: int = 8  # global: prompt/completion pairs per optimiser step
-    learning_rate: float = 2e-4
-    max_length: int = 96
-    weight_decay: float = 0.01  # AdamW's default, which this loop always used
+    lora: LoraSettings = setting(help="LoRA adapters (rank 0: every weight)", factory=LoraSettings)
+    epochs: int = setting(2, help="epochs over the examples")
+    batch_size: int = setting(
+        8, help="prompt/completion pairs per optimiser step, across all processes"
+    )
+    learning_rate: float = setting(2e-4, help="AdamW learning rate")
+    max_length: int = setting(96, help="tokens per prompt + completion")
+    weight_decay: float = setting(0.01, help="AdamW weight decay (its default)")
 
 
 def train_sft(

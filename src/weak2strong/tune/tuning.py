@@ -17,7 +17,7 @@ SFT trains on the openings and the real continuations of the target class's revi
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,10 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.adapters import LoraSettings, lora_config
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
+from weak2strong.report import ResultTable
 from weak2strong.runs import Run
 from weak2strong.scoring.classifier import ScorerConfig, load_scorer, scorer_fingerprint
+from weak2strong.settings import setting
 from weak2strong.tracking import training_curves
 from weak2strong.tune.sft import SFTConfig, completion_log_probs, train_sft
 
@@ -44,35 +46,45 @@ PREFERENCE_SOURCES = ("reviews", "sampled")
 
 @dataclass
 class TrainingSettings:
-    epochs: int = 1
-    batch_size: int = 8
-    learning_rate: float = 5e-4
-    max_length: int = 96
-    beta: float = 0.1  # dpo only: strength of the KL anchor to the base model
+    epochs: int = setting(1, help="epochs over the pairs (examples)")
+    batch_size: int = setting(
+        8, help="pairs per optimiser step, across all processes (DPO: must divide by them)"
+    )
+    learning_rate: float = setting(5e-4, help="learning rate")
+    max_length: int = setting(96, help="tokens per prompt + completion")
+    beta: float = setting(0.1, help="dpo: strength of the KL anchor to the base model")
 
 
 @dataclass
 class TuneConfig:
-    seed: int = 0
-    method: str = "dpo"
-    base: str = "smollm2-135m-instruct"
-    prompts: str = "imdb"
-    train_prompts: int = 256
-    prompt_words: int = 8
-    preferences: str = "reviews"  # dpo pairs: reviews (human labels) or sampled (+ labeler)
-    # dpo with sampled pairs: ranks the two completions of each prompt (prompt + completion)
-    labeler: ScorerConfig = field(default_factory=lambda: ScorerConfig(name="lexicon:vader"))
-    # sft: the task label whose reviews are imitated
-    target_label: str = "positive"
-    completion_words: int = 24
-    # held-out review pairs (disjoint from training) on which the tuned model is evaluated:
-    # does log π_tuned − log π_base, the score a search pair steers by, prefer the
-    # target label's continuation?
-    eval_pairs: int = 64
-    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(new_tokens=48))
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    training: TrainingSettings = field(default_factory=TrainingSettings)
-    show_progress: bool = field(default=True, metadata={"hash": False})
+    seed: int = setting(0, help="seed of the data and the training")
+    method: str = setting("dpo", help="dpo (TRL) or sft")
+    base: str = setting("smollm2-135m-instruct", help="the model to tune")
+    prompts: str = setting("imdb", help="prompt set: imdb (review openings) or rtp")
+    train_prompts: int = setting(256, help="training pairs (dpo) or examples (sft)")
+    prompt_words: int = setting(8, help="words of a review that make its prompt")
+    preferences: str = setting(
+        "reviews",
+        help="dpo pairs: reviews (human labels: a positive continuation over a negative one) "
+        "or sampled (two samples ranked by the labeler)",
+    )
+    labeler: ScorerConfig = setting(
+        help="dpo with sampled pairs: ranks the two completions of each prompt",
+        factory=lambda: ScorerConfig(name="lexicon:vader"),
+    )
+    target_label: str = setting("positive", help="the label whose reviews are preferred")
+    completion_words: int = setting(24, help="words of a review's continuation")
+    eval_pairs: int = setting(
+        64,
+        help="held-out review pairs on which log π_tuned − log π_base (the score a search "
+        "pair steers by) must prefer the target label's continuation",
+    )
+    sampling: SamplingConfig = setting(
+        help="sampling for sampled pairs", factory=lambda: SamplingConfig(new_tokens=48)
+    )
+    lora: LoraSettings = setting(help="LoRA adapters (rank 0: every weight)", factory=LoraSettings)
+    training: TrainingSettings = setting(help="the optimisation", factory=TrainingSettings)
+    show_progress: bool = setting(True, help="progress bars", hash=False)
 
 
 class Tune:
@@ -365,3 +377,20 @@ class Tune:
             shutil.rmtree(model_dir, ignore_errors=True)
             staging.rename(model_dir)
         distributed.barrier()
+
+
+def tune_tables(results: dict[str, Any]) -> list[ResultTable]:
+    """What was tuned, how training ended, the held-out evaluation, and where the model is."""
+    rows = [
+        [key, f"{value:.4g}" if isinstance(value, float) else str(value)]
+        for key, value in results.items()
+        if key not in ("method", "base", "model") and isinstance(value, int | float | str)
+    ]
+    return [
+        ResultTable(
+            f"tuned {results['base']} by {results['method']}",
+            ["result", "value"],
+            rows,
+            [f"model: {results['model']}"],
+        )
+    ]

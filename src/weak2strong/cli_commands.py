@@ -1,0 +1,269 @@
+"""The method commands of `w2s`, generated from the command registry and the typed configs.
+
+Every leaf of a command's config is an option named by its key (`--probe.epochs 3`, the same
+key `--set probe.epochs=3` and YAML use), with the field's help text and default; the
+registry adds the flags researchers know (`--task`, `--seed`, `--learning-rate`...). Every
+command also takes `--config/-c`, `--set/-s`, `--runs-dir`, `--print-config`, `--dry-run`,
+`--seeds`, `--run-name`, `--tag` and `--track`. A renamed config field renames its option:
+nothing here is kept by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from typing import Any
+
+import click
+from rich.console import Console
+
+from weak2strong.commands import COMMANDS, Command, Shortcut, _load
+
+console = Console()
+
+TRACK_HELP = (
+    "Log training curves, hyperparameters and final metrics to tensorboard, mlflow or wandb "
+    "(repeatable; under W2S_TRACK_DIR, default tracking/). Needs that library installed."
+)
+CLI_COMMANDS = {name: command for name, command in COMMANDS.items() if command.on_cli}
+COMMON = ("config", "set_", "runs_dir", "print_config", "dry_run", "seeds", "run_name", "tag")
+
+
+def use_trackers(names: list[str] | tuple[str, ...]) -> None:
+    if names:
+        os.environ["W2S_TRACK"] = ",".join(names)
+        from weak2strong.tracking import requested_trackers
+
+        requested_trackers()  # an unknown name fails before any work
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One setting of a config: its dotted key, type, default and help."""
+
+    key: str
+    annotation: Any
+    default: Any
+    help: str
+
+
+def leaves(cls: type, prefix: str = "", defaults: Any = None) -> list[Leaf]:
+    """Every leaf setting of a config class, with the defaults of the enclosing config."""
+    hints = typing.get_type_hints(cls)
+    instance = defaults if defaults is not None else cls()
+    found: list[Leaf] = []
+    for item in dataclasses.fields(cls):
+        annotation = hints[item.name]
+        value = getattr(instance, item.name)
+        if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+            found += leaves(annotation, f"{prefix}{item.name}.", value)
+        else:
+            found.append(Leaf(prefix + item.name, annotation, value, item.metadata.get("help", "")))
+    return found
+
+
+def _metavar(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "[" + "|".join(map(str, args)) + "]"
+    if origin in (list, tuple):
+        return "A,B,..."
+    if origin is dict:
+        return "{KEY: VALUE}"
+    if args and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return _metavar(inner[0]) if len(inner) == 1 else "VALUE"
+    return {int: "INT", float: "FLOAT", str: "TEXT", bool: "BOOL"}.get(annotation, "VALUE")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value) if value == "" else value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def _seeds_option(leaf: Leaf | None) -> click.Option:
+    if leaf is None:
+        text = "Replicates: run once per seed (e.g. 0,1,2) and aggregate them."
+    else:  # a command that runs its seeds itself (prune) takes them as its setting
+        text = f"{leaf.help} [setting: seeds; default: {_shown(leaf.default)}]"
+    return click.Option(["--seeds"], metavar="A,B,...", help=text)
+
+
+def _options(command: Command) -> list[click.Parameter]:
+    config = command.config
+    by_key = {leaf.key: leaf for leaf in leaves(config)}
+    params: list[click.Parameter] = [
+        click.Option(["--config", "-c"], help="YAML config file (see --print-config)."),
+        click.Option(
+            ["--set", "-s", "set_"],
+            multiple=True,
+            help="Override a setting: key=value (repeatable), as the options below.",
+        ),
+        click.Option(
+            ["--runs-dir"], default="runs", show_default=True, help="Run folders go here."
+        ),
+        click.Option(
+            ["--print-config"],
+            is_flag=True,
+            help="Print the resolved config as YAML (ready for -c) and exit.",
+        ),
+        click.Option(
+            ["--dry-run"],
+            is_flag=True,
+            help="Say what would run (run folder, cached steps, models, data) and exit.",
+        ),
+        _seeds_option(by_key.get("seeds")),
+        click.Option(["--run-name"], help="A name for the run (shown by w2s runs and reports)."),
+        click.Option(["--tag"], multiple=True, help="A tag for the run (repeatable)."),
+        click.Option(["--track"], multiple=True, help=TRACK_HELP),
+    ]
+    taken = {"--config", "-c", "--set", "-s", "--runs-dir", "--print-config", "--dry-run"}
+    taken |= {"--seeds", "--run-name", "--tag", "--track"}
+    for number, shortcut in enumerate(command.shortcuts):
+        leaf = by_key[shortcut.key]
+        default = f" [setting: {shortcut.key}; default: {_shown(leaf.default)}]"
+        if _is_bool(leaf.annotation):
+            params.append(
+                click.Option(
+                    [shortcut.flag, f"shortcut_{number}"],
+                    is_flag=True,
+                    default=None,
+                    help=shortcut.help + default,
+                )
+            )
+        else:
+            params.append(
+                click.Option(
+                    [shortcut.flag, f"shortcut_{number}"],
+                    multiple=shortcut.multiple,
+                    metavar=_metavar(leaf.annotation),
+                    help=shortcut.help + default,
+                )
+            )
+        taken.add(shortcut.flag)
+    for number, leaf in enumerate(by_key.values()):
+        flag = f"--{leaf.key}"
+        if flag in taken:
+            continue
+        text = f"{leaf.help} [default: {_shown(leaf.default)}]"
+        if _is_bool(leaf.annotation):
+            params.append(
+                click.Option([f"{flag}/--no-{leaf.key}", f"leaf_{number}"], default=None, help=text)
+            )
+        else:
+            params.append(
+                click.Option(
+                    [flag, f"leaf_{number}"],
+                    multiple=typing.get_origin(leaf.annotation) is list,
+                    metavar=_metavar(leaf.annotation),
+                    help=text,
+                )
+            )
+    return params
+
+
+def _override(key: str, value: Any) -> str | None:
+    """A `key=value` override from an option's value (None: the option was not given)."""
+    if value is None or value == () or value == []:
+        return None
+    if isinstance(value, tuple | list):
+        values = [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+        return f"{key}={json.dumps(values)}"
+    if isinstance(value, bool):
+        return f"{key}={str(value).lower()}"
+    return f"{key}={value}"
+
+
+def overrides_from(command: Command, options: dict[str, Any]) -> list[str]:
+    """`--set` overrides first, then every option given, as `key=value` overrides."""
+    found = list(options.get("set_") or [])
+    by_key = [leaf.key for leaf in leaves(command.config)]
+    for name, value in options.items():
+        if name.startswith("leaf_"):
+            key = by_key[int(name.removeprefix("leaf_"))]
+        elif name.startswith("shortcut_"):
+            shortcut: Shortcut = command.shortcuts[int(name.removeprefix("shortcut_"))]
+            key = shortcut.key
+            if shortcut.expand_all and value and list(value) == ["all"]:
+                value = list(_load(shortcut.expand_all))
+        else:
+            continue
+        override = _override(key, value)
+        if override is not None:
+            found.append(override)
+    return found
+
+
+def build(command: Command) -> click.Command:
+    def callback(**options: Any) -> None:
+        from weak2strong.session import run_command
+
+        use_trackers(options.pop("track") or ())
+        common = {name: options.pop(name) for name in COMMON}
+        run_command(
+            command,
+            common["config"],
+            overrides_from(command, {**options, "set_": common["set_"]}),
+            runs_dir=common["runs_dir"],
+            print_config=common["print_config"],
+            dry_run=common["dry_run"],
+            seeds=common["seeds"],
+            run_name=common["run_name"],
+            tags=list(common["tag"]),
+            console=console,
+        )
+
+    return click.Command(
+        command.cli_name or command.name,
+        params=_options(command),
+        callback=callback,
+        help=command.help,
+        short_help=command.help.split(":")[0].rstrip("."),
+        context_settings={"max_content_width": 100},
+    )
+
+
+class CommandsGroup(click.Group):
+    """The fixed commands, plus a command per registry record, built only when it is called
+    (so `w2s --help` imports no config, and no model library)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*CLI_COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in CLI_COMMANDS:
+            return build(CLI_COMMANDS[name])
+        return super().get_command(ctx, name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # `w2s generalize --generative ...` is the generalize-generative command
+        if args and args[0] == "generalize" and "--generative" in args:
+            args = ["generalize-generative", *[a for a in args[1:] if a != "--generative"]]
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in CLI_COMMANDS:
+                rows.append((name, CLI_COMMANDS[name].help.split(":")[0].rstrip(".")))
+            else:
+                command = super().get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(90)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)

@@ -1,0 +1,126 @@
+"""Config fields: their help text, whether they change results, and the ranges of numbers.
+
+Every command's config is a dataclass of `setting(...)` fields. The help text is what
+`w2s <command> --help` shows; `hash=False` marks settings that change no result (progress
+bars, where outputs go), which the run folder's hash skips; numeric settings must be finite
+and within the range their field name (or their own `range`) gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from weak2strong.errors import W2SError
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    factory: Callable[[], Any] | None = None,
+    hash: bool = True,
+    range: Range | None = None,
+) -> Any:
+    """A config field with its `--help` text; `hash=False` for settings that change no
+    result (progress bars, output places); `range` overrides the range by field name."""
+    metadata: dict[str, Any] = {"help": help, "hash": hash}
+    if range is not None:
+        metadata["range"] = range
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take (None: unbounded on that side)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself excluded
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (
+            self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        )
+
+    def __str__(self) -> str:
+        low = "-∞" if self.low is None else f"{self.low:g}"
+        high = "∞" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+COUNT = Range(1)
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+UNIT = Range(0, 1)
+# The ranges of numeric settings by field name, for every command's config in one place (a
+# field's own `metadata={"range": Range(...)}` comes first). Every float must be finite.
+_COUNTS = [
+    "epochs",
+    "batch_size",
+    "max_length",
+    "new_tokens",
+    "bootstrap_samples",
+    "max_per_split",
+    "test_prompts",
+    "train_prompts",
+    "prompt_words",
+    "completion_words",
+    "samples_per_prompt",
+    "ceiling_candidates",
+    "bon_n",
+    "width",
+    "successors",
+    "rounds",
+    "weak_words",
+    "max_train",
+    "tensor_parallel_size",
+    "max_concurrency",
+    "max_model_len",
+    "alpha",
+    "train_examples",
+    "test_examples",
+]
+RANGES: dict[str, Range] = {
+    **dict.fromkeys(_COUNTS, COUNT),
+    **dict.fromkeys(
+        ("weight_decay", "top_k", "rank", "hidden", "chunk_length", "rewind_step", "max_retries"),
+        NON_NEGATIVE,
+    ),
+    **dict.fromkeys(("learning_rate", "temperature", "timeout", "beta"), POSITIVE),
+    **dict.fromkeys(("confidence_alpha", "confidence_warmup"), UNIT),
+    "eval_pairs": Range(2),
+    "dropout": Range(0, 1, high_open=True),
+    "top_p": Range(0, 1, low_open=True),
+    "subset_keep": Range(0, 1, low_open=True),
+    "gpu_memory_utilization": Range(0, 1, low_open=True),
+    "test_fraction": Range(0, 1, low_open=True, high_open=True),
+    "fraction": Range(0, 1, low_open=True, high_open=True),
+}
+
+
+def check_settings(config: Any, prefix: str = "") -> None:
+    """Every numeric setting finite and within its range, before anything runs."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        key = f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(value):
+            check_settings(value, f"{key}.")
+            continue
+        numbers = value if isinstance(value, list | tuple) else [value]
+        allowed = item.metadata.get("range") or RANGES.get(item.name)
+        for number in numbers:
+            if isinstance(number, bool) or not isinstance(number, int | float):
+                continue
+            if not math.isfinite(number):
+                raise W2SError(f"config key '{key}' must be a finite number, got {number}")
+            if allowed is not None and not allowed.allows(number):
+                raise W2SError(f"config key '{key}' must be in {allowed}, got {number:g}")
