@@ -51,3 +51,23 @@ def run_torchrun(tmp_path: Path):
         return _w2s([*TORCHRUN, f"--nproc_per_node={processes}"], args, cwd or tmp_path)
 
     return run
+
+
+def assert_results_layout(results: dict) -> None:
+    """results.json in the one documented layout, and its examples file where it names one."""
+    import jsonschema
+
+    from weak2strong.runs.results import RESULTS_SCHEMA
+
+    jsonschema.validate(results, RESULTS_SCHEMA)
+    folder = Path(results["run"]["folder"])
+    assert folder.is_absolute() and (folder / "results.json").is_file()
+    if results["examples"] is not None:
+        assert len(read_examples(folder)) == results["examples"]["rows"]
+
+
+def read_examples(folder: Path) -> list[dict]:
+    import json
+
+    lines = (Path(folder) / "examples.jsonl").read_text("utf-8").splitlines()
+    return [json.loads(line) for line in lines]

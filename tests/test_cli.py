@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.conftest import assert_results_layout
+
 
 def _assert_clean_failure(result, fragment: str, tmp_path) -> None:
     assert result.returncode == 2, result.stderr
@@ -29,6 +31,7 @@ def test_check_runs_then_reruns_from_cache(run_cli, tmp_path):
         "steps",
     }
     results = json.loads((folder / "results.json").read_text())
+    assert_results_layout(results)
     assert results["tasks"]["rotten-tomatoes"]["counts"]["test"] == {
         "negative": 853,
         "positive": 853,

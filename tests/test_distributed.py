@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TORCHRUN
+from weak2strong.runs.results import values_by_model
 
 
 def _run_folder(runs: Path, command: str) -> Path:
@@ -79,10 +80,11 @@ def _assert_same_predictions(one: Path, two: Path, first: dict, second: dict) ->
         a, b = load_file(one / "steps" / step), load_file(two / "steps" / step)
         for name in a:
             assert (a[name] - b[name]).abs().max() <= 1e-4, (step, name)
-    assert first["metrics"].keys() == second["metrics"].keys()
-    for model, metrics in first["metrics"].items():
+    a_values, b_values = values_by_model(first), values_by_model(second)
+    assert a_values.keys() == b_values.keys()
+    for model, metrics in a_values.items():
         for name, value in metrics.items():
-            assert abs(value - second["metrics"][model][name]) <= 1e-4, (model, name)
+            assert abs(value - b_values[model][name]) <= 1e-4, (model, name)
 
 
 def test_generalize_probe_under_two_processes_equals_one(run_cli, run_torchrun, tmp_path):
@@ -96,7 +98,7 @@ def test_generalize_probe_under_two_processes_equals_one(run_cli, run_torchrun, 
     double = _run_both(run_cli, run_torchrun, args)
     one, two, first, second = _compare_runs(tmp_path, "generalize")
     assert second["distributed"]["batches"]["student"] == {"global": 15, "per_process": [8, 7]}
-    assert set(second["metrics"]) == {
+    assert set(values_by_model(second)) == {
         "weak",
         "w2s:naive",
         "w2s:confidence",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
+from tests.conftest import assert_results_layout, read_examples
 from weak2strong.errors import W2SError
 from weak2strong.extrapolate import extrapolate
 from weak2strong.extrapolate.checkpoint import ShardWriter, parse_size, plan_shards
@@ -450,11 +453,33 @@ def test_alpha_sweep_scores_every_candidate_and_keeps_the_best(
     assert results["rows"]["α=1"]["reward_minus_aligned"]["value"] == pytest.approx(
         means["α=1"] - means["aligned (α=0)"]
     )
+    assert_results_layout(results)
+    examples = read_examples(run_dir)  # 4 models × 6 prompts, 2 responses each
+    assert len(examples) == 24 and all(len(row["responses"]) == 2 for row in examples)
+    alpha3 = [row["reward"] for row in examples if row["alpha"] == 3.0]
+    assert sum(alpha3) / len(alpha3) == pytest.approx(means["α=3"])
+    assert all(Path(path).is_absolute() for path in results["checkpoints"])
     # the kept checkpoint is exactly the best α's extrapolation
     extrapolate([sft, aligned], results["best_alpha"], tmp_path / "check", show_progress=False)
     kept, check = weights(tmp_path / "best"), weights(tmp_path / "check")
     assert all(torch.equal(kept[name], check[name]) for name in check)
     assert not (run_dir / "candidates").exists()  # the others were deleted
+    # its model card says how α was chosen, with the sweep's reward table
+    card = (tmp_path / "best" / "README.md").read_text()
+    assert front_matter(card)["base_model"] == [str(sft.resolve()), str(aligned.resolve())]
+    best = results["best_alpha"]
+    assert f"**α = {best:g}**" in card and "python:my_reward:vowels" in card
+    assert "6 held-out `imdb` prompts" in card and "{1, 3}" in card
+    lines = card.splitlines()
+    header = lines.index("| model | α | mean reward | 95% interval | |")
+    table = lines[header + 2 : header + 2 + len(results["rows"])]
+    assert [line.split(" | ")[0] for line in table] == [f"| {label}" for label in results["rows"]]
+    for line, (label, row) in zip(table, results["rows"].items(), strict=True):
+        low, high = row["reward"]["low"], row["reward"]["high"]
+        assert f"{row['reward']['value']:.4f} | [{low:.4f}, {high:.4f}]" in line
+        assert ("**chosen**" in line) == (label == results["best"])
+    assert fenced_yaml(card)["models"][0]["parameters"]["weight"] == pytest.approx(1 + best)
+    assert "--select-by reward" in card and "--alpha 1,3" in card
     assert (run_dir / "plots" / "extrapolate.png").is_file()
     assert "mean reward" in first.stdout
     log = (run_dir / "run.log").read_text()
@@ -485,11 +510,196 @@ def test_alpha_sweep_under_two_processes_equals_one(
         outputs[name] = (run_dir, json.loads((run_dir / "results.json").read_text()))
     (one, first), (two, second) = outputs["one"], outputs["two"]
     assert second["distributed"]["processes"] == 2
+    assert read_examples(one) == read_examples(two)
     for label, row in first["rows"].items():
-        assert row["examples"] == second["rows"][label]["examples"], label
         assert row["reward"]["value"] == pytest.approx(second["rows"][label]["reward"]["value"])
     assert first["best_alpha"] == second["best_alpha"]
     kept_one, kept_two = weights(tmp_path / "best-one"), weights(tmp_path / "best-two")
     assert all(torch.equal(kept_one[name], kept_two[name]) for name in kept_one)
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     assert "over 2 processes (4 + 2 rows each)" in (two / "run.log").read_text()
+
+
+# ---- the model card and mergekit recipes
+
+
+def front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n", 2)[1])
+
+
+def fenced_yaml(card: str) -> dict:
+    (block,) = re.findall(r"```yaml\n(.*?)```", card, re.DOTALL)
+    return yaml.safe_load(block)
+
+
+def test_a_written_checkpoint_carries_a_model_card_and_its_mergekit_recipe(run_cli, pair, tmp_path):
+    sft, aligned = pair
+    (aligned / "README.md").write_text("the aligned model's own card\n")
+    result = run_cli(
+        "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "0.3",
+        "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    card = (tmp_path / "out" / "README.md").read_text()
+    meta = front_matter(card)
+    assert meta["base_model"] == [str(sft.resolve()), str(aligned.resolve())]
+    assert meta["tags"] == ["weak2strong", "expo", "merge"]
+    assert meta["library_name"] == "transformers"
+    assert "the aligned model's own card" not in card  # replaced, not copied
+    assert "θ = θ_aligned + α(θ_aligned − θ_sft)" in card
+    assert "Given by the user (`--alpha 0.3`)" in card
+    assert "computed in: float32" in card and "stored as: float32" in card
+    assert "w2s extrapolate" in card and f"--aligned {aligned.resolve()}" in card
+    recipe = fenced_yaml(card)
+    assert recipe == yaml.safe_load((tmp_path / "out" / "merge_recipe.yaml").read_text())
+    assert recipe["merge_method"] == "task_arithmetic"
+    assert recipe["base_model"] == str(sft.resolve())
+    assert recipe["models"] == [{"model": str(aligned.resolve()), "parameters": {"weight": 1.3}}]
+    assert recipe["parameters"] == {"normalize": False}
+    assert recipe["dtype"] == "float32" and "out_dtype" not in recipe
+    # mergekit's task_arithmetic: base + Σ w_i (m_i − base) is the ExPO checkpoint written
+    theta_sft, theta_aligned, produced = weights(sft), weights(aligned), weights(tmp_path / "out")
+    weight = recipe["models"][0]["parameters"]["weight"]
+    for name, value in produced.items():
+        expected = theta_sft[name] + weight * (theta_aligned[name] - theta_sft[name])
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bfloat16_card_names_the_stored_dtype_as_mergekit_out_dtype(pair, tmp_path):
+    sft, aligned = pair
+    extrapolate([sft, aligned], 0.25, tmp_path / "out", dtype="bfloat16", show_progress=False)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "stored as: bfloat16 (dtype setting `bfloat16`)" in card
+    recipe = fenced_yaml(card)
+    assert recipe["dtype"] == "float32" and recipe["out_dtype"] == "bfloat16"
+    assert recipe["models"][0]["parameters"]["weight"] == 1.25
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def test_a_recipe_gives_the_weights_and_run_folder_of_the_same_flags(run_cli, pair, tmp_path):
+    sft, aligned = pair
+    recipe = write_recipe(
+        tmp_path / "merge.yaml",
+        {
+            "merge_method": "task_arithmetic",
+            "base_model": str(sft),
+            "models": [{"model": str(aligned), "parameters": {"weight": 1.5}}],
+            "parameters": {"normalize": False},
+        },
+    )
+    by_flags = run_cli(
+        "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "0.5",
+        "--out", str(tmp_path / "flags"), "--runs-dir", str(tmp_path / "runs-flags"),
+    )  # fmt: skip
+    by_recipe = run_cli(
+        "extrapolate", "--recipe", str(recipe), "--out", str(tmp_path / "recipe"),
+        "--runs-dir", str(tmp_path / "runs-recipe"),
+    )  # fmt: skip
+    assert by_flags.returncode == 0, by_flags.stderr
+    assert by_recipe.returncode == 0, by_recipe.stderr
+    (flags_run,) = (tmp_path / "runs-flags").glob("extrapolate-*")
+    (recipe_run,) = (tmp_path / "runs-recipe").glob("extrapolate-*")
+    assert flags_run.name == recipe_run.name  # the same settings hash
+    expected, produced = weights(tmp_path / "flags"), weights(tmp_path / "recipe")
+    assert produced.keys() == expected.keys()
+    assert all(torch.equal(produced[name], expected[name]) for name in expected)
+    # the recipe a card carries reads back as the same extrapolation
+    again = run_cli(
+        "extrapolate", "--recipe", str(tmp_path / "flags" / "merge_recipe.yaml"),
+        "--out", str(tmp_path / "again"), "--runs-dir", str(tmp_path / "runs-again"),
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    stored = json.loads((tmp_path / "again" / "extrapolation.json").read_text())
+    assert stored["alpha"] == 0.5 and stored["dtype"] == "float32"
+    produced = weights(tmp_path / "again")
+    assert all(torch.equal(produced[name], expected[name]) for name in expected)
+
+
+def test_recipe_forms_and_conflicts_resolve_into_the_config():
+    from weak2strong.extrapolate.recipe import parse_recipe
+    from weak2strong.extrapolate.sweep import ExtrapolateConfig
+    from weak2strong.runs import config_hash
+
+    base = {"base_model": "s", "models": [{"model": "a"}]}
+    expo = parse_recipe({**base, "merge_method": "expo", "alpha": [0.1, 0.3], "dtype": "bf16"})
+    assert (expo.sft, expo.aligned, expo.alphas, expo.dtype) == ("s", "a", [0.1, 0.3], "bfloat16")
+    tuned = parse_recipe(
+        {
+            "merge_method": "task_arithmetic",
+            "base_model": "s",
+            "models": [{"model": "a", "parameters": {"weight": 1.3}}],
+            "dtype": "float32",
+            "out_dtype": "float16",
+        }
+    )
+    assert tuned.alphas == [0.3] and tuned.dtype == "float16"  # 1.3 − 1 is 0.3 exactly
+
+    def config(tmp: Path, recipe: dict, **settings) -> ExtrapolateConfig:
+        return ExtrapolateConfig(recipe=str(write_recipe(tmp, recipe)), **settings)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "r.yaml"
+        recipe = {**base, "merge_method": "expo", "alpha": 0.5}
+        resolved = config(file, recipe)
+        assert resolved.recipe is None and resolved.alphas == [0.5]
+        flags = ExtrapolateConfig(sft="s", aligned="a", alphas=[0.5])
+        assert config_hash(resolved) == config_hash(flags)
+        assert config(file, recipe, alphas=[0.5], sft="s").alphas == [0.5]  # agreeing: fine
+        with pytest.raises(W2SError, match="sets alphas to 0.5, but alphas is also set to 0.7"):
+            config(file, recipe, alphas=[0.7])
+        with pytest.raises(W2SError, match="sets aligned to 'a'"):
+            config(file, recipe, aligned="other")
+        with pytest.raises(W2SError, match="cannot be given with it"):
+            config(file, recipe, checkpoints=["x", "y", "z"])
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            {"models": [{"model": "a", "parameters": {"weight": 1.5}}] * 2},
+            "models must list exactly one model",
+        ),
+        ({"parameters": {"normalize": True}}, "parameters.normalize: true"),
+        ({"tokenizer_source": "base"}, "unknown key 'tokenizer_source'"),
+        ({"parameters": {"rescale": True}}, "unknown key 'parameters.rescale'"),
+        ({"merge_method": "ties"}, "merge_method 'ties' is not ExPO"),
+        ({"models": [{"model": "a", "parameters": {"weight": [1, 2]}}]}, "must be one number"),
+        ({"dtype": "int8"}, "dtype must be one of"),
+        ("not a mapping", "a recipe is a mapping"),
+        ({"flags": ["--alpha", "0.7"]}, "sets alphas to 0.5, but alphas is also set to 0.7"),
+    ],
+)
+def test_a_bad_recipe_exits_2_with_one_line_before_any_run_folder(
+    run_cli, pair, tmp_path, change, fragment
+):
+    sft, aligned = pair
+    good = {
+        "merge_method": "task_arithmetic",
+        "base_model": str(sft),
+        "models": [{"model": str(aligned), "parameters": {"weight": 1.5}}],
+    }
+    flags: list[str] = []
+    recipe = change
+    if isinstance(change, dict):
+        change = dict(change)
+        flags = change.pop("flags", [])
+        recipe = {**good, **change}
+    file = tmp_path / "merge.yaml"
+    file.write_text(yaml.safe_dump(recipe))
+    result = run_cli(
+        "extrapolate", "--recipe", str(file), *flags, "--out", str(tmp_path / "out"),
+        "--runs-dir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert fragment in lines[0] and str(file) in lines[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import assert_results_layout, read_examples
 from weak2strong.data import TaskConfig, split_halves
 from weak2strong.generalize import Generalize, GeneralizeConfig, StrategyConfig
 from weak2strong.generalize import pipeline as pipeline_module
@@ -19,6 +20,7 @@ from weak2strong.generalize.strategies import (
 )
 from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.features import FeatureConfig
+from weak2strong.runs.results import values_by_model
 from weak2strong.training import StepInfo
 
 
@@ -96,7 +98,8 @@ def test_end_to_end_then_cached_rerun_without_backbone_passes(tmp_path, monkeypa
         strategy=StrategyConfig(intermediate="smollm2-135m-instruct"),
     )
     run, results = Generalize(config, str(tmp_path)).run()
-    assert set(results["metrics"]) == {
+    assert_results_layout(results)
+    assert set(values_by_model(results)) == {
         "weak",
         "w2s:naive",
         "w2s:confidence",
@@ -107,8 +110,17 @@ def test_end_to_end_then_cached_rerun_without_backbone_passes(tmp_path, monkeypa
     assert run.is_done("intermediate-fold0-probs", ".safetensors")
     assert run.is_done("intermediate-fold1-probs", ".safetensors")
     assert results["sizes"] == {"weak_train_a": 24, "student_train_b": 24, "test": 48}
-    assert 0.0 <= results["metrics"]["ceiling"]["accuracy"] <= 1.0
-    assert set(results["bootstrap"]["accuracy"]) >= {"pgr:w2s:naive", "weak", "ceiling"}
+    assert 0.0 <= values_by_model(results)["ceiling"]["accuracy"] <= 1.0
+    assert set(results["bootstrap"]["accuracy"]["models"]) >= {"weak", "ceiling"}
+    pgr = [r for r in results["metrics"] if r["metric"] == "pgr" and r["of"] == "accuracy"]
+    assert {r["model"] for r in pgr} == {f"w2s:{s}" for s in config.strategies}
+    examples = read_examples(run.path)
+    assert len(examples) == 48 and {"id", "text", "gold", "weak", "w2s:naive", "ceiling"} <= set(
+        examples[0]
+    )
+    for model in ("weak", "w2s:naive", "ceiling"):  # the records reproduce the metrics
+        hits = [max(range(2), key=row[model].__getitem__) == row["gold"] for row in examples]
+        assert sum(hits) / len(hits) == pytest.approx(values_by_model(results)[model]["accuracy"])
     # one model, three text sets: weak (A, B, test), strong (B, test), intermediate (B)
     assert len(list((tmp_path / "shared").glob("features-*.safetensors"))) == 3
 
@@ -123,7 +135,7 @@ def test_end_to_end_then_cached_rerun_without_backbone_passes(tmp_path, monkeypa
 
     # A new strategy set is a new run, but reuses the cached features and re-trains heads only.
     _, subset_only = Generalize(_small_config(strategies=["confident-subset"]), str(tmp_path)).run()
-    assert subset_only["metrics"]["ceiling"] == results["metrics"]["ceiling"]
+    assert values_by_model(subset_only)["ceiling"] == values_by_model(results)["ceiling"]
 
 
 def test_interrupted_run_resumes_at_the_unfinished_step(tmp_path, monkeypatch):
@@ -226,7 +238,7 @@ def test_finetune_regime_end_to_end(tmp_path):
     )
     run, results = Generalize(config, str(tmp_path)).run()
     assert results["regime"] == "finetune"
-    assert set(results["metrics"]) == {"weak", "w2s:confidence", "ceiling"}
+    assert set(values_by_model(results)) == {"weak", "w2s:confidence", "ceiling"}
     assert not (tmp_path / "shared").exists()  # no feature cache: the backbone itself trains
     assert {p.name for p in (run.path / "steps").iterdir()} == {
         "weak-probs.safetensors",

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import assert_results_layout, read_examples
 from weak2strong.models import load_causal_lm
 from weak2strong.tune.sft import IGNORE_INDEX, build_sft_batch
 
@@ -120,11 +121,17 @@ def test_generative_mode_end_to_end_and_cached(tmp_path, monkeypatch):
     )
     run, results = GenerativeGeneralize(config, str(tmp_path / "runs")).run()
     table = results["mean_score"]
-    assert set(table) == {"weak", "strong-base", "w2s", "ceiling", "pgr:strong-base", "pgr:w2s"}
+    assert set(table["models"]) == {"weak", "strong-base", "w2s", "ceiling"}
+    assert set(table["pgr"]) == {"strong-base", "w2s"}
     assert results["scorer_higher_is_better"] is False
     assert all(
-        0.0 <= table[name]["value"] <= 1.0 for name in ("weak", "w2s", "ceiling")
+        0.0 <= table["models"][name]["value"] <= 1.0 for name in ("weak", "w2s", "ceiling")
     )  # p(toxic)
+    assert_results_layout(results)
+    examples = read_examples(run.path)
+    assert len(examples) == 6 and set(examples[0]["w2s"]) == {"completion", "score"}
+    mean_w2s = sum(row["w2s"]["score"] for row in examples) / len(examples)
+    assert mean_w2s == pytest.approx(table["models"]["w2s"]["value"])
     steps = {p.stem for p in (run.path / "steps").iterdir()}
     assert {
         "weak-train-completions",

@@ -9,11 +9,14 @@ import re
 
 import click
 import pytest
+import yaml
 from rich.console import Console
 
+from tests.conftest import assert_results_layout
 from weak2strong.cli_commands import CLI_COMMANDS, build, leaves
 from weak2strong.commands import COMMANDS
 from weak2strong.report import ResultTable, print_table
+from weak2strong.runs.results import values_by_model
 
 
 @pytest.mark.parametrize("name", sorted(CLI_COMMANDS))
@@ -69,6 +72,15 @@ def test_print_config_round_trips_and_options_equal_set(run_cli, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["search", "extrapolate"])
+def test_the_automatic_tune_is_configured_the_same_way_everywhere(run_cli, command):
+    printed = run_cli(command, "--tune.train_prompts", "8", "--print-config")
+    assert printed.returncode == 0, printed.stderr
+    assert yaml.safe_load(printed.stdout)["tune"]["train_prompts"] == 8
+    same = run_cli(command, "--set", "tune.train_prompts=8", "--print-config")
+    assert same.stdout == printed.stdout
+
+
 def test_dry_run_says_what_would_run_and_what_is_cached(run_cli, tmp_path):
     args = [
         "generalize", "--task", "rotten-tomatoes", "--weak", "lexicon:vader",
@@ -104,8 +116,14 @@ def test_seeds_run_replicates_and_aggregate_them(run_cli, tmp_path):
         for name in aggregate["runs"]
     ]
     assert sorted(aggregate["runs"]) == runs and aggregate["seeds"] == [0, 1, 2]
-    values = [r["bootstrap"]["accuracy"]["ceiling"]["value"] for r in per_seed]
-    interval = aggregate["aggregate"]["ceiling accuracy"]
+    assert_results_layout(aggregate)
+    values = [values_by_model(r)["ceiling"]["accuracy"] for r in per_seed]
+    (interval,) = [
+        r
+        for r in aggregate["metrics"]
+        if r["model"] == "ceiling" and r["metric"] == "accuracy" and "of" not in r
+    ]
+    assert interval["n"] == 3 and interval["interval"] == "seeds"
     assert interval["value"] == pytest.approx(sum(values) / 3)
     assert interval["low"] <= interval["value"] <= interval["high"]
     assert "over 3 seeds" in result.stdout

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import assert_results_layout, read_examples
 from weak2strong.errors import W2SError
 from weak2strong.prune import Masks, ScoringInputs, one_shot_scores, prune, prune_lowest
 from weak2strong.prune.lottery import Lottery, LotterySettings, TicketProblem, state_of
@@ -290,6 +291,11 @@ def test_prune_cli_weak_to_strong_tickets_end_to_end(run_cli, tmp_path):
     assert all(len(p["per_seed"]) == 2 for p in imp)
     assert 0.0 < results["weak_accuracy"] < 1.0 and results["ceiling"]["value"] is not None
     assert all(("pgr" in p) for p in imp)
+    assert_results_layout(results)
+    rows = read_examples(run_dir)  # per round, per seed, per method; and the gold ceilings
+    assert len(rows) == (3 + 2 + 2) * 2 + 2  # baselines start at round 1
+    imp_seed1 = [row for row in rows if row["method"] == "imp" and row["seed"] == 1]
+    assert [row["metric"] for row in imp_seed1] == [p["per_seed"][1] for p in imp]
     for entry in imp:  # the interval is the t-interval of the two seeds' accuracies
         values = entry["per_seed"]
         assert entry["metric"]["value"] == pytest.approx(sum(values) / 2)

@@ -16,6 +16,7 @@ import pytest
 from tests.test_extrapolate import make_word_tokenized_pair
 from tests.test_generalize import _small_config
 from weak2strong.generalize import Generalize
+from weak2strong.runs.results import SCHEMA
 
 ARTIFACTS = Path(os.environ.get("W2S_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
 METHOD_PAGES = ("generalize", "search", "extrapolate", "prune")
@@ -79,6 +80,10 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old.mkdir()
     (old / "config.yaml").write_text("task: {name: imdb}\n")
     (old / "results.json").write_text(json.dumps({"task": "imdb", "accuracy": 0.7}))
+    partial = runs / "generalize-0a0a0a0a0a"
+    partial.mkdir()
+    (partial / "config.yaml").write_text("task: {name: imdb}\n")
+    (partial / "results.json").write_text(json.dumps({"schema": SCHEMA, "metrics": []}))
     (runs / "notes.txt").write_text("not a run\n")
     return runs
 
@@ -86,7 +91,8 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 EXPECTED_SKIPS = {
     "prune-0123456789": "no results.json",
     "search-abcdefabcd": "unreadable",
-    "generalize-fedcba9876": "lacks what the generalize table needs",
+    "generalize-fedcba9876": "older layout: rerun the same command",
+    "generalize-0a0a0a0a0a": "lacks what the generalize table needs",
     "notes.txt": "not a folder",
 }
 
@@ -153,7 +159,7 @@ def test_html_report_opens_in_chromium_with_every_table_and_plot(runs_dir, tmp_p
     assert "data:image/png;base64," in search_page and 'src="http' not in search_page
 
 
-def test_every_table_has_a_csv_and_markdown_pastes_the_same_rows(runs_dir, tmp_path):
+def test_every_run_has_a_metrics_csv_with_numbers_in_their_own_columns(runs_dir, tmp_path):
     made = w2s(
         "report", str(runs_dir), "--out", str(tmp_path / "md"), "--format", "markdown", cwd=tmp_path
     )
@@ -161,16 +167,25 @@ def test_every_table_has_a_csv_and_markdown_pastes_the_same_rows(runs_dir, tmp_p
     markdown = (tmp_path / "md" / "report.md").read_text()
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (tmp_path / "md" / image).stat().st_size > 1000, image
-    csv_links = re.findall(r"\[CSV\]\(([^)]+)\)", markdown)
-    assert len(csv_links) >= 4  # one table at least per method
+    csv_links = re.findall(r"\[metrics CSV\]\(([^)]+)\)", markdown)
+    assert len(csv_links) >= 4  # one per run, one run at least per method
     prune = _results(runs_dir, "prune")
     prune_csv = next(link for link in csv_links if "prune-" in link)
     with open(tmp_path / "md" / prune_csv, newline="") as handle:
-        rows = list(csv.reader(handle))
-    assert rows[0] == ["weights remaining", *prune["curves"]]
-    assert len(rows) == 1 + len(prune["curves"]["imp"])  # dense + one row per round
-    for row in rows[1:]:  # the Markdown table holds the same row
-        assert "| " + " | ".join(row) + " |" in markdown.replace("<br>", " ")
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(prune["metrics"])  # one row per record of results.json
+    imp_last = prune["curves"]["imp"][-1]
+    (row,) = [
+        r
+        for r in rows
+        if r["model"] == "imp"
+        and r["metric"] == "accuracy"
+        and f"round={imp_last['round']}" in r["at"]
+    ]
+    assert float(row["value"]) == pytest.approx(imp_last["metric"]["value"])
+    assert float(row["low"]) == pytest.approx(imp_last["metric"]["low"])
+    assert float(row["high"]) == pytest.approx(imp_last["metric"]["high"])
+    assert row["n"] == str(len(prune["seeds"])) and row["interval"] == "seeds"
     assert "## Skipped" in markdown and "prune-0123456789" in markdown
 
 

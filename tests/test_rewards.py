@@ -70,7 +70,7 @@ def test_bootstrap_means_with_a_baseline_difference():
     rng = np.random.default_rng(0)
     base = rng.normal(0, 1, 200)
     table = paired_bootstrap_means({"sample": base, "cbs": base + 0.5}, baseline="sample")
-    assert table["diff:cbs"]["value"] == pytest.approx(0.5)
+    assert table["difference"]["cbs"]["value"] == pytest.approx(0.5)
     # paired: a constant shift has (almost) no uncertainty
-    assert table["diff:cbs"]["high"] - table["diff:cbs"]["low"] < 1e-9
-    assert "pgr:cbs" not in table
+    assert table["difference"]["cbs"]["high"] - table["difference"]["cbs"]["low"] < 1e-9
+    assert set(table) == {"models", "difference"} and table["models"]["cbs"]["n"] == 200

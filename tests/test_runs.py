@@ -44,7 +44,7 @@ def test_a_results_version_above_one_renames_the_run_and_is_recorded(tmp_path):
     assert config_hash(ExampleConfigV1()) == config_hash(ExampleConfig()) == "2ecd6553da"
     assert config_hash(ExampleConfig2()) != config_hash(ExampleConfig())
     run = Run.open("example", ExampleConfig2(), tmp_path)
-    path = run.write_results({"value": 1})
+    path = run.write_results({"value": 1}, [])
     run.close()
     assert read_json(path)["results_version"] == 2
     assert read_json(run.path / "env.json")["results_version"] == 2

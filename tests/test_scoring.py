@@ -56,10 +56,12 @@ def test_paired_bootstrap_intervals_contain_the_point_and_pgr():
 
     probs = {"weak": noisy(0.65), "w2s": noisy(0.75), "ceiling": noisy(0.9)}
     result = paired_bootstrap(labels, probs, weak="weak", ceiling="ceiling", samples=200, seed=1)
-    accuracy = result["accuracy"]
+    accuracy = result["accuracy"]["models"]
     for name in probs:
         assert accuracy[name]["low"] <= accuracy[name]["value"] <= accuracy[name]["high"]
-    pgr = accuracy["pgr:w2s"]
+        assert accuracy[name]["n"] == 400
+    assert set(result["accuracy"]["pgr"]) == {"w2s"}
+    pgr = result["accuracy"]["pgr"]["w2s"]
     assert 0.1 < pgr["value"] < 0.8
     assert pgr["low"] < pgr["value"] < pgr["high"]
     again = paired_bootstrap(labels, probs, weak="weak", ceiling="ceiling", samples=200, seed=1)

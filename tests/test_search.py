@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import assert_results_layout, read_examples
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import SamplingConfig
@@ -321,6 +322,14 @@ def test_search_cli_end_to_end(run_cli, tmp_path):
     for entry in results["methods"].values():
         assert np.isfinite(entry["reward"]["value"])
         assert entry["sampled_tokens"] > 0
+    assert_results_layout(results)
+    examples = read_examples(folders[0])  # every prompt of every method
+    assert len(examples) == 4 * 3
+    assert set(examples[0]) >= {"method", "prompt", "response", "pair_score", "reward"}
+    cbs = [row for row in examples if row["method"] == "cbs"]
+    assert all(isinstance(row["pair_score"], float) for row in cbs)  # CBS scores its picks
+    mean_cbs = sum(row["reward"] for row in cbs) / len(cbs)
+    assert mean_cbs == pytest.approx(results["methods"]["cbs"]["reward"]["value"])
     # BoN-4 samples 4× the tokens of plain sampling (unless responses end early)
     assert (
         results["methods"]["bon"]["sampled_tokens"] > results["methods"]["sample"]["sampled_tokens"]

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from tests.conftest import assert_results_layout
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
@@ -58,7 +59,12 @@ def test_tiny_dpo_run_saves_a_merged_checkpoint_and_caches_it(tmp_path):
     )
     run, results = Tune(config, tmp_path).run()
     assert results["pairs"] == 8 and results["steps"] == 2
-    assert results["heldout_pairs"] == 6 and 0.0 <= results["heldout_preference_accuracy"] <= 1.0
+    assert results["heldout_pairs"] == 6 and 0.0 <= results["heldout_accuracy"]["value"] <= 1.0
+    assert_results_layout(results)
+    assert [r["metric"] for r in results["metrics"]] == [
+        "held-out preference accuracy",
+        "held-out reward margin",
+    ]
     tuned, _ = load_causal_lm(results["model"], device="cpu")
     base, _ = load_causal_lm("smollm2-135m-instruct", device="cpu")
     assert not any("lora" in name for name, _ in tuned.named_parameters())  # merged

@@ -123,7 +123,7 @@ def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[st
                 for name, data in task_data.items()
             },
         }
-        run.write_results(results)
+        run.write_results(results, [])
     return run, results
 
 

@@ -25,7 +25,8 @@ console = Console()
 
 TRACK_HELP = (
     "Log training curves, hyperparameters and final metrics to tensorboard, mlflow or wandb "
-    "(repeatable; under W2S_TRACK_DIR, default tracking/). Needs that library installed."
+    "(repeatable; under W2S_TRACK_DIR, default tracking/; wandb stays offline unless "
+    "WANDB_MODE or WANDB_API_KEY is set). Needs that library: pip install 'weak2strong[track]'."
 )
 CLI_COMMANDS = {name: command for name, command in COMMANDS.items() if command.on_cli}
 COMMON = ("config", "set_", "runs_dir", "print_config", "dry_run", "seeds", "run_name", "tag")

@@ -82,10 +82,12 @@ class Command:
         if self.headline_path is not None:
             numbers: dict[str, float] = _load(self.headline_path)(results)
             return numbers
+        from weak2strong.runs.results import record_name
+
         return {
-            key: float(value)
-            for key, value in results.items()
-            if isinstance(value, int | float) and not isinstance(value, bool)
+            record_name(record): record["value"]
+            for record in results.get("metrics", [])
+            if record["value"] is not None
         }
 
 

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,6 +77,16 @@ def write_json(path: str | Path, data: Any) -> None:
     """Strict JSON (no NaN/Infinity tokens): a non-finite number is written as null."""
     text = json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False)
     write_text(path, text + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    """One strict-JSON object per line, written atomically; returns the number of rows."""
+    count = 0
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(_finite(row), default=_json_default, allow_nan=False) + "\n")
+            count += 1
+    return count
 
 
 def _finite(value: Any) -> Any:

@@ -18,9 +18,10 @@ from weak2strong.fileio import read_json, write_json
 from weak2strong.report import ResultTable, format_interval, print_table
 from weak2strong.runs import Run, config_hash, config_to_dict, load_config
 from weak2strong.runs.config import non_default_settings
+from weak2strong.runs.folder import META_FILE
+from weak2strong.runs.results import metric_record, record_name
 from weak2strong.settings import setting
 
-META_FILE = "meta.json"  # a run's name and tags: the researcher's labels, not settings
 # the settings that name a model, by their last key part
 MODEL_KEYS = {
     "weak", "strong", "large", "tuned", "untuned", "base", "sft", "aligned", "encoder",
@@ -83,7 +84,12 @@ def run_once(
     *,
     show: bool,
 ) -> tuple[Path, dict[str, Any]]:
-    run, results = command.run(config, runs_dir)
+    from weak2strong.tracking import report_run, run_group
+
+    tracked_name = run_name or f"{command.name}-{config_hash(config)}"
+    with run_group(tracked_name, tags):
+        run, results = command.run(config, runs_dir)
+    report_run(tracked_name, config_to_dict(config), results.get("metrics", []), tags)
     if distributed.is_main():
         label(run.path, run_name, tags)
         if show:
@@ -102,6 +108,11 @@ def label(folder: Path, name: str | None, tags: list[str]) -> None:
         meta["name"] = name
     meta["tags"] = sorted(set(meta.get("tags", [])) | set(tags))
     write_json(folder / META_FILE, meta)
+    results_file = folder / "results.json"
+    if results_file.is_file():  # results.json names its run too
+        results = read_json(results_file)
+        results["run"].update(name=meta.get("name"), tags=meta["tags"])
+        write_json(results_file, results)
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
@@ -201,25 +212,41 @@ class Replicates:
     def run(self) -> tuple[Run, dict[str, Any]]:
         from weak2strong.scoring import seed_interval
 
-        command = COMMANDS[self.config.command]
-        per_seed: dict[str, dict[str, float]] = {}
+        per_seed: dict[str, list[dict[str, Any]]] = {}
         for seed, name in zip(self.config.seeds, self.config.runs, strict=True):
-            results = read_json(Path(self.runs_dir) / name / "results.json")
-            per_seed[str(seed)] = command.headline(results)
-        names = [key for key in next(iter(per_seed.values()))]
-        aggregate = {
-            key: seed_interval([numbers[key] for numbers in per_seed.values() if key in numbers])
-            for key in names
-        }
+            per_seed[str(seed)] = read_json(Path(self.runs_dir) / name / "results.json")["metrics"]
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for records in per_seed.values():
+            for record in records:
+                grouped.setdefault(record_name(record), []).append(record)
+        aggregate = []
+        for records in grouped.values():
+            values = [r["value"] for r in records if r["value"] is not None]
+            if not values:
+                continue
+            first = records[0]
+            qualifiers = {key: first[key] for key in ("of", "baseline", "at") if key in first}
+            aggregate.append(
+                metric_record(
+                    first["metric"],
+                    first["model"],
+                    seed_interval(values),
+                    kind="seeds",
+                    higher_is_better=first["higher_is_better"],
+                    **qualifiers,
+                )
+            )
         with Run.open("replicates", self.config, self.runs_dir) as run:
             results = {
-                "command": self.config.command,
+                "replicated": self.config.command,
                 "seeds": self.config.seeds,
                 "runs": self.config.runs,
-                "per_seed": per_seed,
-                "aggregate": aggregate,
+                "per_seed": {
+                    seed: {record_name(r): r["value"] for r in records}
+                    for seed, records in per_seed.items()
+                },
             }
-            run.write_results(results)
+            run.write_results(results, aggregate)
             return run, results
 
 
@@ -253,22 +280,23 @@ def replicates_tables(results: dict[str, Any]) -> list[ResultTable]:
     seeds = results["seeds"]
     columns = ["", "mean [95% t-interval]", *[f"seed {seed}" for seed in seeds]]
     rows = []
-    for key, interval in results["aggregate"].items():
+    for record in results["metrics"]:
+        key = record_name(record)
         values = [results["per_seed"][str(seed)].get(key) for seed in seeds]
         rows.append(
             [
                 key,
-                format_interval(interval, 3),
+                format_interval(record, 3),
                 *["" if value is None else f"{value:.3f}" for value in values],
             ]
         )
-    title = f"{results['command']} over {len(seeds)} seeds"
+    title = f"{results['replicated']} over {len(seeds)} seeds"
     return [ResultTable(title, columns, rows, [f"runs: {', '.join(results['runs'])}"])]
 
 
 def replicates_headline(results: dict[str, Any]) -> dict[str, float]:
     return {
-        key: interval["value"]
-        for key, interval in results["aggregate"].items()
-        if interval.get("value") is not None
+        record_name(record): record["value"]
+        for record in results["metrics"]
+        if record.get("value") is not None
     }

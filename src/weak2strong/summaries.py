@@ -26,6 +26,7 @@ from weak2strong.errors import W2SError
 from weak2strong.fileio import FOLDER_MODE, write_text
 from weak2strong.report import ResultTable, print_table
 from weak2strong.report.pages import Report, RunSection, Skipped, write_html, write_markdown
+from weak2strong.runs.results import SCHEMA
 
 RUN_FOLDER = re.compile(r"^(?P<command>[a-z][a-z-]*)-(?P<hash>[0-9a-f]{10})$")
 REPORT_MARKER = ".w2s-report"
@@ -79,6 +80,11 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
         raise W2SError(f"unreadable: {type(error).__name__}: {error}") from error
     if not isinstance(results, dict):
         raise W2SError("results.json does not hold an object")
+    if results.get("schema") != SCHEMA:
+        raise W2SError(
+            "results.json in an older layout: rerun the same command to rewrite it "
+            "(its cached steps are reused)"
+        )
     summary = summary_of(command)
     try:
         tables = summary.tables(results)
@@ -108,6 +114,7 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
         label=info.label if info else "",
         headline=info.headline if info else {},
         settings=info.settings if info else "",
+        metrics=list(results["metrics"]),
     )
     existing = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
     if existing:
@@ -188,6 +195,8 @@ def run_info(folder: Path) -> RunInfo | None:
         status = f"running ({steps} steps)"
     elif not results:
         status = f"unfinished ({steps} steps)"
+    elif results.get("schema") != SCHEMA:
+        status = "older layout (rerun)"
     elif command.config_path and results.get("results_version", 1) < command.results_version:
         status = "stale"
     else:

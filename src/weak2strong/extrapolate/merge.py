@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from weak2strong.errors import W2SError
+from weak2strong.extrapolate.card import write_model_card
 from weak2strong.extrapolate.checkpoint import (
     DTYPE_NAMES,
     FLOAT_DTYPES,
@@ -340,13 +341,16 @@ def extrapolate(
     force: bool = False,
     show_progress: bool = True,
     provenance: dict[str, Any] | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write θ_n + α·d (ExPO for two checkpoints) as a Hugging Face checkpoint in `out`.
 
     `checkpoints` run weakest → strongest (for ExPO: [sft, aligned]); each is an embedded
     model name, a local folder or a hub id. The output has the strongest model's config,
-    tokenizer and generation config, safetensors shards of at most `shard_size` and an index.
-    Returns what was written, including how much of the update survived the cast per group.
+    tokenizer and generation config, safetensors shards of at most `shard_size` and an index,
+    and a model card (README.md, saying how α was chosen from `selection`, see
+    `card.model_card`) with the equivalent mergekit recipe. Returns what was written,
+    including how much of the update survived the cast per group.
     """
     if not math.isfinite(alpha):
         raise W2SError(f"alpha must be a finite number, got {alpha}")
@@ -406,4 +410,6 @@ def extrapolate(
         report["total_size"] = writer.total_size
         report["seconds"] = time.perf_counter() - started
         write_json(staging / PROVENANCE_FILE, report)
+        # after the input's files are copied: the aligned model's own README is replaced
+        write_model_card(staging, report, out, selection)
     return report

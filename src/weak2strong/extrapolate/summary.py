@@ -6,6 +6,35 @@ from pathlib import Path
 from typing import Any
 
 from weak2strong.report import ResultTable, format_interval, scatter_with_intervals
+from weak2strong.runs.results import metric_record
+
+
+def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Mean reward of each model of the sweep at its α, and its difference from α = 0."""
+    if results["select_by"] != "reward":
+        return []
+    reward = f"reward ({results['scorer']})"
+    higher = results["higher_is_better"]
+    records = [
+        metric_record(
+            reward, label, row["reward"], higher_is_better=higher, at={"alpha": row["alpha"]}
+        )
+        for label, row in results["rows"].items()
+    ]
+    records += [
+        metric_record(
+            "difference",
+            label,
+            row["reward_minus_aligned"],
+            higher_is_better=higher,
+            of=reward,
+            baseline="aligned (α=0)",
+            at={"alpha": row["alpha"]},
+        )
+        for label, row in results["rows"].items()
+        if row["reward_minus_aligned"]
+    ]
+    return records
 
 
 def _survival(report: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from weak2strong import distributed
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
+from weak2strong.extrapolate.card import command_line, write_model_card
 from weak2strong.extrapolate.checkpoint import (
     PROVENANCE_FILE,
     Checkpoint,
@@ -27,11 +28,15 @@ from weak2strong.extrapolate.checkpoint import (
     staged_folder,
 )
 from weak2strong.extrapolate.merge import extrapolate, plan_extrapolation
+from weak2strong.extrapolate.recipe import apply_recipe
+from weak2strong.extrapolate.summary import metric_records
 from weak2strong.fileio import key_digest, read_json
 from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run, config_hash
+from weak2strong.runs.config import non_default_settings
+from weak2strong.runs.results import absolute
 from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.classifier import (
     ScorerConfig,
@@ -59,6 +64,14 @@ class ExtrapolateConfig:
         help="n-model form: checkpoints weakest → strongest (replaces sft/aligned)",
         factory=list,
     )
+    recipe: str | None = setting(
+        None,
+        help="a mergekit-style YAML recipe (merge_method: task_arithmetic, base_model: the SFT "
+        "model, one model, the aligned one, with weight 1+α; or merge_method: expo with "
+        "alpha) that sets sft, aligned, alphas and dtype; it is read when the config loads "
+        "(and then shows as null), so the run folder is the one the same flags give",
+        hash=False,
+    )
     alphas: list[float] = setting(help="α, or several to sweep", factory=lambda: [0.3])
     dtype: str = setting(
         "auto", help="output dtype: auto (each tensor keeps the aligned one's), float32, ..."
@@ -81,6 +94,10 @@ class ExtrapolateConfig:
         False, help="replace an existing output (only a checkpoint w2s wrote)", hash=False
     )
     show_progress: bool = setting(True, help="progress bars", hash=False)
+
+    def __post_init__(self) -> None:
+        if self.recipe is not None:
+            apply_recipe(self)  # before anything is hashed, printed or run
 
 
 def alpha_label(alpha: float) -> str:
@@ -199,16 +216,30 @@ class Extrapolate:
         return {"config_hash": self.run_hash, "inputs_key": inputs_key}
 
     def _write(
-        self, names: list[str], alpha: float, target: Path, inputs_key: str, *, force: bool
+        self,
+        names: list[str],
+        alpha: float,
+        target: Path,
+        inputs_key: str,
+        *,
+        force: bool,
+        selection: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Write one α's checkpoint to `target`: the main process merges (I/O-bound, it gains
         nothing from more processes); every process gets the report once it is on disk."""
         return distributed.main_decides(
-            lambda: self._merge(names, alpha, target, inputs_key, force=force)
+            lambda: self._merge(names, alpha, target, inputs_key, force=force, selection=selection)
         )
 
     def _merge(
-        self, names: list[str], alpha: float, target: Path, inputs_key: str, *, force: bool
+        self,
+        names: list[str],
+        alpha: float,
+        target: Path,
+        inputs_key: str,
+        *,
+        force: bool,
+        selection: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         if self._is_ours(target, alpha, inputs_key):
             report: dict[str, Any] = read_json(target / PROVENANCE_FILE)
@@ -223,20 +254,25 @@ class Extrapolate:
             force=force,
             show_progress=self.config.show_progress,
             provenance=self._provenance(inputs_key),
+            selection=selection,
         )
 
     def _write_all(self, run: Run, names: list[str], inputs_key: str, base: Path) -> dict[str, Any]:
+        # the model card of each α says how it was chosen: given, alone or beside others
+        selection = {"select_by": "none", "alphas": self.config.alphas}
         written = {
-            alpha_label(alpha): self._write(names, alpha, path, inputs_key, force=self._may_replace)
+            alpha_label(alpha): self._write(
+                names, alpha, path, inputs_key, force=self._may_replace, selection=selection
+            )
             for alpha, path in self.outputs(base).items()
         }
         results = {
-            "checkpoints": names,
+            "checkpoints": [absolute(name) for name in names],
             "alphas": self.config.alphas,
             "select_by": "none",
             "written": written,
         }
-        run.write_results(results)
+        run.write_results(results, [])
         return results
 
     # ---- the α sweep
@@ -315,9 +351,27 @@ class Extrapolate:
         )
         best_label = self._best(rows, higher)
         best_alpha = rows[best_label]["alpha"]
-        written = self._keep_best(names, best_alpha, candidates_dir, out, inputs_key)
+        selection: dict[str, Any] = {
+            "select_by": "reward",
+            "scorer": cfg.scorer.name,
+            "higher_is_better": higher,
+            "prompts": cfg.prompts,
+            "test_prompts": len(prompts),
+            "samples_per_prompt": cfg.samples_per_prompt,
+            "new_tokens": cfg.sampling.new_tokens,
+            "seed": cfg.seed,
+            "alphas": cfg.alphas,
+            "rows": {
+                label: {"alpha": row["alpha"], "reward": table["models"][label]}
+                for label, row in rows.items()
+            },
+            "best": best_label,
+            "best_alpha": best_alpha,
+            "command": self.sweep_command(names, out),
+        }
+        written = self._keep_best(names, best_alpha, candidates_dir, out, inputs_key, selection)
         results: dict[str, Any] = {
-            "checkpoints": names,
+            "checkpoints": [absolute(name) for name in names],
             "alphas": cfg.alphas,
             "select_by": "reward",
             "scorer": cfg.scorer.name,
@@ -330,22 +384,30 @@ class Extrapolate:
             "rows": {},
             "best": best_label,
             "best_alpha": best_alpha,
-            "out": str(out),
+            "out": absolute(str(out)),
             "written": written,
         }
         for label, row in rows.items():
             results["rows"][label] = {
                 "alpha": row["alpha"],
                 "kind": "candidate" if label.startswith("α=") else "input",
-                "model": row["model"],
-                "reward": table[label],
-                "reward_minus_aligned": table.get(f"diff:{label}"),
-                "examples": [
-                    {"prompt": prompt, "response": row["responses"][i * cfg.samples_per_prompt]}
-                    for i, prompt in enumerate(prompts[:3])
-                ],
+                "model": absolute(row["model"]),
+                "reward": table["models"][label],
+                "reward_minus_aligned": table.get("difference", {}).get(label),
             }
-        run.write_results(results)
+        k = cfg.samples_per_prompt
+        examples = (
+            {
+                "model": label,
+                "alpha": row["alpha"],
+                "prompt": prompt,
+                "responses": row["responses"][i * k : (i + 1) * k],
+                "reward": row["rewards"][i],  # the mean over the prompt's samples
+            }
+            for label, row in rows.items()
+            for i, prompt in enumerate(prompts)
+        )
+        run.write_results(results, metric_records(results), examples)
         return results
 
     @staticmethod
@@ -365,16 +427,32 @@ class Extrapolate:
             if folder.name != f"alpha-{best:g}":
                 shutil.rmtree(folder, ignore_errors=True)
 
+    def sweep_command(self, names: list[str], out: Path) -> str:
+        """The `w2s extrapolate` command line of this sweep, inputs as resolved."""
+        return command_line(names, self.config.alphas, out, non_default_settings(self.config))
+
     def _keep_best(
-        self, names: list[str], alpha: float, candidates_dir: Path, out: Path, inputs_key: str
+        self,
+        names: list[str],
+        alpha: float,
+        candidates_dir: Path,
+        out: Path,
+        inputs_key: str,
+        selection: dict[str, Any],
     ) -> dict[str, Any]:
         """Move the best candidate's weights to `out`, or write them there if not kept."""
         return distributed.main_decides(
-            lambda: self._move_best(names, alpha, candidates_dir, out, inputs_key)
+            lambda: self._move_best(names, alpha, candidates_dir, out, inputs_key, selection)
         )
 
     def _move_best(
-        self, names: list[str], alpha: float, candidates_dir: Path, out: Path, inputs_key: str
+        self,
+        names: list[str],
+        alpha: float,
+        candidates_dir: Path,
+        out: Path,
+        inputs_key: str,
+        selection: dict[str, Any],
     ) -> dict[str, Any]:
         if self._is_ours(out, alpha, inputs_key):
             report: dict[str, Any] = read_json(out / PROVENANCE_FILE)
@@ -384,8 +462,12 @@ class Extrapolate:
             with staged_folder(out, force=self._may_replace) as staging:
                 staging.rmdir()
                 shutil.move(str(candidate), str(staging))
-            report = read_json(out / PROVENANCE_FILE)
+                report = read_json(staging / PROVENANCE_FILE)
+                # the sweep's card replaces the candidate's, before `out` appears
+                write_model_card(staging, report, out, selection)
         else:
-            report = self._merge(names, alpha, out, inputs_key, force=self._may_replace)
+            report = self._merge(
+                names, alpha, out, inputs_key, force=self._may_replace, selection=selection
+            )
         shutil.rmtree(candidates_dir, ignore_errors=True)
         return report

@@ -10,6 +10,7 @@ import numpy as np
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest
+from weak2strong.generalize.summary import metric_records
 from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
@@ -218,13 +219,16 @@ class GenerativeGeneralize:
                 samples=cfg.bootstrap_samples,
                 seed=cfg.seed,
             ),
-            "examples": {
-                name: [
-                    {"prompt": p, "completion": c}
-                    for p, c in zip(prompts.test[:3], texts[:3], strict=False)
-                ]
-                for name, texts in outputs.items()
-            },
         }
-        run.write_results(results)
+        examples = (
+            {
+                "prompt": prompt,
+                **{
+                    name: {"completion": outputs[name][row], "score": scores[name][row]}
+                    for name in outputs
+                },
+            }
+            for row, prompt in enumerate(prompts.test)
+        )
+        run.write_results(results, metric_records(results), examples)
         return results

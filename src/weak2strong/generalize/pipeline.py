@@ -22,11 +22,12 @@ from weak2strong.data import Example, TaskData, load_task, split_halves
 from weak2strong.errors import W2SError
 from weak2strong.generalize.config import FinetuneConfig, GeneralizeConfig, ProbeConfig
 from weak2strong.generalize.strategies import check_strategies, strategy_loss, training_subset
+from weak2strong.generalize.summary import BOOTSTRAP_METRICS, metric_records
 from weak2strong.models import load_encoder, resolve
 from weak2strong.models.features import extract_features
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
-from weak2strong.scoring import compute_metrics, paired_bootstrap
+from weak2strong.scoring import paired_bootstrap
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
 from weak2strong.training import (
     Inputs,
@@ -307,16 +308,25 @@ class Generalize:
                 "test": len(self.test),
             },
             "weak_label_accuracy_on_b": weak_label_accuracy,
-            "metrics": {name: compute_metrics(labels, p) for name, p in probs.items()},
             "bootstrap": paired_bootstrap(
                 labels,
                 probs,
                 weak="weak",
                 ceiling="ceiling",
+                metric_names=BOOTSTRAP_METRICS,
                 samples=self.config.bootstrap_samples,
                 seed=self.config.seed,
             ),
             "stage_seconds": {name: round(seconds, 3) for name, seconds in self.timings.items()},
         }
-        run.write_results(results)
+        examples = (
+            {
+                "id": example.source,
+                "text": example.text,
+                "gold": example.label,
+                **{name: p[row].tolist() for name, p in probs.items()},
+            }
+            for row, example in enumerate(self.test)
+        )
+        run.write_results(results, metric_records(results), examples)
         return results

@@ -6,8 +6,35 @@ from pathlib import Path
 from typing import Any
 
 from weak2strong.report import ResultTable, bar_chart_with_intervals, format_interval
+from weak2strong.runs.results import metric_record
+from weak2strong.scoring import METRICS
 
 TABLE_METRICS = ("accuracy", "balanced_accuracy", "f1", "auroc")
+BOOTSTRAP_METRICS = (*TABLE_METRICS, "log_loss")
+
+
+def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """results.json's `metrics`: every model's test metrics, then PGR of each in its direction."""
+    if "mean_score" in results:
+        table = results["mean_score"]
+        higher = results["scorer_higher_is_better"]
+        scorer = f"gold score ({results['scorer']})"
+        return [
+            metric_record(scorer, name, entry, higher_is_better=higher)
+            for name, entry in table["models"].items()
+        ] + [metric_record("pgr", name, entry, of=scorer) for name, entry in table["pgr"].items()]
+    records = []
+    for metric, table in results["bootstrap"].items():
+        higher = METRICS[metric].higher_is_better
+        records += [
+            metric_record(metric, name, entry, higher_is_better=higher)
+            for name, entry in table["models"].items()
+        ]
+    for metric, table in results["bootstrap"].items():
+        records += [
+            metric_record("pgr", name, entry, of=metric) for name, entry in table["pgr"].items()
+        ]
+    return records
 
 
 def model_order(results: dict[str, Any]) -> list[str]:
@@ -25,10 +52,9 @@ def classification_table(results: dict[str, Any]) -> ResultTable:
     boot = results["bootstrap"]
     rows = []
     for name in model_order(results):
-        row = [name, *[format_interval(boot[metric][name]) for metric in TABLE_METRICS]]
-        row.append(
-            format_interval(boot["accuracy"].get(f"pgr:{name}")) if name.startswith("w2s:") else ""
-        )
+        row = [name, *[format_interval(boot[metric]["models"][name]) for metric in TABLE_METRICS]]
+        pgr = boot["accuracy"]["pgr"].get(name)
+        row.append(format_interval(pgr) if pgr is not None else "")
         rows.append(row)
     sizes = results["sizes"]
     title = (
@@ -39,11 +65,12 @@ def classification_table(results: dict[str, Any]) -> ResultTable:
 
 
 def plot_summary(results: dict[str, Any], path: Path) -> Path:
-    accuracy = results["bootstrap"]["accuracy"]
+    accuracy = results["bootstrap"]["accuracy"]["models"]
+    pgrs = results["bootstrap"]["accuracy"]["pgr"]
     names = model_order(results)
     notes = []
     for name in names:
-        pgr = accuracy.get(f"pgr:{name}")
+        pgr = pgrs.get(name)
         notes.append(f"PGR {format_interval(pgr, 2)}" if pgr is not None else None)
     colors = [
         "#9e9e9e" if n == "weak" else "#2e7d32" if n == "ceiling" else "#1565c0" for n in names
@@ -66,9 +93,13 @@ def generative_table(results: dict[str, Any]) -> ResultTable:
     direction = "higher" if results["scorer_higher_is_better"] else "lower"
     rows = []
     for name in ("weak", "strong-base", "w2s", "ceiling"):
-        pgr = table.get(f"pgr:{name}")
+        pgr = table["pgr"].get(name)
         rows.append(
-            [name, format_interval(table[name]), format_interval(pgr) if pgr is not None else ""]
+            [
+                name,
+                format_interval(table["models"][name]),
+                format_interval(pgr) if pgr is not None else "",
+            ]
         )
     sizes = results["sizes"]
     title = (
@@ -83,14 +114,18 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
     """Test accuracy of each model and PGR of each strategy (generative: mean scores)."""
     numbers: dict[str, float] = {}
     if "mean_score" in results:
-        for name, entry in results["mean_score"].items():
+        table = results["mean_score"]
+        for name, entry in table["models"].items():
             if entry.get("value") is not None:
-                numbers[f"{name} score" if not name.startswith("pgr:") else name] = entry["value"]
+                numbers[f"{name} score"] = entry["value"]
+        for name, entry in table["pgr"].items():
+            if entry.get("value") is not None:
+                numbers[f"PGR {name}"] = entry["value"]
         return numbers
     accuracy = results["bootstrap"]["accuracy"]
     for name in model_order(results):
-        numbers[f"{name} accuracy"] = accuracy[name]["value"]
-        pgr = accuracy.get(f"pgr:{name}")
+        numbers[f"{name} accuracy"] = accuracy["models"][name]["value"]
+        pgr = accuracy["pgr"].get(name)
         if pgr is not None and pgr.get("value") is not None:
             numbers[f"PGR {name}"] = pgr["value"]
     return numbers

@@ -30,6 +30,7 @@ from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.prune.lottery import Lottery, LotterySettings, TicketProblem
 from weak2strong.prune.strategies import ScoringInputs
+from weak2strong.prune.summary import metric_records
 from weak2strong.runs import Run
 from weak2strong.scoring import performance_gap_recovered, seed_interval
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
@@ -276,7 +277,17 @@ class Prune:
             if cfg.weak:
                 ceilings.append(self._ceiling(run, student, gold_targets, seed))
         results = self._summarise(per_seed, info, ceilings)
-        run.write_results(results)
+        examples = [
+            {"method": method, "seed": seed, **entry}
+            for method, seeds in per_seed.items()
+            for seed, entries in seeds.items()
+            for entry in entries
+        ]
+        examples += [
+            {"method": "dense gold ceiling", "seed": seed, "round": 0, "sparsity": 0.0, "metric": c}
+            for seed, c in zip(cfg.seeds, ceilings, strict=False)
+        ]
+        run.write_results(results, metric_records(results), examples)
         return results
 
     def _ceiling(

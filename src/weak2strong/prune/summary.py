@@ -6,6 +6,26 @@ from pathlib import Path
 from typing import Any
 
 from weak2strong.report import ResultTable, format_interval, lines_with_intervals
+from weak2strong.runs.results import metric_record
+
+
+def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Test accuracy (and PGR on weak labels) of every method at every sparsity, over seeds."""
+    metric = results["metric"]
+    records = []
+    for method, points in results["curves"].items():
+        for point in points:
+            where = {"remaining": round(1 - point["sparsity"], 6), "round": point["round"]}
+            records.append(metric_record(metric, method, point["metric"], kind="seeds", at=where))
+            if point.get("pgr"):
+                records.append(
+                    metric_record("pgr", method, point["pgr"], kind="seeds", of=metric, at=where)
+                )
+    if results.get("ceiling"):
+        records.append(
+            metric_record(metric, "dense gold ceiling", results["ceiling"], kind="seeds")
+        )
+    return records
 
 
 def _plus_minus(interval: dict[str, Any], digits: int) -> str:

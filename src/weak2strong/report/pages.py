@@ -14,9 +14,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from weak2strong.fileio import write_text
-from weak2strong.report.tables import ResultTable, csv_table, markdown_table, markdown_text
+from weak2strong.report.tables import (
+    ResultTable,
+    csv_table,
+    markdown_table,
+    markdown_text,
+    metrics_csv,
+)
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
@@ -54,6 +61,7 @@ class RunSection:
     label: str = ""  # the run's name and tags
     headline: dict[str, float] = field(default_factory=dict)
     settings: str = ""  # its non-default settings, key=value
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # results.json's records
 
 
 @dataclass
@@ -71,8 +79,9 @@ class Report:
     made_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %z"))
     comparisons: dict[str, ResultTable] = field(default_factory=dict)  # page → its runs compared
 
-    def csv_name(self, section: RunSection, index: int) -> str:
-        return f"csv/{section.name}-table{index + 1}.csv"
+    def csv_name(self, section: RunSection) -> str:
+        """The run's metrics, one record per row with value, low and high in their own columns."""
+        return f"csv/{section.name}-metrics.csv"
 
 
 def _e(text: str) -> str:
@@ -128,7 +137,7 @@ def _section_html(report: Report, section: RunSection) -> str:
         f'<h2><a href="#{_e(section.name)}">{_e(section.name)}</a></h2>',
         f'<p class="muted">{_e(section.command)} run, started {_e(section.started or "?")}</p>',
     ]
-    parts += [_table_html(t, report.csv_name(section, i)) for i, t in enumerate(section.tables)]
+    parts += [_table_html(t, report.csv_name(section)) for t in section.tables]
     if section.notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in section.notes))
         parts.append("</ul>")
@@ -177,9 +186,7 @@ def _write_csv(report: Report, out: Path) -> None:
         write_text(out / _comparison_csv(page), csv_table(table))
     for sections in report.pages.values():
         for section in sections:
-            for index, table in enumerate(section.tables):
-                if table.rows:
-                    write_text(out / report.csv_name(section, index), csv_table(table))
+            write_text(out / report.csv_name(section), metrics_csv(section.name, section.metrics))
 
 
 def write_html(report: Report, out: Path) -> Path:
@@ -211,10 +218,9 @@ def write_markdown(report: Report, out: Path) -> Path:
                 markdown_text(f"{section.command} run, started {section.started}"),
             ]
             lines.append("")
-            for index, table in enumerate(section.tables):
+            for table in section.tables:
                 lines.append(markdown_table(table))
-                if table.rows:
-                    lines += [f"[CSV]({report.csv_name(section, index)})", ""]
+            lines += [f"[metrics CSV]({report.csv_name(section)})", ""]
             notes = [f"- {markdown_text(note)}" for note in section.notes]
             lines += [*notes, ""] if notes else []
             for plot in section.plots:

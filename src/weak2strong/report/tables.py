@@ -12,6 +12,7 @@ import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -125,4 +126,22 @@ def csv_table(table: ResultTable) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.columns)
     writer.writerows([[c.replace("\n", " ") for c in row] for row in table.rows])
+    return buffer.getvalue()
+
+
+METRICS_CSV_COLUMNS = (
+    "run", "model", "metric", "of", "baseline", "at", "value", "low", "high", "n", "interval",
+    "higher_is_better",
+)  # fmt: skip
+
+
+def metrics_csv(run: str, records: list[dict[str, Any]]) -> str:
+    """results.json's metric records as CSV: numbers in their own columns, ready for pandas."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(METRICS_CSV_COLUMNS)
+    for record in records:
+        at = "; ".join(f"{key}={value}" for key, value in record.get("at", {}).items())
+        row = {**record, "run": run, "at": at}
+        writer.writerow(["" if row.get(c) is None else row[c] for c in METRICS_CSV_COLUMNS])
     return buffer.getvalue()

@@ -14,7 +14,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +24,14 @@ import yaml
 
 from weak2strong import distributed
 from weak2strong.errors import W2SError
-from weak2strong.fileio import key_digest, read_json, write_json, write_tensors, write_yaml
+from weak2strong.fileio import (
+    key_digest,
+    read_json,
+    write_json,
+    write_jsonl,
+    write_tensors,
+    write_yaml,
+)
 from weak2strong.runs.config import (
     config_hash,
     config_to_dict,
@@ -32,9 +39,11 @@ from weak2strong.runs.config import (
     results_version,
     without_unhashed,
 )
+from weak2strong.runs.results import EXAMPLES_FILE, SCHEMA
 from weak2strong.settings import check_settings
 
 T = TypeVar("T")
+META_FILE = "meta.json"  # a run's name and tags: the researcher's labels, not settings
 
 TRACKED_PACKAGES = (
     "weak2strong",
@@ -135,6 +144,7 @@ class Run:
         self.log = logging.getLogger(f"weak2strong.run.{path.name}")
         self.inputs: dict[str, Any] = {}
         self._handler: logging.Handler | None = None
+        self._quieted = False
         self._lock: IO[Any] | None = None
 
     @classmethod
@@ -205,10 +215,26 @@ class Run:
         package.addHandler(handler)
         package.setLevel(logging.INFO)
         self._handler = handler
+        # Library warnings (Python's and transformers') go to run.log, not between the
+        # progress bars: the console keeps what the researcher acts on.
+        logging.captureWarnings(True)
+        library_loggers = [logging.getLogger("py.warnings"), logging.getLogger("transformers")]
+        for logger in library_loggers:
+            logger.addHandler(handler)
+            logger.propagate = False
+        self._quieted = _quiet_transformers_console()
 
     def close(self) -> None:
         if self._handler is not None:
             logging.getLogger("weak2strong").removeHandler(self._handler)
+            for name in ("py.warnings", "transformers"):
+                logging.getLogger(name).removeHandler(self._handler)
+                logging.getLogger(name).propagate = True
+            logging.captureWarnings(False)
+            if self._quieted:
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.enable_default_handler()
             self._handler.close()
             self._handler = None
         if self._lock is not None:
@@ -266,6 +292,8 @@ class Run:
         value, cached = distributed.cached_value(path, compute, load, save)
         if cached:
             self.log.info("step %s: cached", name)
+            if distributed.is_main():  # said on the console too: nothing is recomputed
+                print(f"cached: {name}", file=sys.stderr, flush=True)
         else:
             self.log.info("step %s: done in %.1fs", name, time.perf_counter() - started)
         return value
@@ -279,16 +307,60 @@ class Run:
 
     # ---- outputs
 
-    def write_results(self, results: dict[str, Any]) -> Path:
-        """results.json, with the processes that computed it (main process only)."""
-        results.setdefault("results_version", results_version(self.config))
-        if self.inputs:
-            results.setdefault("inputs", self.inputs)
-        results.setdefault("distributed", self.parallelism)
+    def write_results(
+        self,
+        results: dict[str, Any],
+        metrics: list[dict[str, Any]],
+        examples: Iterable[dict[str, Any]] | None = None,
+    ) -> Path:
+        """results.json in the one layout (see `weak2strong.runs.results`), and the per-example
+        records as examples.jsonl; main process only. `results` holds the command's detail."""
         path = self.path / "results.json"
-        if distributed.is_main():
-            write_json(path, results)
+        if not distributed.is_main():
+            return path
+        rows = None if examples is None else write_jsonl(self.path / EXAMPLES_FILE, examples)
+        environment_now = environment(int(getattr(self.config, "seed", 0)))
+        meta = _readable_json(self.path / META_FILE)
+        layout: dict[str, Any] = {
+            "schema": SCHEMA,
+            "command": self.command,
+            "results_version": results_version(self.config),
+            "run": {
+                "folder": str(self.path.resolve()),
+                "name": meta.get("name"),
+                "tags": list(meta.get("tags", [])),
+            },
+            "metrics": metrics,
+            "examples": None if rows is None else {"file": EXAMPLES_FILE, "rows": rows},
+        }
+        detail = {key: value for key, value in results.items() if key not in layout}
+        layout.update(detail)
+        layout.update(
+            {
+                "config": config_to_dict(self.config),
+                "seed": getattr(self.config, "seed", None),
+                "versions": environment_now["versions"],
+                "git_commit": environment_now["git_commit"],
+                "distributed": self.parallelism,
+                "inputs": self.inputs,
+            }
+        )
+        results.clear()
+        results.update(layout)
+        write_json(path, results)
         return path
+
+
+def _quiet_transformers_console() -> bool:
+    """Stop transformers' own console handler (its records reach run.log instead)."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        return False
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_default_handler()
+    return True
 
 
 @dataclass

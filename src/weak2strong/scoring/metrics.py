@@ -121,24 +121,27 @@ def performance_gap_recovered(
 
 @dataclass(frozen=True)
 class Interval:
+    """A number with its 95% interval and the count behind it (test items, or seeds)."""
+
     value: float | None
     low: float | None
     high: float | None
+    n: int
 
-    def as_dict(self) -> dict[str, float | None]:
-        return {"value": self.value, "low": self.low, "high": self.high}
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
 
 
-def seed_interval(values: Sequence[float], level: float = 0.95) -> dict[str, float | None]:
+def seed_interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     """Mean over independent runs (seeds) with a Student-t interval; no interval for one run."""
     from scipy import stats
 
     array = np.asarray(values, dtype=np.float64)
     mean = float(array.mean())
     if len(array) < 2:
-        return Interval(mean, None, None).as_dict()
+        return Interval(mean, None, None, len(array)).as_dict()
     half = float(stats.t.ppf(0.5 + level / 2, len(array) - 1) * stats.sem(array))
-    return Interval(mean, mean - half, mean + half).as_dict()
+    return Interval(mean, mean - half, mean + half, len(array)).as_dict()
 
 
 def _quantiles(
@@ -161,17 +164,18 @@ def paired_bootstrap(
     samples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> dict[str, dict[str, dict[str, float | None]]]:
+) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """Metrics and PGR with percentile intervals from one shared resampling of the test set.
 
     The same resampled indices score every model, so the intervals of differences (and of
     PGR) reflect paired, not independent, uncertainty. Returns
-    {metric: {model: interval, "pgr:<model>": interval}} for every non-weak, non-ceiling model.
+    {metric: {"models": {model: interval}, "pgr": {model: interval}}}, PGR for every
+    non-weak, non-ceiling model.
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     indices = rng.integers(0, len(labels), (samples, len(labels)))
-    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for metric_name in metric_names:
         metric = METRICS[metric_name]
         point: dict[str, float] = {}
@@ -181,7 +185,7 @@ def paired_bootstrap(
             point[name] = float(metric.compute(labels, p))
             boot[name] = metric.compute(labels[indices], p[indices]).tolist()
         out[metric_name] = _intervals_with_pgr(
-            point, boot, weak, ceiling, metric.higher_is_better, level
+            point, boot, weak, ceiling, metric.higher_is_better, level, len(labels)
         )
     return out
 
@@ -196,11 +200,12 @@ def paired_bootstrap_means(
     samples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> dict[str, dict[str, float | None]]:
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Mean per-item score of each model (e.g. a reward per prompt), paired by item.
 
-    With `weak` and `ceiling`: also "pgr:<model>" for every other model. With `baseline`:
-    also "diff:<model>" = mean(model − baseline) for every other model.
+    Returns {"models": {model: interval}}; with `weak` and `ceiling` also "pgr": {model:
+    interval} for every other model; with `baseline` also "difference": {model: interval of
+    mean(model − baseline)} for every other model.
     """
     arrays = {name: np.asarray(values, dtype=np.float64) for name, values in scores.items()}
     length = len(next(iter(arrays.values())))
@@ -208,16 +213,20 @@ def paired_bootstrap_means(
     point = {name: float(values.mean()) for name, values in arrays.items()}
     boot = {name: values[indices].mean(axis=1).tolist() for name, values in arrays.items()}
     if weak is not None and ceiling is not None:
-        table = _intervals_with_pgr(point, boot, weak, ceiling, higher_is_better, level)
+        table = _intervals_with_pgr(point, boot, weak, ceiling, higher_is_better, level, length)
     else:
         table = {
-            name: Interval(point[name], *_quantiles(boot[name], level)).as_dict() for name in point
+            "models": {
+                name: Interval(point[name], *_quantiles(boot[name], level), length).as_dict()
+                for name in point
+            }
         }
     if baseline is not None:
+        table["difference"] = {}
         for name in (n for n in point if n != baseline):
             differences = [s - b for s, b in zip(boot[name], boot[baseline], strict=True)]
-            table[f"diff:{name}"] = Interval(
-                point[name] - point[baseline], *_quantiles(differences, level)
+            table["difference"][name] = Interval(
+                point[name] - point[baseline], *_quantiles(differences, level), length
             ).as_dict()
     return table
 
@@ -229,11 +238,12 @@ def _intervals_with_pgr(
     ceiling: str,
     higher_is_better: bool,
     level: float,
-) -> dict[str, dict[str, Any]]:
-    table: dict[str, dict[str, Any]] = {}
-    for name in point:
-        low, high = _quantiles(boot[name], level)
-        table[name] = Interval(point[name], low, high).as_dict()
+    n: int,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    models = {
+        name: Interval(point[name], *_quantiles(boot[name], level), n).as_dict() for name in point
+    }
+    pgr: dict[str, dict[str, Any]] = {}
     for name in (n for n in point if n not in (weak, ceiling)):
         samples_pgr = [
             performance_gap_recovered(w, s, c, higher_is_better=higher_is_better)
@@ -243,11 +253,11 @@ def _intervals_with_pgr(
         value = performance_gap_recovered(
             point[weak], point[name], point[ceiling], higher_is_better=higher_is_better
         )
-        entry: dict[str, Any] = Interval(value, low, high).as_dict()
+        entry: dict[str, Any] = Interval(value, low, high, n).as_dict()
         if value is None:
             entry["undefined"] = (
                 f"the ceiling ({point[ceiling]:.4g}) is not {'above' if higher_is_better else 'below'}"
                 f" the weak model ({point[weak]:.4g}) by at least 0.001: no gap to recover"
             )
-        table[f"pgr:{name}"] = entry
-    return table
+        pgr[name] = entry
+    return {"models": models, "pgr": pgr}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from weak2strong.search.samplers import (
     VLLMSampler,
     VLLMSettings,
 )
+from weak2strong.search.summary import metric_records
 from weak2strong.settings import setting
 from weak2strong.tune import Tune, TuneConfig
 
@@ -83,6 +85,10 @@ class SearchConfig:
         "{prompt}", help="the large model's prompt: text with {prompt}, or chat"
     )
     pair: PairConfig = setting(help="the small tuned/untuned pair", factory=PairConfig)
+    tune: TuneConfig = setting(
+        help="how the tuned model is made when pair.tuned is empty (its seed is the search's)",
+        factory=TuneConfig,
+    )
     methods: list[str] = setting(
         help="sample, bon, cbs, eft, or all", factory=lambda: ["sample", "bon", "cbs"]
     )
@@ -188,7 +194,9 @@ class Search:
         if self.config.pair.tuned:
             return self.config.pair.tuned
         if self._tuned_path is None:
-            tune_config = TuneConfig(seed=self.config.seed, show_progress=self.config.show_progress)
+            tune_config = dataclasses.replace(
+                self.config.tune, seed=self.config.seed, show_progress=self.config.show_progress
+            )
             _, results = Tune(tune_config, self.runs_dir).run()
             self._tuned_path = str(results["model"])
         return self._tuned_path
@@ -311,7 +319,7 @@ class Search:
     @staticmethod
     def _eft_impossible(config: SearchConfig) -> str | None:
         """Why EFT cannot mix these models' logits (None: it can)."""
-        tuned = config.pair.tuned or TuneConfig().base  # w2s tune keeps its base's tokenizer
+        tuned = config.pair.tuned or config.tune.base  # w2s tune keeps its base's tokenizer
         names = {"large": config.large, "tuned": tuned, "untuned": config.pair.untuned}
         try:
             check_tokenizers_share_vocabulary(
@@ -361,18 +369,26 @@ class Search:
         for method, output in outputs.items():
             results["methods"][method] = {
                 "label": method_label(method, cfg),
-                "reward": table[method],
-                "reward_minus_sample": table.get(f"diff:{method}"),
+                "reward": table["models"][method],
+                "reward_minus_sample": table.get("difference", {}).get(method),
                 "sampled_tokens": output["sampled_tokens"],
                 "tokens_per_prompt": output["sampled_tokens"] / len(self.prompts),
                 "seconds": output["seconds"],
                 "finished_fraction": float(np.mean(output["finished"])),
-                "examples": [
-                    {"prompt": p, "response": r}
-                    for p, r in zip(self.prompts[:3], output["responses"][:3], strict=False)
-                ],
             }
-        run.write_results(results)
+        examples = (
+            {
+                "method": method,
+                "prompt": prompt,
+                "response": output["responses"][row],
+                "pair_score": output["pair_scores"][row],
+                "reward": rewards[method][row],
+                "finished": output["finished"][row],
+            }
+            for method, output in outputs.items()
+            for row, prompt in enumerate(self.prompts)
+        )
+        run.write_results(results, metric_records(results), examples)
         return results
 
     def _gold_rewards(self, outputs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:

@@ -6,6 +6,24 @@ from pathlib import Path
 from typing import Any
 
 from weak2strong.report import ResultTable, format_interval, scatter_with_intervals
+from weak2strong.runs.results import metric_record
+
+
+def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Mean gold reward per method, and its difference from plain sampling."""
+    reward = f"reward ({results['scorer']})"
+    records = [
+        metric_record(reward, method, entry["reward"])
+        for method, entry in results["methods"].items()
+    ]
+    records += [
+        metric_record(
+            "difference", method, entry["reward_minus_sample"], of=reward, baseline="sample"
+        )
+        for method, entry in results["methods"].items()
+        if entry["reward_minus_sample"]
+    ]
+    return records
 
 
 def search_tables(results: dict[str, Any]) -> list[ResultTable]:

@@ -33,8 +33,10 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.adapters import LoraSettings, lora_config
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
-from weak2strong.report import ResultTable
+from weak2strong.report import ResultTable, format_interval
 from weak2strong.runs import Run
+from weak2strong.runs.results import SCHEMA, absolute, metric_record
+from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.classifier import ScorerConfig, load_scorer, scorer_fingerprint
 from weak2strong.settings import setting
 from weak2strong.tracking import training_curves
@@ -42,6 +44,16 @@ from weak2strong.tune.sft import SFTConfig, completion_log_probs, train_sft
 
 METHODS = ("dpo", "sft")
 PREFERENCE_SOURCES = ("reviews", "sampled")
+
+# what training reports in results.json (the rest is the run's common layout)
+TRAINING_KEYS = (
+    "pairs",
+    "sft_examples",
+    "final_loss",
+    "final_reward_accuracy",
+    "final_reward_margin",
+    "steps",
+)
 
 
 @dataclass
@@ -137,10 +149,13 @@ class Tune:
                 read_json(results_file) if results_file.exists() and model_dir.is_dir() else None
             )
         )
-        if cached is not None:
+        if cached is not None and cached.get("schema") == SCHEMA:
             run.log.info("tuned model: cached")
             return cached
-        if self.config.method == "dpo":
+        if cached is not None:  # results.json of an older layout: the model stands
+            run.log.info("tuned model: cached (results.json rewritten in the current layout)")
+            summary = {key: value for key, value in cached.items() if key in TRAINING_KEYS}
+        elif self.config.method == "dpo":
             build = (
                 self._review_pairs
                 if self.config.preferences == "reviews"
@@ -151,11 +166,20 @@ class Tune:
             summary = {"pairs": len(pairs["prompt"]), **training}
         else:
             data = run.cached_json("sft-examples", self._sft_examples)
-            summary = {"examples": len(data["prompt"]), **self._train_sft(data, model_dir)}
-        results = {"method": self.config.method, "base": self.config.base, "model": str(model_dir)}
+            summary = {"sft_examples": len(data["prompt"]), **self._train_sft(data, model_dir)}
+        results = {
+            "method": self.config.method,
+            "base": absolute(self.config.base),
+            "model": str(model_dir.resolve()),
+        }
         results.update(summary)
-        results.update(self._evaluate(run, model_dir))
-        run.write_results(results)
+        evaluation = self._evaluate(run, model_dir)
+        results.update(evaluation)
+        records = [
+            metric_record("held-out preference accuracy", "tuned", evaluation["heldout_accuracy"]),
+            metric_record("held-out reward margin", "tuned", evaluation["heldout_margin"]),
+        ]
+        run.write_results(results, records)
         return results
 
     def _evaluate(self, run: Run, model_dir: Path) -> dict[str, Any]:
@@ -181,10 +205,13 @@ class Tune:
             return {"margin": (rewards["chosen"] - rewards["rejected"]).tolist()}
 
         margin = np.asarray(run.cached_json("eval-margins", margins)["margin"])
+        table = paired_bootstrap_means(
+            {"accuracy": (margin > 0).astype(np.float64), "margin": margin}, seed=cfg.seed
+        )["models"]
         return {
             "heldout_pairs": len(margin),
-            "heldout_preference_accuracy": float(np.mean(margin > 0)),
-            "heldout_reward_margin": float(np.mean(margin)),
+            "heldout_accuracy": table["accuracy"],
+            "heldout_margin": table["margin"],
         }
 
     # ---- data
@@ -384,8 +411,9 @@ def tune_tables(results: dict[str, Any]) -> list[ResultTable]:
     rows = [
         [key, f"{value:.4g}" if isinstance(value, float) else str(value)]
         for key, value in results.items()
-        if key not in ("method", "base", "model") and isinstance(value, int | float | str)
+        if key in (*TRAINING_KEYS, "heldout_pairs") and value is not None
     ]
+    rows += [[record["metric"], format_interval(record)] for record in results["metrics"]]
     return [
         ResultTable(
             f"tuned {results['base']} by {results['method']}",

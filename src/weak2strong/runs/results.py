@@ -1,0 +1,175 @@
+"""The one results layout every command writes (results.json and examples.jsonl).
+
+results.json, in the spirit of lm-evaluation-harness, holds for every command:
+
+- `schema` ("weak2strong-results/1"), `command`, `results_version`;
+- `run`: the run folder's absolute path, its name and tags;
+- `config` (the resolved settings), `seed`, `versions`, `git_commit`, `distributed` (the
+  processes and machines that computed it) and `inputs` (fingerprints of data and weights);
+- `metrics`: a flat list, one record per number a researcher compares: `metric`, `model`
+  (what was scored), `value`, `low`, `high` (the 95% interval, null when there is none), `n`
+  (test items for a bootstrap interval, seeds for a seed interval), `interval` (how it was
+  computed), `higher_is_better`; derived numbers name what they derive from (`of`: PGR of
+  accuracy; `baseline`: a difference against sampling) and where they were measured (`at`:
+  an α, a sparsity). An undefined value is null with its reason in `undefined`;
+- `examples`: the per-example records file (`examples.jsonl`, run-relative) and its rows.
+
+Everything else in results.json is the command's own detail (also with `{value, low, high,
+n}` objects for every interval), documented with the command. `RESULTS_SCHEMA` is the JSON
+Schema of the common part; the tests validate every command's output against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "weak2strong-results/1"
+EXAMPLES_FILE = "examples.jsonl"
+
+_NUMBER = {"type": ["number", "null"]}
+
+METRIC_RECORD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["metric", "model", "value", "low", "high", "n", "interval", "higher_is_better"],
+    "properties": {
+        "metric": {"type": "string", "minLength": 1},
+        "model": {"type": ["string", "null"]},
+        "value": _NUMBER,
+        "low": _NUMBER,
+        "high": _NUMBER,
+        "n": {"type": "integer", "minimum": 0},
+        "interval": {"enum": ["bootstrap", "seeds", "none"]},
+        "higher_is_better": {"type": ["boolean", "null"]},
+        "of": {"type": "string"},
+        "baseline": {"type": "string"},
+        "at": {"type": "object"},
+        "undefined": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+
+RESULTS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "weak2strong results.json",
+    "type": "object",
+    "required": [
+        "schema",
+        "command",
+        "results_version",
+        "run",
+        "config",
+        "seed",
+        "versions",
+        "git_commit",
+        "distributed",
+        "metrics",
+        "examples",
+    ],
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "command": {"type": "string"},
+        "results_version": {"type": "integer", "minimum": 1},
+        "run": {
+            "type": "object",
+            "required": ["folder", "name", "tags"],
+            "properties": {
+                "folder": {"type": "string", "pattern": "^/"},
+                "name": {"type": ["string", "null"]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "config": {"type": "object"},
+        "seed": {"type": ["integer", "null"]},
+        "versions": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+        "git_commit": {"type": ["string", "null"]},
+        "distributed": {
+            "type": "object",
+            "required": ["processes", "machines"],
+            "properties": {
+                "processes": {"type": "integer", "minimum": 1},
+                "machines": {"type": "integer", "minimum": 1},
+            },
+        },
+        "inputs": {"type": "object"},
+        "metrics": {"type": "array", "items": METRIC_RECORD_SCHEMA},
+        "examples": {
+            "type": ["object", "null"],
+            "required": ["file", "rows"],
+            "properties": {
+                "file": {"type": "string", "pattern": "^[^/]"},
+                "rows": {"type": "integer", "minimum": 0},
+            },
+        },
+    },
+}
+
+
+def absolute(name: str) -> str:
+    """A local path as an absolute path; a hub id or an embedded model's name unchanged."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def interval(
+    value: float | None, low: float | None = None, high: float | None = None, n: int = 1
+) -> dict[str, Any]:
+    """The one shape of a number with its uncertainty: `{value, low, high, n}`."""
+    return {"value": value, "low": low, "high": high, "n": n}
+
+
+def metric_record(
+    metric: str,
+    model: str | None,
+    estimate: Mapping[str, Any] | None,
+    *,
+    kind: str = "bootstrap",
+    higher_is_better: bool | None = True,
+    **qualifiers: Any,
+) -> dict[str, Any]:
+    """One entry of results.json's `metrics` list from an interval object (None: undefined).
+
+    `qualifiers`: `of` (the metric a PGR or difference derives from), `baseline`, `at`.
+    """
+    estimate = estimate or {}
+    record: dict[str, Any] = {
+        "metric": metric,
+        "model": model,
+        "value": estimate.get("value"),
+        "low": estimate.get("low"),
+        "high": estimate.get("high"),
+        "n": int(estimate.get("n") or 0),
+        "interval": kind if estimate.get("low") is not None else "none",
+        "higher_is_better": higher_is_better,
+    }
+    record.update({key: value for key, value in qualifiers.items() if value is not None})
+    if "undefined" in estimate:
+        record["undefined"] = estimate["undefined"]
+    return record
+
+
+def record_name(record: Mapping[str, Any]) -> str:
+    """A metric record as one readable name: `w2s:naive accuracy`, `w2s:naive pgr(accuracy)`,
+    `imp accuracy [remaining=0.8, round=1]`."""
+    metric = record["metric"]
+    if "of" in record:
+        metric = f"{metric}({record['of']})"
+    if "baseline" in record:
+        metric = f"{metric} vs {record['baseline']}"
+    where = ", ".join(
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in record.get("at", {}).items()
+    )
+    return " ".join(part for part in (record["model"], metric, where and f"[{where}]") if part)
+
+
+def values_by_model(results: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
+    """`{model: {metric: value}}` of the plain metric records (no PGR, difference or `at`):
+    the quick way to read a results.json in code."""
+    table: dict[str, dict[str, float | None]] = {}
+    for record in results["metrics"]:
+        if any(key in record for key in ("of", "baseline", "at")):
+            continue
+        table.setdefault(record["model"] or "", {})[record["metric"]] = record["value"]
+    return table
