@@ -551,6 +551,10 @@ def test_a_written_checkpoint_carries_a_model_card_and_its_mergekit_recipe(run_c
     assert "Given by the user (`--alpha 0.3`)" in card
     assert "computed in: float32" in card and "stored as: float32" in card
     assert "w2s extrapolate" in card and f"--aligned {aligned.resolve()}" in card
+    (run_dir,) = (tmp_path / "runs").glob("extrapolate-*")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert_results_layout(results)  # a plain write: no metrics, no examples, the one layout
+    assert results["metrics"] == [] and results["examples"] is None
     recipe = fenced_yaml(card)
     assert recipe == yaml.safe_load((tmp_path / "out" / "merge_recipe.yaml").read_text())
     assert recipe["merge_method"] == "task_arithmetic"

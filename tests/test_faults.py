@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import w2s_environment
+from weak2strong.runs.results import SCHEMA
 
 MINILM = "minilm-l6"
 
@@ -333,6 +334,7 @@ def test_the_report_marks_runs_of_an_older_results_version_stale(tmp_path):
     results = {
         "large": "l", "tuned": "t", "untuned": "u", "prompts": "imdb", "test_prompts": 2,
         "new_tokens": 4, "scorer": "lexicon:vader", "skipped": {},
+        "schema": SCHEMA, "metrics": [],
         "methods": {
             "sample": {
                 "label": "sample", "reward": {"value": 0.1, "low": 0.0, "high": 0.2},

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator
 
 import click
-from rich.table import Table
 
 from weak2strong.cli_commands import TRACK_HELP, CommandsGroup, console, use_trackers
 from weak2strong.errors import W2SError
@@ -47,30 +46,33 @@ def assets_list() -> None:
     from weak2strong.data import TASKS
     from weak2strong.models import EMBEDDED_MODELS
     from weak2strong.models.assets import status
+    from weak2strong.report import ResultTable, print_table
 
-    table = Table(title="embedded models")
-    for column in ("name", "kind", "wheels", "prepared", "size", "upstream", "license"):
-        table.add_column(column, overflow="fold", no_wrap=column == "name")
+    rows, sources = [], []
     for model in EMBEDDED_MODELS.values():
         state = status(model)
-        table.add_row(
-            model.name + (" (large)" if model.large else ""),
-            model.kind,
-            "installed" if state.wheels_installed else f"missing ({len(model.wheels)})",
-            "yes" if state.prepared_path else "no",
-            _size(state.prepared_bytes),
-            model.upstream,
-            model.license,
+        rows.append(
+            [
+                model.name,
+                model.kind + (" (large)" if model.large else ""),
+                "installed" if state.wheels_installed else f"missing {len(model.wheels)}",
+                "yes" if state.prepared_path else "no",
+                _size(state.prepared_bytes),
+            ]
         )
-    console.print(table)
-    data_table = Table(title="embedded tasks")
-    for column in ("task", "packages", "installed", "size"):
-        data_table.add_column(column)
+        sources.append(f"{model.name}: {model.upstream}; licence {model.license}")
+    columns = ["name", "kind", "wheels", "prepared", "size"]
+    print_table(console, ResultTable("embedded models", columns, rows, sources))
+    task_rows, packages = [], []
     for spec in TASKS.values():
         installed = all(wheel.is_installed() for wheel in spec.wheels)
-        packages = ", ".join(wheel.requirement for wheel in spec.wheels) or "user data (task.path)"
-        data_table.add_row(spec.name, packages, "yes" if installed else "no", spec.sizes or "-")
-    console.print(data_table)
+        task_rows.append([spec.name, "yes" if installed else "no", spec.sizes or "-"])
+        needed = ", ".join(wheel.requirement for wheel in spec.wheels) or "user data (task.path)"
+        packages.append(f"{spec.name}: {needed}")
+    console.print()
+    print_table(
+        console, ResultTable("embedded tasks", ["task", "installed", "size"], task_rows, packages)
+    )
 
 
 @assets_app.command("prepare")
@@ -207,16 +209,11 @@ def compare(runs: tuple[str, ...], runs_dir: str) -> None:
 def tasks_list() -> None:
     """List the embedded tasks."""
     from weak2strong.data import TASKS
+    from weak2strong.report import ResultTable, print_table
 
-    table = Table(title="tasks")
-    for column in ("task", "description", "size (default split)"):
-        table.add_column(column)
-    for spec in TASKS.values():
-        table.add_row(spec.name, spec.description, spec.sizes or "-")
-    console.print(table)
-    console.print(
-        "Any .csv/.tsv/.jsonl file (task.text_column, task.label_column) or hub dataset id also works."
-    )
+    rows = [[spec.name, spec.description, spec.sizes or "-"] for spec in TASKS.values()]
+    note = "Any .csv/.tsv/.jsonl file (task.text_column, task.label_column) or hub dataset id also works."
+    print_table(console, ResultTable("tasks", ["task", "description", "size"], rows, [note]))
 
 
 def _quiet_worker() -> None:

@@ -124,7 +124,8 @@ COMMANDS: dict[str, Command] = {
                 Shortcut(
                     "--strategy",
                     "strategies",
-                    "naive, confidence, confident-subset, bootstrap, or all (repeatable)",
+                    "naive, confidence, confident-subset, bootstrap (needs "
+                    "strategy.intermediate), or all (repeatable)",
                     multiple=True,
                 ),
             ),

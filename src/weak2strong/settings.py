@@ -22,11 +22,13 @@ def setting(
     *,
     help: str,
     factory: Callable[[], Any] | None = None,
-    hash: bool = True,
+    hash: bool | str = True,
     range: Range | None = None,
 ) -> Any:
     """A config field with its `--help` text; `hash=False` for settings that change no
-    result (progress bars, output places); `range` overrides the range by field name."""
+    result (progress bars, output places); `hash="when-changed"` for a nested config added
+    to a command later: hashed only when it differs from its factory's value, so existing
+    run folders keep their names; `range` overrides the range by field name."""
     metadata: dict[str, Any] = {"help": help, "hash": hash}
     if range is not None:
         metadata["range"] = range

@@ -314,7 +314,14 @@ class Extrapolate:
         count = len(names)
         labels = self.input_labels(names)
         rows: dict[str, dict[str, Any]] = {}
+        candidates = [alpha for alpha in cfg.alphas if alpha != 0]
+        run.plan(
+            [f"generate and score {label}" for label in labels]
+            + [f"merge, generate and score {alpha_label(alpha)}" for alpha in candidates]
+            + [f"keep the best α at {out}"]
+        )
         for index, (name, label) in enumerate(zip(names, labels, strict=True)):
+            run.phase(f"generate and score {label}")
             step = f"generations-input{index + 1}-{inputs_key}"
 
             def score_input(name: str = name, label: str = label) -> dict[str, Any]:
@@ -328,8 +335,9 @@ class Extrapolate:
             }
         candidates_dir = run.path / "candidates"
         higher = scorer_higher_is_better(cfg.scorer)
-        for alpha in (a for a in cfg.alphas if a != 0):
+        for alpha in candidates:
             label = alpha_label(alpha)
+            run.phase(f"merge, generate and score {label}")
             folder = candidates_dir / f"alpha-{alpha:g}"
 
             def score_candidate(alpha: float = alpha, folder: Path = folder) -> dict[str, Any]:
@@ -369,6 +377,7 @@ class Extrapolate:
             "best_alpha": best_alpha,
             "command": self.sweep_command(names, out),
         }
+        run.phase(f"keep the best α at {out}")
         written = self._keep_best(names, best_alpha, candidates_dir, out, inputs_key, selection)
         results: dict[str, Any] = {
             "checkpoints": [absolute(name) for name in names],

@@ -15,6 +15,7 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
+from weak2strong.runs.results import absolute
 from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.classifier import (
     Scorer,
@@ -207,8 +208,8 @@ class GenerativeGeneralize:
             "prompts": cfg.prompts,
             "scorer": cfg.scorer.name,
             "scorer_higher_is_better": higher,
-            "weak": cfg.weak,
-            "strong": cfg.strong,
+            "weak": absolute(cfg.weak),
+            "strong": absolute(cfg.strong),
             "weak_instruction": self.instruction,
             "sizes": {"train_prompts": len(prompts.train), "test_prompts": len(prompts.test)},
             "mean_score": paired_bootstrap_means(

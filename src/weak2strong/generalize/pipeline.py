@@ -27,6 +27,7 @@ from weak2strong.models import load_encoder, resolve
 from weak2strong.models.features import extract_features
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
+from weak2strong.runs.results import absolute
 from weak2strong.scoring import paired_bootstrap
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
 from weak2strong.training import (
@@ -260,11 +261,25 @@ class Generalize:
     def _run(self, run: Run) -> dict[str, Any]:
         classes = len(self.data.label_names)
         run.note_batch("student", self.student_settings.batch_size)
+        cfg = self.config
+        students = [f"student w2s:{strategy} on weak labels" for strategy in self.strategies]
+        run.plan(
+            [
+                f"weak supervisor {cfg.weak}",
+                f"strong inputs {cfg.strong}",
+                *students,
+                "ceiling: student on gold labels",
+                "scores",
+            ]
+        )
+        run.phase(f"weak supervisor {cfg.weak}")
         weak = self.weak_probs(run)
+        run.phase(f"strong inputs {cfg.strong}")
         strong = self._inputs(run, self.config.strong, {"b": self.half_b, "test": self.test})
         gold_b = one_hot([e.label for e in self.half_b], classes)
         probs: dict[str, np.ndarray] = {"weak": weak["test"]}
         for strategy in self.strategies:
+            run.phase(f"student w2s:{strategy} on weak labels")
             subset = training_subset(strategy, weak["b"], self.config.strategy)
             labels_b = (
                 self.intermediate_labels(run, weak["b"]) if strategy == "bootstrap" else weak["b"]
@@ -279,6 +294,7 @@ class Generalize:
                 {"test": strong["test"]},
             )
             probs[f"w2s:{strategy}"] = predicted["test"].numpy()
+        run.phase("ceiling: student on gold labels")
         ceiling = self._train_and_predict(
             run,
             "ceiling-probs",
@@ -289,6 +305,7 @@ class Generalize:
             {"test": strong["test"]},
         )
         probs["ceiling"] = ceiling["test"].numpy()
+        run.phase("scores")
 
         labels = np.asarray([e.label for e in self.test])
         weak_label_accuracy = float(
@@ -298,8 +315,8 @@ class Generalize:
             "task": self.data.name,
             "task_fingerprint": self.data.fingerprint(),
             "label_names": list(self.data.label_names),
-            "weak": self.config.weak,
-            "strong": self.config.strong,
+            "weak": absolute(self.config.weak),
+            "strong": absolute(self.config.strong),
             "strategies": self.strategies,
             "regime": self.config.regime,
             "sizes": {

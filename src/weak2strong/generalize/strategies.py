@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -16,6 +17,12 @@ from weak2strong.training import Loss, StepInfo, soft_cross_entropy
 def check_strategies(names: list[str], config: StrategyConfig) -> list[str]:
     if names == ["all"]:
         names = [name for name in STRATEGY_NAMES if name != "bootstrap" or config.intermediate]
+        if not config.intermediate:
+            logging.getLogger(__name__).warning(
+                "--strategy all runs %s; bootstrap also needs an intermediate model "
+                "(--strategy.intermediate NAME)",
+                ", ".join(names),
+            )
     for name in names:
         if name not in STRATEGY_NAMES:
             raise W2SError(f"unknown strategy '{name}' (known: {', '.join(STRATEGY_NAMES)}, all)")

@@ -270,11 +270,24 @@ class Prune:
         lottery = Lottery(student.problem(), cfg.lottery, run)
         per_seed: dict[str, dict[int, list[dict[str, Any]]]] = {"imp": {}}
         ceilings: list[float] = []
+        phases = [
+            f"seed {seed}: {part}"
+            for seed in cfg.seeds
+            for part in [
+                "IMP",
+                *cfg.lottery.baselines,
+                *(["dense gold ceiling"] if cfg.weak else []),
+            ]
+        ]
+        run.plan(phases)
         for seed in cfg.seeds:
+            run.phase(f"seed {seed}: IMP")
             per_seed["imp"][seed] = lottery.imp(seed)
             for method in cfg.lottery.baselines:
+                run.phase(f"seed {seed}: {method}")
                 per_seed.setdefault(method, {})[seed] = lottery.baseline(method, seed)
             if cfg.weak:
+                run.phase(f"seed {seed}: dense gold ceiling")
                 ceilings.append(self._ceiling(run, student, gold_targets, seed))
         results = self._summarise(per_seed, info, ceilings)
         examples = [

@@ -209,6 +209,8 @@ def _hashed_items(config: Any) -> dict[str, Any]:
         if not item.metadata.get("hash", True):
             continue
         value = getattr(config, item.name)
+        if item.metadata.get("hash") == "when-changed" and value == _factory_value(item):
+            continue
         if dataclasses.is_dataclass(value):
             nested = _hashed_items(value)
             if nested:
@@ -220,6 +222,11 @@ def _hashed_items(config: Any) -> dict[str, Any]:
             continue
         items[item.name] = list(value) if isinstance(value, tuple) else value
     return items
+
+
+def _factory_value(item: dataclasses.Field[Any]) -> Any:
+    factory: Any = item.default_factory
+    return None if factory is dataclasses.MISSING else factory()
 
 
 def results_version(config: Any) -> int:

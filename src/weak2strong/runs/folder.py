@@ -145,6 +145,8 @@ class Run:
         self.inputs: dict[str, Any] = {}
         self._handler: logging.Handler | None = None
         self._quieted = False
+        self._phases: list[str] = []
+        self._phase_index = 0
         self._lock: IO[Any] | None = None
 
     @classmethod
@@ -235,6 +237,7 @@ class Run:
                 from transformers.utils import logging as transformers_logging
 
                 transformers_logging.enable_default_handler()
+                transformers_logging.enable_progress_bar()
             self._handler.close()
             self._handler = None
         if self._lock is not None:
@@ -298,6 +301,20 @@ class Run:
             self.log.info("step %s: done in %.1fs", name, time.perf_counter() - started)
         return value
 
+    def plan(self, phases: list[str]) -> None:
+        """The run's phases, in order: `phase(name)` then shows `[k/n] name` as each begins."""
+        self._phases = list(phases)
+        self._phase_index = 0
+
+    def phase(self, name: str) -> None:
+        """Announce the run's next phase: the one overall progress line above the step bars."""
+        self._phase_index += 1
+        total = len(self._phases)
+        counter = f"[{self._phase_index}/{total}]" if self._phase_index <= total else "[…]"
+        self.log.info("phase %s %s", counter, name)
+        if distributed.is_main():
+            print(f"{counter} {name}", file=sys.stderr, flush=True)
+
     def note_batch(self, name: str, batch_size: int) -> None:
         """Record a training batch for results.json: global size and each process's share."""
         self.parallelism.setdefault("batches", {})[name] = {
@@ -352,7 +369,8 @@ class Run:
 
 
 def _quiet_transformers_console() -> bool:
-    """Stop transformers' own console handler (its records reach run.log instead)."""
+    """Stop transformers' own console handler (its records reach run.log instead) and its
+    weight-loading bars (a search loads four models: four bars that say nothing)."""
     import importlib.util
 
     if importlib.util.find_spec("transformers") is None:
@@ -360,6 +378,7 @@ def _quiet_transformers_console() -> bool:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_default_handler()
+    transformers_logging.disable_progress_bar()
     return True
 
 

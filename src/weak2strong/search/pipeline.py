@@ -20,6 +20,7 @@ from weak2strong.models import load_causal_lm, load_tokenizer, resolve
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
+from weak2strong.runs.results import absolute
 from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.classifier import (
     ScorerConfig,
@@ -88,6 +89,7 @@ class SearchConfig:
     tune: TuneConfig = setting(
         help="how the tuned model is made when pair.tuned is empty (its seed is the search's)",
         factory=TuneConfig,
+        hash="when-changed",
     )
     methods: list[str] = setting(
         help="sample, bon, cbs, eft, or all", factory=lambda: ["sample", "bon", "cbs"]
@@ -333,13 +335,17 @@ class Search:
         cfg = self.config
         outputs: dict[str, dict[str, Any]] = {}
         skipped = dict(self.skipped)
-        for method in self.methods:
+        labels = [f"decode: {method_label(method, cfg)}" for method in self.methods]
+        run.plan([*labels, f"gold reward {cfg.scorer.name}"])
+        for method, label in zip(self.methods, labels, strict=True):
+            run.phase(label)
             outputs[method] = run.cached_json(
                 f"decoded-{method}", functools.partial(self._decode_all, method)
             )
         if not outputs:
             raise W2SError("no method could run: " + "; ".join(skipped.values()))
         scorer_key = f"gold-{cfg.scorer.name.replace(':', '_').replace('/', '_')}"
+        run.phase(f"gold reward {cfg.scorer.name}")
         rewards = run.cached_json(
             f"{scorer_key}-rewards",
             lambda: self._gold_rewards(outputs),
@@ -352,9 +358,9 @@ class Search:
             seed=cfg.seed,
         )
         results: dict[str, Any] = {
-            "large": cfg.large,
-            "tuned": self.config.pair.tuned or "w2s tune (default config)",
-            "untuned": cfg.pair.untuned,
+            "large": absolute(cfg.large),
+            "tuned": absolute(self.tuned_path()),
+            "untuned": absolute(cfg.pair.untuned),
             "prompts": cfg.prompts,
             "test_prompts": len(self.prompts),
             "new_tokens": cfg.sampling.new_tokens,

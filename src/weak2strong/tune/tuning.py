@@ -152,6 +152,8 @@ class Tune:
         if cached is not None and cached.get("schema") == SCHEMA:
             run.log.info("tuned model: cached")
             return cached
+        run.plan(["training" if cached is None else "model (cached)", "held-out evaluation"])
+        run.phase("training" if cached is None else "model (cached)")
         if cached is not None:  # results.json of an older layout: the model stands
             run.log.info("tuned model: cached (results.json rewritten in the current layout)")
             summary = {key: value for key, value in cached.items() if key in TRAINING_KEYS}
@@ -173,6 +175,7 @@ class Tune:
             "model": str(model_dir.resolve()),
         }
         results.update(summary)
+        run.phase("held-out evaluation")
         evaluation = self._evaluate(run, model_dir)
         results.update(evaluation)
         records = [
@@ -309,7 +312,14 @@ class Tune:
 
     def _train_dpo(self, pairs: dict[str, list[str]], model_dir: Path) -> dict[str, Any]:
         from datasets import Dataset
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
         from trl import DPOConfig, DPOTrainer
+
+        class ProgressWithoutLogs(ProgressCallback):
+            def on_log(
+                self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
+            ) -> None:
+                return None
 
         cfg = self.config
         model, tokenizer = load_causal_lm(cfg.base)
@@ -340,6 +350,10 @@ class Tune:
             processing_class=tokenizer,
             peft_config=peft_config,
         )
+        # the loss curve goes to the trackers and results.json, not as raw dicts between bars
+        trainer.remove_callback(PrinterCallback)
+        if trainer.pop_callback(ProgressCallback) is not None:
+            trainer.add_callback(ProgressWithoutLogs)
         trainer.train()
         logs = [entry for entry in trainer.state.log_history if "loss" in entry]
         curves = {"beta": settings.beta, "learning_rate": settings.learning_rate}
