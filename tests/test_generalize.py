@@ -110,6 +110,10 @@ def test_end_to_end_then_cached_rerun_without_backbone_passes(tmp_path, monkeypa
     assert run.is_done("intermediate-fold0-probs", ".safetensors")
     assert run.is_done("intermediate-fold1-probs", ".safetensors")
     assert results["sizes"] == {"weak_train_a": 24, "student_train_b": 24, "test": 48}
+    assert results["warnings"] == [
+        "the intervals rest on 48 test examples (fewer than 100): too few to read a "
+        "difference as real"
+    ]
     assert 0.0 <= values_by_model(results)["ceiling"]["accuracy"] <= 1.0
     assert set(results["bootstrap"]["accuracy"]["models"]) >= {"weak", "ceiling"}
     pgr = [r for r in results["metrics"] if r["metric"] == "pgr" and r["of"] == "accuracy"]

@@ -213,3 +213,28 @@ def test_real_command_configs_keep_their_run_folders(target, config_file, overri
     cls = getattr(importlib.import_module(module_name), class_name)
     path = Path(__file__).parents[1] / "configs" / config_file if config_file else None
     assert config_hash(load_config(cls, path, overrides)) == expected
+
+
+def test_small_samples_warn_and_large_ones_do_not():
+    from weak2strong.runs.results import PROMPTS, metric_record, small_sample_warnings
+
+    def records(n: int) -> list[dict]:
+        return [metric_record("reward", "cbs", {"value": 1.0, "low": 0.5, "high": 1.5, "n": n})]
+
+    assert small_sample_warnings(records(4), PROMPTS) == [
+        "the intervals rest on 4 prompts (fewer than 20): too few to read a difference as real"
+    ]
+    assert small_sample_warnings(records(20), PROMPTS) == []
+    seeds = [metric_record("accuracy", "imp", {"value": 0.7, "n": 3}, kind="seeds")]
+    assert small_sample_warnings(seeds, PROMPTS) == []  # no interval: nothing to over-read
+
+
+def test_a_tuned_model_at_chance_is_flagged():
+    from weak2strong.tune import chance_warning
+
+    def results(accuracy: float) -> dict:
+        return {"model": "/runs/tune-x/model", "heldout_accuracy": {"value": accuracy, "n": 32}}
+
+    assert "only 25% of pairs (chance: 50%)" in (chance_warning(results(0.25)) or "")
+    assert chance_warning(results(0.5)) is not None
+    assert chance_warning(results(0.75)) is None

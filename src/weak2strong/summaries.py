@@ -93,7 +93,7 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
             f"results.json lacks what the {command} table needs "
             f"({type(error).__name__}: {error}); written by another version?"
         ) from error
-    notes = []
+    notes = [f"warning: {note}" for note in results.get("warnings", [])]
     version = results.get("results_version", 1)
     current = summary.results_version if summary.config_path else 1
     if isinstance(version, int) and version < current:

@@ -36,7 +36,7 @@ from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run, config_hash
 from weak2strong.runs.config import non_default_settings
-from weak2strong.runs.results import absolute
+from weak2strong.runs.results import PROMPTS, absolute
 from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.classifier import (
     ScorerConfig,
@@ -46,7 +46,7 @@ from weak2strong.scoring.classifier import (
     scorer_higher_is_better,
 )
 from weak2strong.settings import setting
-from weak2strong.tune import Tune, TuneConfig
+from weak2strong.tune import Tune, TuneConfig, chance_warning
 
 SELECTIONS = ("none", "reward")
 ALIGNED_LABEL = "aligned (α=0)"
@@ -106,6 +106,7 @@ def alpha_label(alpha: float) -> str:
 
 class Extrapolate:
     def __init__(self, config: ExtrapolateConfig, runs_dir: str | Path = "runs") -> None:
+        self.tune_warning: str | None = None  # the default aligned model is at chance
         if config.select_by not in SELECTIONS:
             raise W2SError(
                 f"unknown --select-by '{config.select_by}' (known: {', '.join(SELECTIONS)})"
@@ -141,6 +142,7 @@ class Extrapolate:
         if not aligned:
             _, results = Tune(cfg.tune, self.runs_dir).run()
             aligned = str(results["model"])
+            self.tune_warning = chance_warning(results)
         return [cfg.sft, aligned]
 
     def input_labels(self, names: list[str]) -> list[str]:
@@ -416,7 +418,14 @@ class Extrapolate:
             for label, row in rows.items()
             for i, prompt in enumerate(prompts)
         )
-        run.write_results(results, metric_records(results), examples)
+        warning = self.tune_warning
+        run.write_results(
+            results,
+            metric_records(results),
+            examples,
+            floor=PROMPTS,
+            warnings=[f"the α sweep extrapolates it: {warning}"] if warning else [],
+        )
         return results
 
     @staticmethod

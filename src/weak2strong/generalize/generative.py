@@ -15,7 +15,7 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
-from weak2strong.runs.results import absolute
+from weak2strong.runs.results import PROMPTS, absolute
 from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.classifier import (
     Scorer,
@@ -231,5 +231,5 @@ class GenerativeGeneralize:
             }
             for row, prompt in enumerate(prompts.test)
         )
-        run.write_results(results, metric_records(results), examples)
+        run.write_results(results, metric_records(results), examples, floor=PROMPTS)
         return results

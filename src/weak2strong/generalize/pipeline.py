@@ -27,7 +27,7 @@ from weak2strong.models import load_encoder, resolve
 from weak2strong.models.features import extract_features
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
-from weak2strong.runs.results import absolute
+from weak2strong.runs.results import TEST_EXAMPLES, absolute
 from weak2strong.scoring import paired_bootstrap
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
 from weak2strong.training import (
@@ -345,5 +345,5 @@ class Generalize:
             }
             for row, example in enumerate(self.test)
         )
-        run.write_results(results, metric_records(results), examples)
+        run.write_results(results, metric_records(results), examples, floor=TEST_EXAMPLES)
         return results

@@ -32,6 +32,7 @@ from weak2strong.prune.lottery import Lottery, LotterySettings, TicketProblem
 from weak2strong.prune.strategies import ScoringInputs
 from weak2strong.prune.summary import metric_records
 from weak2strong.runs import Run
+from weak2strong.runs.results import TEST_EXAMPLES
 from weak2strong.scoring import performance_gap_recovered, seed_interval
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
 from weak2strong.settings import setting
@@ -300,7 +301,18 @@ class Prune:
             {"method": "dense gold ceiling", "seed": seed, "round": 0, "sparsity": 0.0, "metric": c}
             for seed, c in zip(cfg.seeds, ceilings, strict=False)
         ]
-        run.write_results(results, metric_records(results), examples)
+        few = len(test_labels) < TEST_EXAMPLES.minimum
+        run.write_results(
+            results,
+            metric_records(results),
+            examples,
+            warnings=[
+                f"each accuracy rests on {len(test_labels)} test examples (fewer than "
+                f"{TEST_EXAMPLES.minimum}): too few to read a difference as real"
+            ]
+            if few
+            else [],
+        )
         return results
 
     def _ceiling(

@@ -39,7 +39,12 @@ from weak2strong.runs.config import (
     results_version,
     without_unhashed,
 )
-from weak2strong.runs.results import EXAMPLES_FILE, SCHEMA
+from weak2strong.runs.results import (
+    EXAMPLES_FILE,
+    SCHEMA,
+    SampleFloor,
+    small_sample_warnings,
+)
 from weak2strong.settings import check_settings
 
 T = TypeVar("T")
@@ -329,10 +334,17 @@ class Run:
         results: dict[str, Any],
         metrics: list[dict[str, Any]],
         examples: Iterable[dict[str, Any]] | None = None,
+        *,
+        floor: SampleFloor | None = None,
+        warnings: list[str] | None = None,
     ) -> Path:
         """results.json in the one layout (see `weak2strong.runs.results`), and the per-example
-        records as examples.jsonl; main process only. `results` holds the command's detail."""
+        records as examples.jsonl; main process only. `results` holds the command's detail;
+        `floor` is the fewest items its intervals should rest on (else a warning)."""
         path = self.path / "results.json"
+        notes = [*(warnings or []), *(small_sample_warnings(metrics, floor) if floor else [])]
+        for note in notes:
+            self.log.warning(note)
         if not distributed.is_main():
             return path
         rows = None if examples is None else write_jsonl(self.path / EXAMPLES_FILE, examples)
@@ -349,6 +361,7 @@ class Run:
             },
             "metrics": metrics,
             "examples": None if rows is None else {"file": EXAMPLES_FILE, "rows": rows},
+            "warnings": notes,
         }
         detail = {key: value for key, value in results.items() if key not in layout}
         layout.update(detail)

@@ -12,7 +12,8 @@ results.json, in the spirit of lm-evaluation-harness, holds for every command:
   computed), `higher_is_better`; derived numbers name what they derive from (`of`: PGR of
   accuracy; `baseline`: a difference against sampling) and where they were measured (`at`:
   an α, a sparsity). An undefined value is null with its reason in `undefined`;
-- `examples`: the per-example records file (`examples.jsonl`, run-relative) and its rows.
+- `examples`: the per-example records file (`examples.jsonl`, run-relative) and its rows;
+- `warnings`: what the numbers cannot carry, e.g. intervals resting on too few items.
 
 Everything else in results.json is the command's own detail (also with `{value, low, high,
 n}` objects for every interval), documented with the command. `RESULTS_SCHEMA` is the JSON
@@ -22,6 +23,7 @@ Schema of the common part; the tests validate every command's output against it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "distributed",
         "metrics",
         "examples",
+        "warnings",
     ],
     "properties": {
         "schema": {"const": SCHEMA},
@@ -94,6 +97,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
         },
         "inputs": {"type": "object"},
         "metrics": {"type": "array", "items": METRIC_RECORD_SCHEMA},
+        "warnings": {"type": "array", "items": {"type": "string"}},
         "examples": {
             "type": ["object", "null"],
             "required": ["file", "rows"],
@@ -104,6 +108,29 @@ RESULTS_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+@dataclass(frozen=True)
+class SampleFloor:
+    """The fewest items a bootstrap interval should rest on before it is read as evidence."""
+
+    unit: str
+    minimum: int
+
+
+TEST_EXAMPLES = SampleFloor("test examples", 100)
+PROMPTS = SampleFloor("prompts", 20)
+
+
+def small_sample_warnings(metrics: list[dict[str, Any]], floor: SampleFloor) -> list[str]:
+    """A warning when the bootstrap intervals rest on fewer items than `floor` asks."""
+    counts = [r["n"] for r in metrics if r["interval"] == "bootstrap" and r["n"]]
+    if not counts or min(counts) >= floor.minimum:
+        return []
+    return [
+        f"the intervals rest on {min(counts)} {floor.unit} (fewer than {floor.minimum}): "
+        "too few to read a difference as real"
+    ]
 
 
 def absolute(name: str) -> str:

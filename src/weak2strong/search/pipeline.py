@@ -20,7 +20,7 @@ from weak2strong.models import load_causal_lm, load_tokenizer, resolve
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
-from weak2strong.runs.results import absolute
+from weak2strong.runs.results import PROMPTS, absolute
 from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.classifier import (
     ScorerConfig,
@@ -50,7 +50,7 @@ from weak2strong.search.samplers import (
 )
 from weak2strong.search.summary import metric_records
 from weak2strong.settings import setting
-from weak2strong.tune import Tune, TuneConfig
+from weak2strong.tune import Tune, TuneConfig, chance_warning
 
 METHODS = ("sample", "bon", "cbs", "eft")
 
@@ -188,6 +188,7 @@ class Search:
         ).test
         self.startup: dict[str, float] = {}  # seconds to load each model / start each engine
         self._tuned_path: str | None = None
+        self.tune_warning: str | None = None  # the default tuned model is at chance
 
     # ---- models, loaded once and only when a step needs them
 
@@ -201,6 +202,7 @@ class Search:
             )
             _, results = Tune(tune_config, self.runs_dir).run()
             self._tuned_path = str(results["model"])
+            self.tune_warning = chance_warning(results)
         return self._tuned_path
 
     def _lm(self, role: str) -> LanguageModel:
@@ -394,7 +396,13 @@ class Search:
             for method, output in outputs.items()
             for row, prompt in enumerate(self.prompts)
         )
-        run.write_results(results, metric_records(results), examples)
+        run.write_results(
+            results,
+            metric_records(results),
+            examples,
+            floor=PROMPTS,
+            warnings=[f"search steers by it: {self.tune_warning}"] if self.tune_warning else [],
+        )
         return results
 
     def _gold_rewards(self, outputs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:

@@ -5,6 +5,6 @@ for their default tuned model, and generative `generalize` fine-tunes with `trai
 It imports only shared parts (training, models, data, scoring, runs), never a method.
 """
 
-from weak2strong.tune.tuning import METHODS, TrainingSettings, Tune, TuneConfig
+from weak2strong.tune.tuning import METHODS, TrainingSettings, Tune, TuneConfig, chance_warning
 
-__all__ = ["METHODS", "TrainingSettings", "Tune", "TuneConfig"]
+__all__ = ["METHODS", "TrainingSettings", "Tune", "TuneConfig", "chance_warning"]

@@ -35,7 +35,7 @@ from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.report import ResultTable, format_interval
 from weak2strong.runs import Run
-from weak2strong.runs.results import SCHEMA, absolute, metric_record
+from weak2strong.runs.results import SCHEMA, SampleFloor, absolute, metric_record
 from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.classifier import ScorerConfig, load_scorer, scorer_fingerprint
 from weak2strong.settings import setting
@@ -182,7 +182,13 @@ class Tune:
             metric_record("held-out preference accuracy", "tuned", evaluation["heldout_accuracy"]),
             metric_record("held-out reward margin", "tuned", evaluation["heldout_margin"]),
         ]
-        run.write_results(results, records)
+        warning = chance_warning(results)
+        run.write_results(
+            results,
+            records,
+            floor=SampleFloor("held-out pairs", 20),
+            warnings=[warning] if warning else [],
+        )
         return results
 
     def _evaluate(self, run: Run, model_dir: Path) -> dict[str, Any]:
@@ -418,6 +424,18 @@ class Tune:
             shutil.rmtree(model_dir, ignore_errors=True)
             staging.rename(model_dir)
         distributed.barrier()
+
+
+def chance_warning(results: dict[str, Any]) -> str | None:
+    """Said when the tuned model ranks held-out pairs no better than chance: a search or ExPO
+    steered by it steers by noise."""
+    accuracy = (results.get("heldout_accuracy") or {}).get("value")
+    if accuracy is None or accuracy > 0.5:
+        return None
+    return (
+        f"the tuned model {results['model']} prefers the held-out chosen response in only "
+        f"{accuracy:.0%} of pairs (chance: 50%): it has not learned the preference"
+    )
 
 
 def tune_tables(results: dict[str, Any]) -> list[ResultTable]:
