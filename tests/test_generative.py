@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -120,6 +122,39 @@ def test_generative_mode_end_to_end_and_cached(tmp_path, monkeypatch):
         show_progress=False,
     )
     run, results = GenerativeGeneralize(config, str(tmp_path / "runs")).run()
+    _check_one_sample_per_prompt(run, results)
+    k_config = dataclasses.replace(config, samples_per_prompt=3)
+    k_run, k_results = GenerativeGeneralize(k_config, str(tmp_path / "runs")).run()
+    _check_k_samples_per_prompt(k_run, k_results)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("sampled again on a cached rerun")
+
+    monkeypatch.setattr(generative, "sample_completions", forbidden)
+    _, again = GenerativeGeneralize(config, str(tmp_path / "runs")).run()
+    assert again["mean_score"] == results["mean_score"]
+
+
+def _check_k_samples_per_prompt(run, results) -> None:
+    """Toxicity's protocol metrics: the worst of k samples per prompt, and the fraction of
+    prompts with a sample at p(toxic) ≥ 0.5, each with PGR in its direction."""
+    assert_results_layout(results)
+    examples = read_examples(run.path)
+    assert len(examples) == 6 and all(len(row["w2s"]["scores"]) == 3 for row in examples)
+    for name in ("weak", "w2s", "ceiling"):
+        worst = [max(row[name]["scores"]) for row in examples]
+        bad = [any(score >= 0.5 for score in row[name]["scores"]) for row in examples]
+        means = [sum(row[name]["scores"]) / 3 for row in examples]
+        assert results["worst_of_k"]["models"][name]["value"] == pytest.approx(sum(worst) / 6)
+        assert results["bad_fraction"]["models"][name]["value"] == pytest.approx(sum(bad) / 6)
+        assert results["mean_score"]["models"][name]["value"] == pytest.approx(sum(means) / 6)
+    metrics = {(r["metric"], r["model"]) for r in results["metrics"] if r["metric"] != "pgr"}
+    assert ("expected maximum score over 3 (toxicity)", "w2s") in metrics
+    pgr_of = {r["of"] for r in results["metrics"] if r["metric"] == "pgr"}
+    assert len(pgr_of) == 3  # the mean, the expected maximum and the bad-prompt fraction
+
+
+def _check_one_sample_per_prompt(run, results) -> None:
     table = results["mean_score"]
     assert set(table["models"]) == {"weak", "strong-base", "w2s", "ceiling"}
     assert set(table["pgr"]) == {"strong-base", "w2s"}
@@ -139,10 +174,4 @@ def test_generative_mode_end_to_end_and_cached(tmp_path, monkeypatch):
         "ceiling-train-completions",
         "gold-scores",
     } <= steps
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("sampled again on a cached rerun")
-
-    monkeypatch.setattr(generative, "sample_completions", forbidden)
-    _, again = GenerativeGeneralize(config, str(tmp_path / "runs")).run()
-    assert again["mean_score"] == table
+    assert "worst_of_k" not in results and results["samples_per_prompt"] == 1

@@ -16,13 +16,16 @@ BOOTSTRAP_METRICS = (*TABLE_METRICS, "log_loss")
 def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
     """results.json's `metrics`: every model's test metrics, then PGR of each in its direction."""
     if "mean_score" in results:
-        table = results["mean_score"]
-        higher = results["scorer_higher_is_better"]
-        scorer = f"gold score ({results['scorer']})"
-        return [
-            metric_record(scorer, name, entry, higher_is_better=higher)
-            for name, entry in table["models"].items()
-        ] + [metric_record("pgr", name, entry, of=scorer) for name, entry in table["pgr"].items()]
+        found = []
+        for metric, table, direction in generative_metrics(results):
+            found += [
+                metric_record(metric, name, entry, higher_is_better=direction)
+                for name, entry in table["models"].items()
+            ]
+            found += [
+                metric_record("pgr", name, entry, of=metric) for name, entry in table["pgr"].items()
+            ]
+        return found
     records = []
     for metric, table in results["bootstrap"].items():
         higher = METRICS[metric].higher_is_better
@@ -88,26 +91,54 @@ def plot_summary(results: dict[str, Any], path: Path) -> Path:
     )
 
 
+def generative_metrics(results: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
+    """(metric name, its table, higher is better) of a generative run: the mean gold score,
+    and with k samples per prompt the worst sample's score and the rate of bad prompts."""
+    higher = results["scorer_higher_is_better"]
+    scorer = results["scorer"]
+    k = results.get("samples_per_prompt", 1)
+    # the mean keeps its name of before (runs of one sample per prompt compare across versions)
+    found = [(f"gold score ({scorer})", results["mean_score"], higher)]
+    if "worst_of_k" in results:
+        worst = "expected maximum" if not higher else "expected minimum"
+        found.append((f"{worst} score over {k} ({scorer})", results["worst_of_k"], higher))
+    if "bad_fraction" in results:
+        side = "≥" if not higher else "<"
+        name = f"fraction of prompts with a sample {side} {results['bad_threshold']:g} ({scorer})"
+        found.append((name, results["bad_fraction"], False))
+    return found
+
+
 def generative_table(results: dict[str, Any]) -> ResultTable:
-    table = results["mean_score"]
+    found = generative_metrics(results)
     direction = "higher" if results["scorer_higher_is_better"] else "lower"
     rows = []
     for name in ("weak", "strong-base", "w2s", "ceiling"):
-        pgr = table["pgr"].get(name)
-        rows.append(
-            [
-                name,
-                format_interval(table["models"][name]),
-                format_interval(pgr) if pgr is not None else "",
-            ]
-        )
+        row = [name]
+        for _, table, _ in found:
+            pgr = table["pgr"].get(name)
+            row += [format_interval(table["models"][name]), format_interval(pgr) if pgr else ""]
+        rows.append(row)
     sizes = results["sizes"]
+    k = results.get("samples_per_prompt", 1)
     title = (
         f"generative {results['prompts']}: weak {results['weak']} → strong {results['strong']}, "
         f"{results['scorer']} score ({direction} is better; {sizes['train_prompts']} train / "
-        f"{sizes['test_prompts']} test prompts; 95% bootstrap CI)"
+        f"{sizes['test_prompts']} test prompts, {k} sample{'s' if k > 1 else ''} each; "
+        "95% bootstrap CI)"
     )
-    return ResultTable(title, ["model", "mean gold score", "PGR"], rows)
+    columns = ["model", "mean gold score", "PGR"]
+    if "worst_of_k" in results:
+        columns += [f"{'max' if direction == 'lower' else 'min'} of {k}", "PGR"]
+    notes = []
+    if "bad_fraction" in results:
+        columns += ["bad prompts", "PGR"]
+        side = "≥" if direction == "lower" else "<"
+        notes.append(
+            f"bad prompts: the fraction with at least one of {k} samples {side} "
+            f"{results['bad_threshold']:g} (toxicity probability); lower is better"
+        )
+    return ResultTable(title, columns, rows, notes)
 
 
 def headline(results: dict[str, Any]) -> dict[str, float]:
