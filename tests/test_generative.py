@@ -139,6 +139,7 @@ def _check_k_samples_per_prompt(run, results) -> None:
     """Toxicity's protocol metrics: the worst of k samples per prompt, and the fraction of
     prompts with a sample at p(toxic) ≥ 0.5, each with PGR in its direction."""
     assert_results_layout(results)
+    assert results["gold_scorer"]["heldout_auroc"] > 0.5  # the scorer says how good it is
     examples = read_examples(run.path)
     assert len(examples) == 6 and all(len(row["w2s"]["scores"]) == 3 for row in examples)
     for name in ("weak", "w2s", "ceiling"):

@@ -74,3 +74,26 @@ def test_bootstrap_means_with_a_baseline_difference():
     # paired: a constant shift has (almost) no uncertainty
     assert table["difference"]["cbs"]["high"] - table["difference"]["cbs"]["low"] < 1e-9
     assert set(table) == {"models", "difference"} and table["models"]["cbs"]["n"] == 200
+
+
+def test_one_gold_scorer_for_every_experiment_seed_with_its_held_out_quality():
+    """The toxicity task has no native split, so its split follows a seed: the scorer's own,
+    never the experiment's. Its held-out accuracy and AUROC come with it."""
+    from weak2strong.runs import seed_everything
+    from weak2strong.scoring.classifier import SCORER_SEED, scorer_description
+
+    config = ScorerConfig(name="toxicity", max_length=64)
+    seed_everything(3)
+    first = load_scorer(config, show_progress=False).score(TEXTS)
+    seed_everything(4)
+    second = load_scorer(config, show_progress=False).score(TEXTS)
+    assert np.array_equal(first, second)
+    description = scorer_description(config)
+    assert description["units"].startswith("p(toxic)")
+    assert 0.6 < description["heldout_accuracy"] <= 1.0
+    assert 0.6 < description["heldout_auroc"] <= 1.0
+    from weak2strong.data import TaskConfig, load_task
+
+    data = load_task(TaskConfig(name="toxicity", max_per_split=config.max_train), seed=SCORER_SEED)
+    assert description["test_examples"] == len(data.texts("test"))
+    assert description["train_examples"] == len(data.texts("train"))

@@ -323,6 +323,8 @@ def test_search_cli_end_to_end(run_cli, tmp_path):
         assert np.isfinite(entry["reward"]["value"])
         assert entry["sampled_tokens"] > 0
     assert_results_layout(results)
+    assert results["gold_scorer"]["units"].startswith("VADER compound polarity")
+    assert "gold lexicon:vader: VADER compound polarity" in result.stdout.replace("\n", " ")
     examples = read_examples(folders[0])  # every prompt of every method
     assert len(examples) == 4 * 3
     assert set(examples[0]) >= {"method", "prompt", "response", "pair_score", "reward"}

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from weak2strong.report import ResultTable, format_interval, scatter_with_intervals
+from weak2strong.report import (
+    ResultTable,
+    format_interval,
+    reward_units,
+    scatter_with_intervals,
+    scorer_note,
+)
 from weak2strong.runs.results import metric_record
 
 
@@ -110,7 +116,8 @@ def extrapolate_tables(results: dict[str, Any]) -> list[ResultTable]:
         else f"no α beat the aligned model; {results['out']} holds the aligned weights"
     )
     columns = ["model", "α", "mean reward", "reward − aligned"]
-    return [ResultTable(title, columns, rows, [kept])]
+    notes = [kept] + ([scorer_note(results["gold_scorer"])] if "gold_scorer" in results else [])
+    return [ResultTable(title, columns, rows, notes)]
 
 
 def plot_extrapolate_summary(results: dict[str, Any], path: Path) -> Path | None:
@@ -127,7 +134,7 @@ def plot_extrapolate_summary(results: dict[str, Any], path: Path) -> Path | None
         [row["reward"]["high"] for _, row in entries],
         title=f"{results['prompts']}: reward vs α",
         xlabel="α (inputs at −1 … 0 in steps of the extrapolation direction)",
-        ylabel=f"mean reward ({results['scorer']})",
+        ylabel=f"mean gold reward ({reward_units(results['scorer'])})",
         x_scale="symlog" if widest > 4 else "linear",
         connect=True,
     )

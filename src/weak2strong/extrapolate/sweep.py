@@ -42,6 +42,7 @@ from weak2strong.scoring.classifier import (
     ScorerConfig,
     check_scorer_name,
     load_scorer,
+    scorer_description,
     scorer_fingerprint,
     scorer_higher_is_better,
 )
@@ -303,9 +304,7 @@ class Extrapolate:
 
         def rewards(responses: list[str]) -> list[float]:
             if not scorer_holder:
-                scorer_holder.append(
-                    load_scorer(cfg.scorer, seed=cfg.seed, show_progress=cfg.show_progress)
-                )
+                scorer_holder.append(load_scorer(cfg.scorer, show_progress=cfg.show_progress))
             k = cfg.samples_per_prompt
             repeated = [prompt for prompt in prompts for _ in range(k)]
             scores = scorer_holder[0].score(
@@ -364,6 +363,7 @@ class Extrapolate:
         selection: dict[str, Any] = {
             "select_by": "reward",
             "scorer": cfg.scorer.name,
+            "gold_scorer": scorer_description(cfg.scorer),
             "higher_is_better": higher,
             "prompts": cfg.prompts,
             "test_prompts": len(prompts),

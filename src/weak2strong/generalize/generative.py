@@ -22,6 +22,7 @@ from weak2strong.scoring.classifier import (
     ScorerConfig,
     check_scorer_name,
     load_scorer,
+    scorer_description,
     scorer_fingerprint,
 )
 from weak2strong.settings import setting
@@ -113,9 +114,7 @@ class GenerativeGeneralize:
     @property
     def scorer(self) -> Scorer:
         if self._scorer is None:
-            self._scorer = load_scorer(
-                self.config.scorer, seed=self.config.seed, show_progress=self.config.show_progress
-            )
+            self._scorer = load_scorer(self.config.scorer, show_progress=self.config.show_progress)
         return self._scorer
 
     def _sample(
@@ -246,6 +245,7 @@ class GenerativeGeneralize:
             "mode": "generative",
             "prompts": cfg.prompts,
             "scorer": cfg.scorer.name,
+            "gold_scorer": scorer_description(cfg.scorer),
             "scorer_higher_is_better": higher,
             "weak": absolute(cfg.weak),
             "strong": absolute(cfg.strong),

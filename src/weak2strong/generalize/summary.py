@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from weak2strong.report import ResultTable, bar_chart_with_intervals, format_interval
+from weak2strong.report import ResultTable, bar_chart_with_intervals, format_interval, scorer_note
 from weak2strong.runs.results import metric_record
 from weak2strong.scoring import METRICS
 
@@ -130,7 +130,7 @@ def generative_table(results: dict[str, Any]) -> ResultTable:
     columns = ["model", "mean gold score", "PGR"]
     if "worst_of_k" in results:
         columns += [f"{'max' if direction == 'lower' else 'min'} of {k}", "PGR"]
-    notes = []
+    notes = [scorer_note(results["gold_scorer"])] if "gold_scorer" in results else []
     if "bad_fraction" in results:
         columns += ["bad prompts", "PGR"]
         side = "≥" if direction == "lower" else "<"

@@ -11,6 +11,8 @@ from weak2strong.report.tables import (
     format_interval,
     markdown_table,
     print_table,
+    reward_units,
+    scorer_note,
 )
 
 __all__ = [
@@ -21,5 +23,7 @@ __all__ = [
     "lines_with_intervals",
     "markdown_table",
     "print_table",
+    "reward_units",
     "scatter_with_intervals",
+    "scorer_note",
 ]

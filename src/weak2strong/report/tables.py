@@ -145,3 +145,21 @@ def metrics_csv(run: str, records: list[dict[str, Any]]) -> str:
         row = {**record, "run": run, "at": at}
         writer.writerow(["" if row.get(c) is None else row[c] for c in METRICS_CSV_COLUMNS])
     return buffer.getvalue()
+
+
+def scorer_note(description: dict[str, Any]) -> str:
+    """One line for a table: the reward's units and its held-out quality."""
+    text = f"gold {description['name']}: {description['units']}"
+    if "heldout_accuracy" in description:
+        text += (
+            f"; held-out accuracy {description['heldout_accuracy']:.3f}, AUROC "
+            f"{description['heldout_auroc']:.3f} on {description['test_examples']} labelled "
+            f"texts it never saw (trained on {description['train_examples']})"
+        )
+    return text
+
+
+def reward_units(scorer: str) -> str:
+    """A plot axis's short name for a gold scorer's units."""
+    short = {"sentiment": "log-odds positive", "toxicity": "p(toxic)"}
+    return f"{scorer}: {short[scorer]}" if scorer in short else scorer

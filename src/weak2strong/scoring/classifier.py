@@ -81,6 +81,18 @@ class Scorer(Protocol):
 PLUGIN_PREFIXES = ("hf:", "python:", "lexicon:")
 
 
+# The built-in gold scorers draw their training data with this seed, never the experiment's:
+# one scorer per setting, the same for every seed of an experiment, trained once and cached.
+SCORER_SEED = 0
+SCORER_UNITS = {
+    "sentiment": "log-odds that a MiniLM classifier trained on IMDB calls the text positive "
+    "(log p(positive) − log p(negative); 0 is undecided)",
+    "toxicity": "p(toxic) from a MiniLM classifier trained on the toxicity task",
+    "lexicon:vader": "VADER compound polarity in [−1, 1]",
+    "lexicon:afinn": "AFINN polarity (sum of word scores)",
+}
+
+
 def check_scorer_name(name: str) -> None:
     """Fail fast, before any model loads, on a scorer name that names nothing."""
     if not name.startswith(PLUGIN_PREFIXES):
@@ -120,10 +132,29 @@ def scorer_fingerprint(config: ScorerConfig) -> dict[str, Any]:
             return {"name": config.name, "version": version(package)}
         except PackageNotFoundError:
             return {"name": config.name, "version": None}
-    return {"name": config.name, "encoder": model_fingerprint(config.encoder)}
+    return {
+        "name": config.name,
+        "encoder": model_fingerprint(config.encoder),
+        "data_seed": SCORER_SEED,  # before: the experiment's seed chose the scorer's data
+    }
 
 
-def load_scorer(config: ScorerConfig, seed: int = 0, show_progress: bool = True) -> Scorer:
+def scorer_description(config: ScorerConfig, show_progress: bool = False) -> dict[str, Any]:
+    """What a result says about its gold scorer: its units and, for a trained one, how well
+    it does on held-out labelled data (the trained head is cached: this loads no encoder)."""
+    name = config.name
+    units = SCORER_UNITS.get(name) or (
+        "the model's logit (log-odds of its positive label)"
+        if name.startswith("hf:")
+        else "the function's value"
+    )
+    description: dict[str, Any] = {"name": name, "units": units}
+    if name in SCORERS:
+        description.update(ClassifierScorer(config, show_progress=show_progress).quality)
+    return description
+
+
+def load_scorer(config: ScorerConfig, show_progress: bool = True) -> Scorer:
     """The scorer a config names; every command that scores text goes through here."""
     if config.name.startswith("hf:"):
         return SequenceClassifierScorer(config, show_progress=show_progress)
@@ -133,24 +164,28 @@ def load_scorer(config: ScorerConfig, seed: int = 0, show_progress: bool = True)
         from weak2strong.scoring.lexicon import LexiconScorer
 
         return LexiconScorer(config.name)
-    return ClassifierScorer(config, seed=seed, show_progress=show_progress)
+    return ClassifierScorer(config, show_progress=show_progress)
 
 
 class ClassifierScorer:
-    def __init__(self, config: ScorerConfig, seed: int = 0, show_progress: bool = True) -> None:
+    def __init__(self, config: ScorerConfig, show_progress: bool = True) -> None:
         self.config = config
         self.name = config.name
         self.spec = scorer_spec(config.name)
         self.higher_is_better = self.spec.higher_is_better
         self.show_progress = show_progress
         self.features = FeatureConfig(max_length=config.max_length, batch_size=32)
-        data = load_task(TaskConfig(name=self.spec.task, max_per_split=config.max_train), seed=seed)
+        data = load_task(
+            TaskConfig(name=self.spec.task, max_per_split=config.max_train), seed=SCORER_SEED
+        )
         self.positive = data.label_names.index(self.spec.positive_label)
         key = {
             "task": data.fingerprint(),
             "encoder": model_fingerprint(config.encoder),
             "features": dataclasses.asdict(self.features),
             "positive": self.positive,
+            "seed": SCORER_SEED,
+            "reports": ["accuracy", "auroc"],  # heads cached before AUROC was kept: trained again
         }
         digest = key_digest(key)
         path = cache_dir() / "scorers" / f"{config.name}-{digest}.safetensors"
@@ -167,6 +202,13 @@ class ClassifierScorer:
         self.mean, self.scale = weights["mean"], weights["scale"]
         self.coef, self.intercept = weights["coef"], weights["intercept"]
         self.test_accuracy = float(info["test_accuracy"])
+        self.quality = {
+            "heldout_accuracy": self.test_accuracy,
+            "heldout_auroc": float(info["test_auroc"]),
+            "train_examples": int(info["train_size"]),
+            "test_examples": int(info["test_size"]),
+            "data": f"{self.spec.task}: train split for training, test split held out",
+        }
 
     def _encode(self, texts: Sequence[str]) -> torch.Tensor:
         if self._encoder is None:
@@ -198,11 +240,19 @@ class ClassifierScorer:
             "coef": torch.as_tensor(regression.coef_[0], dtype=torch.float32),
             "intercept": torch.as_tensor(regression.intercept_, dtype=torch.float32),
         }
+        from weak2strong.scoring.metrics import compute_metrics
+
         test_features = ((self._encode(test_texts) - mean) / scale).numpy()
-        accuracy = float(
-            np.mean(regression.predict(test_features) == (np.asarray(test_labels) == self.positive))
+        test_target = (np.asarray(test_labels) == self.positive).astype(int)
+        metrics = compute_metrics(
+            test_target, regression.predict_proba(test_features), ("accuracy", "auroc")
         )
-        return tensors, {"test_accuracy": accuracy, "train_size": len(texts)}
+        return tensors, {
+            "test_accuracy": metrics["accuracy"],
+            "test_auroc": metrics["auroc"],
+            "train_size": len(texts),
+            "test_size": len(test_texts),
+        }
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """log p(positive) − log p(negative) per text."""

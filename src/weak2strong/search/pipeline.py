@@ -26,6 +26,7 @@ from weak2strong.scoring.classifier import (
     ScorerConfig,
     check_scorer_name,
     load_scorer,
+    scorer_description,
     scorer_fingerprint,
 )
 from weak2strong.search.decoders import (
@@ -368,6 +369,7 @@ class Search:
             "new_tokens": cfg.sampling.new_tokens,
             "backend": cfg.backend,
             "scorer": cfg.scorer.name,
+            "gold_scorer": scorer_description(cfg.scorer),
             "methods": {},
             "skipped": skipped,
             # of this invocation (cached steps loaded nothing): model loads, engine start
@@ -406,9 +408,7 @@ class Search:
         return results
 
     def _gold_rewards(self, outputs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
-        scorer = load_scorer(
-            self.config.scorer, seed=self.config.seed, show_progress=self.config.show_progress
-        )
+        scorer = load_scorer(self.config.scorer, show_progress=self.config.show_progress)
         if not scorer.higher_is_better:
             raise W2SError(f"scorer '{scorer.name}' is lower-is-better; search maximises a reward")
         return {

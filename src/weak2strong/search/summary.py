@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from weak2strong.report import ResultTable, format_interval, scatter_with_intervals
+from weak2strong.report import (
+    ResultTable,
+    format_interval,
+    reward_units,
+    scatter_with_intervals,
+    scorer_note,
+)
 from weak2strong.runs.results import metric_record
 
 
@@ -47,6 +53,8 @@ def search_tables(results: dict[str, Any]) -> list[ResultTable]:
     )
     columns = ["method", "mean reward", "reward − sample", "tokens sampled / prompt", "seconds"]
     notes = [f"skipped {m}: {reason}" for m, reason in results.get("skipped", {}).items()]
+    if "gold_scorer" in results:
+        notes.append(scorer_note(results["gold_scorer"]))
     backend = results.get("backend", "transformers")
     if results.get("startup_seconds"):  # runs before the backends' start-up was timed apart
         loads = ", ".join(f"{role} {s:.1f}s" for role, s in results["startup_seconds"].items())
@@ -66,7 +74,7 @@ def plot_search_summary(results: dict[str, Any], path: Path) -> Path:
         [e["reward"]["high"] for e in entries],
         title=f"{results['prompts']}: reward vs compute ({results['large']})",
         xlabel="large-model tokens sampled per prompt",
-        ylabel=f"mean gold reward ({results['scorer']})",
+        ylabel=f"mean gold reward ({reward_units(results['scorer'])})",
         x_scale="log",
     )
 

@@ -241,7 +241,7 @@ class Tune:
             description="preference candidates",
             show_progress=cfg.show_progress,
         )
-        labeler = load_scorer(cfg.labeler, seed=cfg.seed, show_progress=cfg.show_progress)
+        labeler = load_scorer(cfg.labeler, show_progress=cfg.show_progress)
         scores = labeler.score([p + c for p, c in zip(doubled, completions, strict=True)])
         scores = scores.reshape(len(prompts), 2)
         if not labeler.higher_is_better:
