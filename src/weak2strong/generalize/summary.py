@@ -88,6 +88,7 @@ def plot_summary(results: dict[str, Any], path: Path) -> Path:
         ylabel="test accuracy",
         annotations=notes,
         colors=colors,
+        chance=1.0 / len(results["label_names"]),
     )
 
 

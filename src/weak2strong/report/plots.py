@@ -22,7 +22,10 @@ def bar_chart_with_intervals(
     ylabel: str,
     annotations: Sequence[str | None] = (),
     colors: Sequence[str] | None = None,
+    chance: float | None = None,
 ) -> Path:
+    """Bars with intervals; with `chance` (an accuracy's chance level) the axis starts at
+    chance or below and a dashed line marks it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,10 +47,16 @@ def bar_chart_with_intervals(
                 textcoords="offset points",
             )
     floor = min(v - lo for v, lo in zip(values, lower, strict=True))
-    axis.set_ylim(
-        max(0.0, floor - 0.05), max(v + up for v, up in zip(values, upper, strict=True)) + 0.05
-    )
-    axis.set_title(title)
+    bottom = max(0.0, floor - 0.05)
+    if chance is not None:
+        bottom = min(bottom, chance)
+        axis.axhline(chance, linestyle="--", linewidth=1, color="grey")
+        axis.annotate(
+            "chance", (1.0, chance), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+            fontsize=8, color="grey",
+        )  # fmt: skip
+    axis.set_ylim(bottom, max(v + up for v, up in zip(values, upper, strict=True)) + 0.05)
+    _title(axis, title)
     axis.set_ylabel(ylabel)
     axis.tick_params(axis="x", labelrotation=20)
     return _save(figure, path)
@@ -89,16 +98,21 @@ def scatter_with_intervals(
         offset = (6, 6 - 12 * (index % 3))
         axis.annotate(label, (x, y), xytext=offset, textcoords="offset points", fontsize=8)
     if x_scale == "log":
-        from matplotlib.ticker import NullFormatter
+        from matplotlib.ticker import NullFormatter, NullLocator
 
         axis.set_xscale("log")
+        # a tick at every measured x, labelled as a plain number: a log axis spanning less
+        # than a decade would otherwise show one label, or none
+        ticks = sorted({float(x) for x in xs if x > 0})
+        axis.set_xticks(ticks, [f"{x:,.0f}" if x >= 10 else f"{x:g}" for x in ticks])
+        axis.xaxis.set_minor_locator(NullLocator())
         axis.xaxis.set_minor_formatter(NullFormatter())
     elif x_scale == "symlog":
         from matplotlib.ticker import ScalarFormatter
 
         axis.set_xscale("symlog", linthresh=1.0)
         axis.xaxis.set_major_formatter(ScalarFormatter())
-    axis.set_title(title)
+    _title(axis, title)
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
@@ -139,12 +153,19 @@ def lines_with_intervals(
         axis.invert_xaxis()
     if ylim is not None:  # wide intervals (few seeds) must not flatten the lines themselves
         axis.set_ylim(*ylim)
-    axis.set_title(title)
+    _title(axis, title)
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return _save(figure, path)
+
+
+def _title(axis: Any, title: str, width: int = 60) -> None:
+    """A long title wrapped onto lines the figure's width holds, never cut off."""
+    import textwrap
+
+    axis.set_title("\n".join(textwrap.wrap(title, width)), fontsize=10)
 
 
 def _save(figure: Any, path: Path) -> Path:
