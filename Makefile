@@ -9,7 +9,7 @@ STAMP := $(VENV)/.w2s-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-DEMO_ASSETS := smollm2-135m-instruct qwen2.5-0.5b-instruct minilm-l6 imdb safety
+DEMO_ASSETS := smollm2-135m-instruct qwen2.5-coder-0.5b-instruct minilm-l6 imdb safety
 TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
 
 # the report test opens the report in Debian's Chromium (root, or sudo, installs it)

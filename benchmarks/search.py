@@ -1,6 +1,6 @@
 """Search speed: CBS vs best-of-16 wall time, cached vs re-scoring scorer, and peak memory.
 
-    python benchmarks/search.py [--large qwen2.5-0.5b-instruct] [--tuned PATH] [--prompts 4]
+    python benchmarks/search.py [--large qwen2.5-coder-0.5b-instruct] [--tuned PATH] [--prompts 4]
 
 All numbers come from this one run, on the same models and prompts:
 - CBS(4,4,5) wall time / BoN-16 wall time (both sample 16 candidates of `--new-tokens`);
@@ -62,7 +62,7 @@ def timed(function, *args):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--large", default="qwen2.5-0.5b-instruct")
+    parser.add_argument("--large", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--tuned", default="smollm2-135m-instruct")
     parser.add_argument("--untuned", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", type=int, default=4)

@@ -71,7 +71,7 @@ def test_assets_lists_registry(run_cli):
     assert result.returncode == 0, result.stderr
     for name in (
         "smollm2-135m-instruct",
-        "qwen2.5-0.5b-instruct",
+        "qwen2.5-coder-0.5b-instruct",
         "gemma3-270m",
         "minilm-l6",
         "imdb",

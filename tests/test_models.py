@@ -124,10 +124,11 @@ def test_hub_id_offline_gives_a_clear_error(monkeypatch):
 
 def test_unprepared_model_without_wheels_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("W2S_CACHE", str(tmp_path))
-    large = get_embedded("qwen2.5-1.5b-instruct")
+    large = get_embedded("qwen2.5-1.5b-instruct")  # its earlier name still finds it
+    assert large.name == "qwen2.5-coder-1.5b-instruct"
     if not any(w for w in large.wheels if not w.is_installed()):
         pytest.skip("the large model's wheels are installed here")
-    with pytest.raises(W2SError, match="w2s assets prepare qwen2.5-1.5b-instruct"):
+    with pytest.raises(W2SError, match="w2s assets prepare qwen2.5-coder-1.5b-instruct"):
         resolve("qwen2.5-1.5b-instruct")
 
 

@@ -238,3 +238,18 @@ def test_a_tuned_model_at_chance_is_flagged():
     assert "only 25% of pairs (chance: 50%)" in (chance_warning(results(0.25)) or "")
     assert chance_warning(results(0.5)) is not None
     assert chance_warning(results(0.75)) is None
+
+
+def test_an_earlier_model_name_is_the_same_run_under_the_models_current_name():
+    """The embedded Qwen models are Coder checkpoints and are named so; configs that use the
+    earlier names resolve to them and keep their run folders."""
+    from weak2strong.generalize import GeneralizeConfig
+    from weak2strong.models.loading import model_fingerprint
+
+    old = load_config(GeneralizeConfig, None, ["strong=qwen2.5-0.5b-instruct"])
+    new = load_config(GeneralizeConfig, None, ["strong=qwen2.5-coder-0.5b-instruct"])
+    assert old.strong == new.strong == "qwen2.5-coder-0.5b-instruct"
+    assert config_hash(old) == config_hash(new) == config_hash(GeneralizeConfig()) == "94f0458079"
+    # caches keyed by the model (features, run inputs) stay those made under the earlier name
+    assert model_fingerprint("qwen2.5-0.5b-instruct") == model_fingerprint(new.strong)
+    assert model_fingerprint(new.strong)["name"] == "qwen2.5-0.5b-instruct"

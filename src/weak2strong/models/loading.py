@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.models import assets
-from weak2strong.models.registry import EMBEDDED_MODELS
+from weak2strong.models.registry import EMBEDDED_MODELS, embedded, get_embedded
 
 if TYPE_CHECKING:
     import torch
@@ -29,8 +29,8 @@ class ResolvedModel:
 
 def resolve(name: str, *, prepare: bool = True) -> ResolvedModel:
     """Map a user's model name to something `from_pretrained` can read, offline when embedded."""
-    if name in EMBEDDED_MODELS:
-        model = EMBEDDED_MODELS[name]
+    model = embedded(name)
+    if model is not None:
         folder = assets.prepared_dir(model)
         if folder is None:
             if not prepare:
@@ -72,7 +72,8 @@ def model_fingerprint(name: str, revision: str | None = None) -> dict[str, objec
     """What identifies a model's weights, for cache keys: never the name alone."""
     resolved = resolve(name)
     if resolved.embedded:
-        return {"name": name, "sha256": EMBEDDED_MODELS[name].sha256}
+        model = get_embedded(name)
+        return {"name": model.key_name, "sha256": model.sha256}
     folder = Path(resolved.location)
     if folder.is_dir():
         weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))

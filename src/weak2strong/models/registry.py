@@ -30,10 +30,18 @@ class EmbeddedModel:
     license: str
     large: bool = False
     note: str = ""
+    # earlier names that still work; the first is also its cache folder and cache-key name,
+    # so prepared copies, shared features and run inputs made under it stay valid
+    aliases: tuple[str, ...] = ()
 
     @property
     def wheels(self) -> tuple[PinnedWheel, ...]:
         return tuple(dict.fromkeys(wheel for wheel, _ in self.parts))
+
+    @property
+    def key_name(self) -> str:
+        """The name its cache folder and fingerprints use (its first name, for continuity)."""
+        return self.aliases[0] if self.aliases else self.name
 
 
 def _split(
@@ -65,7 +73,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             license="Apache-2.0",
         ),
         EmbeddedModel(
-            name="qwen2.5-0.5b-instruct",
+            name="qwen2.5-coder-0.5b-instruct",
+            aliases=("qwen2.5-0.5b-instruct",),
             kind="causal-lm",
             weight_format="gguf",
             upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M)",
@@ -75,10 +84,11 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size_bytes=491_400_064,
             license="Apache-2.0 upstream; the wheels carry no licence metadata",
-            note="the Coder variant of Qwen2.5-0.5B-Instruct",
+            note="Qwen2.5-Coder-0.5B-Instruct (earlier name here: qwen2.5-0.5b-instruct)",
         ),
         EmbeddedModel(
-            name="qwen2.5-1.5b-instruct",
+            name="qwen2.5-coder-1.5b-instruct",
+            aliases=("qwen2.5-1.5b-instruct",),
             kind="causal-lm",
             weight_format="gguf",
             upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M)",
@@ -126,9 +136,19 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 }
 
 
+ALIASES: dict[str, str] = {
+    alias: model.name for model in EMBEDDED_MODELS.values() for alias in model.aliases
+}
+
+
+def embedded(name: str) -> EmbeddedModel | None:
+    """The embedded model a name (or an earlier name) stands for, if any."""
+    return EMBEDDED_MODELS.get(ALIASES.get(name, name))
+
+
 def get_embedded(name: str) -> EmbeddedModel:
-    try:
-        return EMBEDDED_MODELS[name]
-    except KeyError:
+    model = embedded(name)
+    if model is None:
         known = ", ".join(EMBEDDED_MODELS)
-        raise W2SError(f"unknown embedded model '{name}' (known: {known})") from None
+        raise W2SError(f"unknown embedded model '{name}' (known: {known})")
+    return model

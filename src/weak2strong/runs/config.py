@@ -168,6 +168,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def canonical_model_names(value: Any) -> Any:
+    """`value` with every earlier name of an embedded model replaced by its current one, so
+    that a config naming `qwen2.5-0.5b-instruct` is the same run as one naming
+    `qwen2.5-coder-0.5b-instruct` (and the run records the name of the model it is)."""
+    from weak2strong.models.registry import ALIASES
+
+    if isinstance(value, str):
+        return ALIASES.get(value, value)
+    if isinstance(value, list):
+        return [canonical_model_names(item) for item in value]
+    if isinstance(value, dict):
+        return {key: canonical_model_names(item) for key, item in value.items()}
+    return value
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Defaults, then the YAML file, then each `key=value` override, validated against `cls`."""
     data: dict[str, Any] = {}
@@ -198,7 +213,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
                 section[part] = existing
             section = existing
         section[keys[-1]] = value
-    config = from_dict(cls, data)
+    config = from_dict(cls, canonical_model_names(data))
     check_settings(config)
     return config
 

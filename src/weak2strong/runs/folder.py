@@ -33,6 +33,7 @@ from weak2strong.fileio import (
     write_yaml,
 )
 from weak2strong.runs.config import (
+    canonical_model_names,
     config_hash,
     config_to_dict,
     result_settings,
@@ -508,6 +509,7 @@ def _stored_conflicts(path: Path, config: Any) -> list[str]:
     stored = yaml.safe_load(config_file.read_text("utf-8"))
     if stored is None:
         return []
+    stored = canonical_model_names(stored)  # written before a model was renamed
     return _conflicts(without_unhashed(type(config), stored), _plain(result_settings(config)))
 
 

@@ -80,7 +80,7 @@ class SearchConfig:
 
     seed: int = setting(0, help="seed of the prompts and of every sampled sequence")
     large: str = setting(
-        "qwen2.5-0.5b-instruct",
+        "qwen2.5-coder-0.5b-instruct",
         help="the large model to steer: name/folder/hub id; with backend=api, the served name",
     )
     large_template: str = setting(
