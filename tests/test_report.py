@@ -187,6 +187,14 @@ def test_every_run_has_a_metrics_csv_with_numbers_in_their_own_columns(runs_dir,
     assert float(row["high"]) == pytest.approx(imp_last["metric"]["high"])
     assert row["n"] == str(len(prune["seeds"])) and row["interval"] == "seeds"
     assert "## Skipped" in markdown and "prune-0123456789" in markdown
+    assert "## Reading the numbers" in markdown and "**PGR**" in markdown
+    # the search and extrapolate sections show example generations from examples.jsonl
+    assert markdown.count("example generations") >= 2
+    search = _results(runs_dir, "search")
+    first = json.loads(
+        (Path(search["run"]["folder"]) / "examples.jsonl").read_text().splitlines()[0]
+    )
+    assert first["response"].strip()[:20] in markdown
 
 
 def test_report_replaces_its_previous_version_but_never_another_folder(runs_dir, tmp_path):

@@ -47,6 +47,8 @@ class Command:
     plot_path: str | None = None
     plot_name: str = ""
     headline_path: str | None = None  # "module:function": results → {name: number}
+    # "module:function": (results, examples.jsonl rows) → tables of example outputs (report)
+    examples_path: str | None = None
     shortcuts: tuple[Shortcut, ...] = ()
     cli_name: str | None = None  # the CLI's name, when it differs (generative mode)
     on_cli: bool = True  # False: made by another command (replicates), not run by name
@@ -69,6 +71,14 @@ class Command:
         if self.tables_path is None:
             return scalar_table(results)
         tables: list[ResultTable] = _load(self.tables_path)(results)
+        return tables
+
+    def example_tables(
+        self, results: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> list[ResultTable]:
+        if self.examples_path is None or not rows:
+            return []
+        tables: list[ResultTable] = _load(self.examples_path)(results, rows)
         return tables
 
     def plot(self, results: dict[str, Any], path: Path) -> Path | None:
@@ -172,6 +182,7 @@ COMMANDS: dict[str, Command] = {
             plot_path="weak2strong.search.summary:plot_search_summary",
             plot_name="search.png",
             headline_path="weak2strong.search.summary:headline",
+            examples_path="weak2strong.search.summary:example_tables",
             shortcuts=(
                 _SEED,
                 Shortcut("--method", "methods", "sample, bon, cbs, eft, or all (repeatable)", True),
@@ -192,6 +203,7 @@ COMMANDS: dict[str, Command] = {
             plot_path="weak2strong.extrapolate.summary:plot_extrapolate_summary",
             plot_name="extrapolate.png",
             headline_path="weak2strong.extrapolate.summary:headline",
+            examples_path="weak2strong.extrapolate.summary:example_tables",
             shortcuts=(
                 _SEED,
                 Shortcut("--sft", "sft", "the SFT (starting) checkpoint"),

@@ -101,6 +101,13 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
             f"stale: computed by results version {version} of {command}; this version of the "
             f"toolkit computes version {current} (rerun to refresh)"
         )
+    examples_file = folder / "examples.jsonl"
+    if summary.examples_path is not None and examples_file.is_file():
+        try:
+            lines = examples_file.read_text("utf-8").splitlines()
+            tables += summary.example_tables(results, [json.loads(line) for line in lines])
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+            notes.append(f"examples not shown: {type(error).__name__}: {error}")
     info = run_info(folder)
     section = RunSection(
         name=folder.name,

@@ -148,3 +148,18 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
     for label, row in results["rows"].items():
         numbers[f"{label} reward"] = row["reward"]["value"]
     return numbers
+
+
+def example_tables(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[ResultTable]:
+    """The first prompts' responses of each model of the sweep, with their rewards."""
+    prompts = list(dict.fromkeys(row["prompt"] for row in rows))[:2]
+    shown = [
+        [row["model"], row["prompt"] + " ▸ " + row["responses"][0], f"{row['reward']:.2f}"]
+        for prompt in prompts
+        for row in rows
+        if row["prompt"] == prompt
+    ]
+    note = "▸ marks where the prompt ends; every response is in examples.jsonl"
+    return [
+        ResultTable("example generations", ["model", "prompt ▸ response", "reward"], shown, [note])
+    ]

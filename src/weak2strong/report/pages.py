@@ -150,10 +150,41 @@ def _section_html(report: Report, section: RunSection) -> str:
     return "".join(parts)
 
 
+READING_GUIDE = (
+    (
+        "PGR",
+        "performance gap recovered = (w2s − weak) / (ceiling − weak): 0 means the student "
+        "only matches its weak supervisor, 1 that it matches the same student trained on gold "
+        "labels. For metrics where lower is better the same ratio is taken in that direction; "
+        "it is undefined (with the reason) when the ceiling is not better than the weak model.",
+    ),
+    (
+        "A/B split",
+        "generalize halves the training data: the weak supervisor learns from half A's gold "
+        "labels and labels half B; the weak-to-strong student learns from B's weak labels, the "
+        "ceiling from B's gold labels. No model sees the test data.",
+    ),
+    (
+        "Intervals",
+        "95%: a paired bootstrap over test examples or prompts (every model scored on the "
+        "same resamples, so differences and PGR are paired), or a t-interval over seeds. A "
+        "warning under a table says when they rest on too few examples.",
+    ),
+    (
+        "Rewards",
+        "`sentiment` is the log-odds that a MiniLM classifier trained on IMDB calls a text "
+        "positive (0: undecided; +2: about 88% positive); `toxicity` is p(toxic). Each result "
+        "notes its scorer's held-out accuracy and AUROC.",
+    ),
+)
+
+
 def _index_html(report: Report) -> str:
+    guide = "".join(f"<li><b>{_e(term)}</b>: {_e(text)}</li>" for term, text in READING_GUIDE)
     parts = [
         f"<h1>{_e(report.title)}</h1>",
         f'<p class="muted">from {_e(report.source)}, made {_e(report.made_at)}</p>',
+        f'<h2>Reading the numbers</h2><ul class="notes">{guide}</ul>',
     ]
     if not report.pages:
         parts.append("<p>No finished runs found.</p>")
@@ -207,6 +238,8 @@ def write_markdown(report: Report, out: Path) -> Path:
     """report.md with every table, the plots copied beside it, a CSV per table."""
     _write_csv(report, out)
     lines = [f"# {report.title}", "", f"From `{report.source}`, made {report.made_at}.", ""]
+    lines += ["## Reading the numbers", ""]
+    lines += [f"- **{term}**: {text}" for term, text in READING_GUIDE] + [""]
     for page, sections in report.pages.items():
         lines += [f"## {page}", ""]
         if page in report.comparisons:

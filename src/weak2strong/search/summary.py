@@ -85,3 +85,20 @@ def headline(results: dict[str, Any]) -> dict[str, float]:
         f"{entry['label']} reward": entry["reward"]["value"]
         for entry in results["methods"].values()
     }
+
+
+def example_tables(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[ResultTable]:
+    """The first prompts' responses of every method, side by side with their rewards."""
+    prompts = list(dict.fromkeys(row["prompt"] for row in rows))[:3]
+    labels = {method: entry["label"] for method, entry in results["methods"].items()}
+    shown = [
+        [labels.get(row["method"], row["method"]), row["prompt"] + " ▸ " + row["response"],
+         f"{row['reward']:.2f}"]
+        for prompt in prompts
+        for row in rows
+        if row["prompt"] == prompt
+    ]  # fmt: skip
+    note = "▸ marks where the prompt ends; every response is in examples.jsonl"
+    return [
+        ResultTable("example generations", ["method", "prompt ▸ response", "reward"], shown, [note])
+    ]
