@@ -14,6 +14,8 @@ from typing import IO, Any
 
 import yaml
 
+from weak2strong.errors import W2SError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -104,6 +106,24 @@ def _finite(value: Any) -> Any:
 
 def write_yaml(path: str | Path, data: Any) -> None:
     write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's content; a missing, unreadable or malformed file is one W2SError naming
+    `what` it was meant to be ("config file", "recipe")."""
+    location = Path(path).expanduser()
+    if not location.is_file():
+        raise W2SError(f"{what} not found: {location}")
+    try:
+        return yaml.safe_load(location.read_text("utf-8"))
+    except yaml.YAMLError as error:
+        raise W2SError(
+            f"{what} {location} is not valid YAML: {str(error).splitlines()[0]}"
+        ) from None
+    except UnicodeDecodeError:
+        raise W2SError(f"{what} {location} is not UTF-8 text") from None
+    except OSError as error:
+        raise W2SError(f"cannot read {what} {location}: {error.strerror}") from None
 
 
 def read_json(path: str | Path) -> Any:

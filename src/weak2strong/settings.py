@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,3 +126,14 @@ def check_settings(config: Any, prefix: str = "") -> None:
                 raise W2SError(f"config key '{key}' must be a finite number, got {number}")
             if allowed is not None and not allowed.allows(number):
                 raise W2SError(f"config key '{key}' must be in {allowed}, got {number:g}")
+
+
+def dotted_keys(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested settings mapping as `{"probe.epochs": 3, ...}` (an empty section stays a value)."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping) and value:
+            flat |= dotted_keys(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

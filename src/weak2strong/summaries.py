@@ -27,6 +27,7 @@ from weak2strong.fileio import FOLDER_MODE, write_text
 from weak2strong.report import ResultTable, print_table
 from weak2strong.report.pages import Report, RunSection, Skipped, write_html, write_markdown
 from weak2strong.runs.results import SCHEMA
+from weak2strong.settings import dotted_keys
 
 RUN_FOLDER = re.compile(r"^(?P<command>[a-z][a-z-]*)-(?P<hash>[0-9a-f]{10})$")
 REPORT_MARKER = ".w2s-report"
@@ -258,17 +259,7 @@ def _settings(command: Command, config_file: Path) -> str:
         changed = non_default_settings(load_config(command.config, config_file))
     except (W2SError, OSError, ValueError, TypeError):
         return "(unreadable config)"
-    return " ".join(f"{key}={_flat(value)}" for key, value in _flatten(changed).items())
-
-
-def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict) and value:
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return " ".join(f"{key}={_flat(value)}" for key, value in dotted_keys(changed).items())
 
 
 def _flat(value: Any) -> str:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from weak2strong.distributed import is_main, state
 from weak2strong.errors import W2SError
+from weak2strong.settings import dotted_keys
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -98,13 +99,16 @@ def _segment(text: Any) -> str:
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
     """A nested config as dotted keys with scalar values (anything else as JSON text)."""
+    plain = {
+        key: dataclasses.asdict(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type)
+        else value
+        for key, value in values.items()
+    }
     flat: dict[str, Scalar] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
+    for name, value in dotted_keys(plain, prefix).items():
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
+            flat.update(flatten(dataclasses.asdict(value), f"{name}."))
             continue
         if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
             value = value.item()  # numpy scalars, 0-d tensors

@@ -18,6 +18,7 @@ import yaml
 from weak2strong.extrapolate.recipe import dump_recipe, mergekit_recipe
 from weak2strong.fileio import write_text
 from weak2strong.runs.results import absolute
+from weak2strong.settings import dotted_keys
 
 CARD_FILE = "README.md"
 RECIPE_FILE = "merge_recipe.yaml"
@@ -72,16 +73,6 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def _flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict) and value:
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _alpha_text(alpha: float) -> str:
     short = f"{alpha:g}"
     return short if float(short) == alpha else repr(float(alpha))
@@ -101,7 +92,7 @@ def command_line(
         for name in names:
             args += ["--checkpoint", name]
     args += ["--alpha", ",".join(_alpha_text(alpha) for alpha in alphas)]
-    for key, value in _flatten(settings or {}).items():
+    for key, value in dotted_keys(settings or {}).items():
         if key in ("sft", "aligned", "checkpoints", "alphas") or key.startswith("tune."):
             continue  # the inputs and α come first, as resolved
         if key in FLAGS:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from weak2strong.errors import W2SError
+from weak2strong.fileio import read_yaml
 
 METHODS = ("task_arithmetic", "expo")
 TOP_KEYS = ("merge_method", "base_model", "models", "parameters", "dtype", "out_dtype", "alpha")
@@ -170,19 +171,7 @@ def _parse(data: Any) -> Recipe:
 
 def read_recipe(path: str | Path) -> Recipe:
     location = Path(path).expanduser()
-    if not location.is_file():
-        raise W2SError(f"recipe file not found: {location}")
-    try:
-        data = yaml.safe_load(location.read_text("utf-8"))
-    except yaml.YAMLError as error:
-        raise W2SError(
-            f"recipe {location} is not valid YAML: {str(error).splitlines()[0]}"
-        ) from None
-    except UnicodeDecodeError:
-        raise W2SError(f"recipe {location} is not UTF-8 text") from None
-    except OSError as error:
-        raise W2SError(f"cannot read recipe {location}: {error.strerror}") from None
-    return parse_recipe(data, f"recipe {location}")
+    return parse_recipe(read_yaml(location, "recipe"), f"recipe {location}")
 
 
 def apply_recipe(config: Any) -> None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, Union
 import yaml
 
 from weak2strong.errors import W2SError
+from weak2strong.fileio import read_yaml
 from weak2strong.settings import check_settings
 
 T = TypeVar("T")
@@ -188,18 +189,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     data: dict[str, Any] = {}
     if path is not None:
         location = Path(path).expanduser()
-        if not location.is_file():
-            raise W2SError(f"config file not found: {location}")
-        try:
-            loaded = yaml.safe_load(location.read_text("utf-8"))
-        except yaml.YAMLError as error:
-            raise W2SError(
-                f"config file {location} is not valid YAML: {str(error).splitlines()[0]}"
-            ) from None
-        except UnicodeDecodeError:
-            raise W2SError(f"config file {location} is not UTF-8 text") from None
-        except OSError as error:
-            raise W2SError(f"cannot read config file {location}: {error.strerror}") from None
+        loaded = read_yaml(location, "config file")
         if loaded is not None and not isinstance(loaded, dict):
             raise W2SError(f"config file {location} must hold a mapping of settings")
         data = loaded or {}
