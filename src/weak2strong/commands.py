@@ -241,6 +241,9 @@ COMMANDS: dict[str, Command] = {
                     multiple=True,
                     expand_all="weak2strong.prune.lottery:BASELINES",
                 ),
+                Shortcut("--learning-rate", "student.learning_rate", "the student's learning rate"),
+                Shortcut("--epochs", "student.epochs", "epochs per training"),
+                Shortcut("--batch-size", "student.batch_size", "global batch (examples per step)"),
             ),
         ),
         Command(
