@@ -139,13 +139,6 @@ def absolute(name: str) -> str:
     return str(path.resolve()) if path.exists() else name
 
 
-def interval(
-    value: float | None, low: float | None = None, high: float | None = None, n: int = 1
-) -> dict[str, Any]:
-    """The one shape of a number with its uncertainty: `{value, low, high, n}`."""
-    return {"value": value, "low": low, "high": high, "n": n}
-
-
 def metric_record(
     metric: str,
     model: str | None,
