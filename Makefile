@@ -9,7 +9,7 @@ STAMP := $(VENV)/.w2s-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-DEMO_ASSETS := smollm2-135m-instruct qwen2.5-coder-0.5b-instruct minilm-l6 imdb safety
+DEMO_ASSETS := smollm2-135m-instruct qwen2.5-coder-0.5b-instruct minilm-l6 imdb rotten-tomatoes
 TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
 
 # the report test opens the report in Debian's Chromium (root, or sudo, installs it)
@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.w2s-installed
 
-.PHONY: install assets test-assets browser demo demo-search demo-extrapolate demo-prune test test-vllm lint clean
+.PHONY: install assets test-assets browser demo demo-generalize demo-search demo-extrapolate demo-prune test test-vllm lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,25 +40,29 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# All four methods at demo scale, then one report (about 16 minutes on 2 CPU cores, set-up included).
 demo: assets
-	$(BIN)/w2s generalize --config configs/demo-imdb.yaml
-	$(BIN)/w2s generalize --config configs/demo-safety.yaml
+	$(BIN)/w2s generalize --config configs/demo/generalize.yaml --seeds 0,1,2
+	$(BIN)/w2s search --config configs/demo/search.yaml
+	$(BIN)/w2s extrapolate --config configs/demo/extrapolate.yaml
+	$(BIN)/w2s prune --config configs/demo/prune.yaml
 	$(BIN)/w2s report runs --out report
 
-# Weak-to-strong search on the embedded default (DPO-tunes SmolLM2 first): about 40 min on 2 CPU cores.
+# The full-size demos, one per method (times in the README's "Expected results").
+demo-generalize: assets
+	$(BIN)/w2s generalize --config configs/full/generalize.yaml --seeds 0,1,2
+	$(BIN)/w2s report runs --out report
+
 demo-search: assets
-	$(BIN)/w2s tune
-	$(BIN)/w2s search --method all
+	$(BIN)/w2s search --config configs/full/search.yaml
 	$(BIN)/w2s report runs --out report
 
-# ExPO on the embedded default (DPO-tunes an under-trained SmolLM2 first, then sweeps α).
 demo-extrapolate: assets
-	$(BIN)/w2s extrapolate --config configs/demo-extrapolate.yaml
+	$(BIN)/w2s extrapolate --config configs/full/extrapolate.yaml
 	$(BIN)/w2s report runs --out report
 
-# Lottery tickets on the default text student: IMP + every baseline, 3 seeds (about 25 min).
 demo-prune: assets
-	$(BIN)/w2s prune --baseline all
+	$(BIN)/w2s prune --config configs/full/prune.yaml
 	$(BIN)/w2s report runs --out report
 
 test: test-assets browser

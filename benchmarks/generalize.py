@@ -1,10 +1,13 @@
-"""Stage times of a small `w2s generalize` run, and batched vs one-at-a-time feature extraction.
+"""Stage times of a small `w2s generalize` run, batched vs one-at-a-time feature extraction,
+and middle-layer features from a model cut above that layer vs the whole model.
 
     python benchmarks/generalize.py [--model smollm2-135m-instruct] [--texts 64] [--batch-size 16]
 
 Both extraction paths embed the same texts with the same backbone in this process, for
 long IMDB reviews (cut at max_length) and short safety prompts; the ratio
 (one-at-a-time seconds / batched seconds) is the speed-up from length-sorted batching.
+The middle-layer comparison embeds the same texts at `--layer` (default: half the model's
+depth) with both backbones and checks that the features agree.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.generalize import Generalize, GeneralizeConfig
 from weak2strong.models import load_encoder
-from weak2strong.models.features import FeatureConfig, extract_features
+from weak2strong.models.features import FeatureConfig, extract_features, load_feature_backbone
 
 
 def main() -> None:
@@ -27,8 +30,10 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--layer", type=int, default=None, help="default: half the depth")
     args = parser.parse_args()
     backbone, tokenizer = load_encoder(args.model, device="cpu")
+    middle_layer(args, backbone, tokenizer)
     for task in ("imdb", "safety"):  # long texts cut at max_length vs short prompts
         texts = load_task(TaskConfig(name=task)).texts("train")[: args.texts]
         extract_features(
@@ -81,6 +86,28 @@ def main() -> None:
         started = time.perf_counter()
         Generalize(config, runs_dir).run()
         print(f"  cached rerun: {time.perf_counter() - started:.2f} s")
+
+
+def middle_layer(args: argparse.Namespace, whole: torch.nn.Module, tokenizer: object) -> None:
+    """Features per second at a middle layer: the model cut above it against the whole model."""
+    layer = args.layer if args.layer is not None else whole.config.num_hidden_layers // 2
+    config = FeatureConfig(max_length=args.max_length, batch_size=args.batch_size, layer=layer)
+    cut, _ = load_feature_backbone(args.model, config, device="cpu")
+    texts = load_task(TaskConfig(name="rotten-tomatoes")).texts("train")[: args.texts * 2]
+    extract_features(cut, tokenizer, texts[:4], config, show_progress=False)  # warm-up
+    seconds, features = {}, {}
+    for label, model in (("whole model", whole), ("cut at the layer", cut)):
+        started = time.perf_counter()
+        features[label] = extract_features(model, tokenizer, texts, config, show_progress=False)
+        seconds[label] = time.perf_counter() - started
+    assert torch.allclose(features["whole model"], features["cut at the layer"], atol=1e-4)
+    print(
+        f"middle-layer features, {args.model}, layer {layer} of {whole.config.num_hidden_layers}, "
+        f"{len(texts)} rotten-tomatoes sentences:"
+    )
+    for label, value in seconds.items():
+        print(f"  {label:>16}: {value:.2f} s  ({len(texts) / value:.1f} examples/s)")
+    print(f"  ratio whole / cut: {seconds['whole model'] / seconds['cut at the layer']:.2f}")
 
 
 if __name__ == "__main__":

@@ -149,3 +149,22 @@ def test_local_folder_loads_through_the_same_function(tmp_path):
     model, tokenizer = load_causal_lm(str(folder), device="cpu")
     assert model.config.hidden_size == 16
     assert tokenizer.pad_token is not None
+
+
+@pytest.mark.parametrize("name, layer", [(SMOLLM, 12), (SMOLLM, 0), ("minilm-l6", 3)])
+def test_features_of_a_middle_layer_come_from_a_cut_model_equal_to_the_whole(name, layer):
+    from weak2strong.models.features import FeatureConfig, extract_features, load_feature_backbone
+
+    config = FeatureConfig(max_length=24, batch_size=4, layer=layer)
+    texts = ["a quiet, moving film", "two hours I will never get back", "fine", "why?"]
+    cut, tokenizer = load_feature_backbone(name, config, device="cpu")
+    whole, _ = load_encoder(name, device="cpu")
+    assert cut.config.num_hidden_layers == layer + 1 < whole.config.num_hidden_layers
+    expected = extract_features(whole, tokenizer, texts, config, show_progress=False)
+    assert torch.allclose(
+        extract_features(cut, tokenizer, texts, config, show_progress=False), expected, atol=1e-5
+    )
+    last = FeatureConfig(max_length=24, batch_size=4)  # the final layer needs the whole model
+    assert load_feature_backbone(name, last, device="cpu")[0].config.num_hidden_layers == (
+        whole.config.num_hidden_layers
+    )

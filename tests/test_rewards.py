@@ -94,6 +94,54 @@ def test_one_gold_scorer_for_every_experiment_seed_with_its_held_out_quality():
     assert 0.6 < description["heldout_auroc"] <= 1.0
     from weak2strong.data import TaskConfig, load_task
 
-    data = load_task(TaskConfig(name="toxicity", max_per_split=config.max_train), seed=SCORER_SEED)
-    assert description["test_examples"] == len(data.texts("test"))
-    assert description["train_examples"] == len(data.texts("train"))
+    data = load_task(TaskConfig(name="toxicity"), seed=SCORER_SEED)
+    assert description["test_examples"] == min(config.heldout, len(data.texts("test")))
+    assert description["train_examples"] == min(config.max_train, len(data.texts("train")))
+
+
+def test_imdb_prompts_and_preference_reviews_never_reach_the_gold_scorers_training(
+    tmp_path, monkeypatch
+):
+    """Every IMDB prompt set and `w2s tune`'s review pairs come from reviews the sentiment
+    scorer never trains on, whatever the experiment's seed."""
+    import torch
+
+    from weak2strong.data.prompts import (
+        IMDB_PROMPT_POOL,
+        imdb_split,
+        load_prompts,
+        reserved_for_prompts,
+    )
+    from weak2strong.scoring.classifier import ClassifierScorer
+    from weak2strong.tune import Tune, TuneConfig
+
+    data = imdb_split()
+    pool = reserved_for_prompts(data)
+    assert len(pool) == IMDB_PROMPT_POOL
+    seen: dict[str, list[str]] = {}
+
+    def train(self, texts, labels, test_texts, test_labels):  # the encoder is not needed
+        seen.update(train=texts, test=test_texts)
+        size = 384
+        head = {"mean": torch.zeros(size), "scale": torch.ones(size)}
+        head.update(coef=torch.zeros(size), intercept=torch.zeros(1))
+        info = {"test_accuracy": 0.5, "test_auroc": 0.5}
+        return head, {**info, "train_size": len(texts), "test_size": len(test_texts)}
+
+    monkeypatch.setenv("W2S_CACHE", str(tmp_path))
+    monkeypatch.setattr(ClassifierScorer, "_train", train)
+    scorer = ClassifierScorer(ScorerConfig(name="sentiment", max_train=3000, heldout=200))
+    assert len(seen["train"]) == 3000 and len(seen["test"]) == 200
+    assert not pool & set(seen["train"])
+    assert set(seen["test"]) <= set(data.texts("test"))
+    assert "without the reviews prompts come from" in scorer.quality["data"]
+
+    def openings(texts, words=8):
+        return {" ".join(text.split()[:words]) for text in texts}
+
+    for seed in (0, 1, 2):
+        prompts = load_prompts("imdb", 100, 50, seed=seed)
+        assert set(prompts.train) <= openings(pool)
+        assert set(prompts.test) <= openings(data.texts("test"))
+    tuned_from, _ = Tune(TuneConfig(), tmp_path)._reviews_by_class()
+    assert {opening for opening, _ in tuned_from[:50]} <= openings(pool)

@@ -183,9 +183,15 @@ COMMAND_HASHES = [
     ("weak2strong.extrapolate.sweep:ExtrapolateConfig", None, [], "c3ea935ad9"),
     ("weak2strong.prune.experiment:PruneConfig", None, [], "2b02017f7f"),
     ("weak2strong.check:CheckConfig", None, [], "bd78bc37ef"),
-    ("weak2strong.generalize:GeneralizeConfig", "demo-imdb.yaml", [], "008c66c56b"),
-    ("weak2strong.generalize:GeneralizeConfig", "demo-safety.yaml", [], "6f836e58fc"),
-    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", "demo-extrapolate.yaml", [], "d6123e8778"),
+    # the demos (issue 17): `make demo` and the full-size `make demo-<method>`
+    ("weak2strong.generalize:GeneralizeConfig", "demo/generalize.yaml", [], "4de981b114"),
+    ("weak2strong.search:SearchConfig", "demo/search.yaml", [], "a9980be7ff"),
+    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", "demo/extrapolate.yaml", [], "cee0f068e0"),
+    ("weak2strong.prune.experiment:PruneConfig", "demo/prune.yaml", [], "16b2f6cb3e"),
+    ("weak2strong.generalize:GeneralizeConfig", "full/generalize.yaml", [], "2b38a42789"),
+    ("weak2strong.search:SearchConfig", "full/search.yaml", [], "9d3770ded7"),
+    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", "full/extrapolate.yaml", [], "71d0b48e89"),
+    ("weak2strong.prune.experiment:PruneConfig", "full/prune.yaml", [], "54c5aba68e"),
     (
         "weak2strong.generalize:GeneralizeConfig",
         None,

@@ -15,8 +15,10 @@ from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.decoders import (
     CBSSettings,
+    best_of_first,
     best_of_n,
     chunk_beam_search,
+    curve_cbs_settings,
     emulated_fine_tuning,
     sample,
 )
@@ -164,6 +166,32 @@ def test_cbs_with_one_beam_and_unbounded_chunks_is_best_of_n(large, pair):
         seed=3,
     )
     assert chunked.texts != bon.texts
+
+
+def test_best_of_n_for_smaller_n_is_read_off_the_candidates_of_a_larger_n(large, pair):
+    settings = SamplingConfig()
+    eight = best_of_n(TransformersSampler(large, settings), PairScorer(pair), PROMPTS, 8, 8, seed=5)
+    assert eight.candidate_scores is not None and eight.candidates is not None
+    for n in (1, 2, 4):
+        direct = best_of_n(
+            TransformersSampler(large, settings), PairScorer(pair), PROMPTS, n, 8, seed=5
+        )
+        chosen = best_of_first(eight.candidate_scores, n)
+        assert [eight.candidates[p][i] for p, i in enumerate(chosen)] == direct.texts
+        assert [eight.candidate_scores[p][i] for p, i in enumerate(chosen)] == pytest.approx(
+            direct.pair_scores
+        )
+    # best-of-1 is plain sampling: the same first candidate
+    plain = sample(TransformersSampler(large, settings), PROMPTS, 8, seed=5)
+    assert [candidates[0] for candidates in eight.candidates] == plain.texts
+
+
+@pytest.mark.parametrize(
+    "n, width, successors", [(1, 1, 1), (2, 1, 2), (4, 2, 2), (8, 2, 4), (16, 4, 4), (12, 2, 6)]
+)
+def test_curve_points_split_n_into_beams_and_successors(n, width, successors):
+    settings = curve_cbs_settings(n, 5)
+    assert (settings.width, settings.successors, settings.chunk_length) == (width, successors, 5)
 
 
 def test_every_sequence_has_its_own_seed_and_batching_changes_no_text(large, pair):
@@ -342,6 +370,51 @@ def test_search_cli_end_to_end(run_cli, tmp_path):
     again = run_cli("search", "--method", "all", *common)
     assert again.returncode == 0, again.stderr
     assert "decoded-cbs: cached" in (folders[0] / "run.log").read_text()
+
+
+def test_search_compute_curve_reuses_best_of_n_candidates(run_cli, tmp_path):
+    args = [
+        "--large", "smollm2-135m-instruct",
+        "--tuned", "smollm2-135m-instruct",
+        "--untuned", "smollm2-135m-instruct",
+        "--set", "pair.untuned_template=chat",
+        "--method", "sample", "--method", "bon", "--method", "cbs",
+        "--set", "test_prompts=2",
+        "--set", "sampling.new_tokens=6",
+        "--set", "bon_n=4",
+        "--set", "cbs.width=2", "--set", "cbs.successors=2", "--set", "cbs.chunk_length=3",
+        "--set", "curve=[1,2,4]",
+        "--set", "bootstrap_samples=100",
+        "--set", "scorer.name=lexicon:vader",
+        "--set", "show_progress=false",
+    ]  # fmt: skip
+    result = run_cli("search", *args)
+    assert result.returncode == 0, result.stderr
+    [folder] = list((tmp_path / "runs").glob("search-*"))
+    results = json.loads((folder / "results.json").read_text())
+    assert_results_layout(results)
+    points = {(p["method"], p["n"]): p for p in results["curve"]}
+    assert set(points) == {(m, n) for m in ("bon", "cbs") for n in (1, 2, 4)}
+    # N = 4 is the bon and cbs methods themselves; best-of-1 is plain sampling
+    assert points["bon", 4]["reward"] == results["methods"]["bon"]["reward"]
+    assert points["cbs", 4]["reward"] == results["methods"]["cbs"]["reward"]
+    assert points["bon", 1]["reward"]["value"] == pytest.approx(
+        results["methods"]["sample"]["reward"]["value"]
+    )
+    assert [points["cbs", n]["label"] for n in (1, 2)] == ["cbs(1,1,3)", "cbs(1,2,3)"]
+    log = (folder / "run.log").read_text()
+    assert "cbs(1,2,3)" in log and "decoded-cbs-1x2x3" in log
+    assert (folder / "plots" / "search-curve.png").stat().st_size > 0
+    assert "reward against compute" in result.stdout
+    at = {
+        (r["model"], r["at"]["N"])
+        for r in results["metrics"]
+        if r["metric"].startswith("reward") and "at" in r
+    }
+    assert ("bon", 2) in at and ("cbs", 1) in at
+    # a curve point above bon_n is refused before any work
+    bad = run_cli("search", *args, "--set", "curve=[8]")
+    assert bad.returncode == 2 and "1..bon_n" in bad.stderr
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from weak2strong.data import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
 from weak2strong.tune import TrainingSettings, Tune, TuneConfig
+from weak2strong.tune.tuning import plot_tune
 
 
 def test_review_pairs_prefer_the_target_label_and_balance_the_prompts(tmp_path):
@@ -59,6 +61,9 @@ def test_tiny_dpo_run_saves_a_merged_checkpoint_and_caches_it(tmp_path):
     )
     run, results = Tune(config, tmp_path).run()
     assert results["pairs"] == 8 and results["steps"] == 2
+    assert [point["step"] for point in results["curve"]] == [1, 2]  # the training curve
+    assert all(np.isfinite(point["loss"]) for point in results["curve"])
+    assert plot_tune(results, tmp_path / "tune.png").stat().st_size > 0
     assert results["heldout_pairs"] == 6 and 0.0 <= results["heldout_accuracy"]["value"] <= 1.0
     assert_results_layout(results)
     assert [r["metric"] for r in results["metrics"]] == [

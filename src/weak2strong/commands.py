@@ -162,6 +162,8 @@ COMMANDS: dict[str, Command] = {
             "weak2strong.tune.tuning:Tune",
             page="tune",
             tables_path="weak2strong.tune.tuning:tune_tables",
+            plot_path="weak2strong.tune.tuning:plot_tune",
+            plot_name="tune.png",
             shortcuts=(
                 _SEED,
                 Shortcut("--method", "method", "dpo or sft"),

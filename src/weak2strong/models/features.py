@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 
 from weak2strong import distributed
+from weak2strong.models.loading import load_encoder, load_model_config
 from weak2strong.settings import setting
 
 
@@ -32,6 +33,39 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     last = (attention_mask * positions).argmax(1)  # works for left and right padding
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def layers_to_load(layer: int, num_layers: int) -> int | None:
+    """How many transformer layers `layer`'s features need, or None for the whole model.
+
+    Hidden state k (k ≥ 1) is the output of layer k; the model's last hidden state may be
+    normalised (Llama, Qwen, ...), so a model cut to k + 1 layers still gives hidden state k
+    exactly as the whole model does, without computing the layers above it.
+    """
+    if layer < 0 or layer + 1 >= num_layers:
+        return None
+    return layer + 1
+
+
+def load_feature_backbone(
+    name: str,
+    config: FeatureConfig,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    device: str | None = None,
+) -> tuple[Any, Any]:
+    """The backbone and tokenizer for `config`'s features, cut above the layer they read."""
+    model_config = load_model_config(name, revision=revision, trust_remote_code=trust_remote_code)
+    num_layers = getattr(model_config, "num_hidden_layers", None)
+    keep = layers_to_load(config.layer, num_layers) if isinstance(num_layers, int) else None
+    return load_encoder(
+        name,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        device=device,
+        config_overrides=None if keep is None else {"num_hidden_layers": keep},
+    )
 
 
 @torch.no_grad()

@@ -222,6 +222,17 @@ def load_sequence_classifier(
     return model, tokenizer
 
 
+def load_model_config(
+    name: str, *, revision: str | None = None, trust_remote_code: bool = False
+) -> Any:
+    """A model's config alone (sizes, layer count), without its weights."""
+    from transformers import AutoConfig
+
+    return _from_pretrained(
+        AutoConfig, resolve(name), revision=revision, trust_remote_code=trust_remote_code
+    )
+
+
 def load_encoder(
     name: str,
     *,

@@ -98,15 +98,7 @@ def scatter_with_intervals(
         offset = (6, 6 - 12 * (index % 3))
         axis.annotate(label, (x, y), xytext=offset, textcoords="offset points", fontsize=8)
     if x_scale == "log":
-        from matplotlib.ticker import NullFormatter, NullLocator
-
-        axis.set_xscale("log")
-        # a tick at every measured x, labelled as a plain number: a log axis spanning less
-        # than a decade would otherwise show one label, or none
-        ticks = sorted({float(x) for x in xs if x > 0})
-        axis.set_xticks(ticks, [f"{x:,.0f}" if x >= 10 else f"{x:g}" for x in ticks])
-        axis.xaxis.set_minor_locator(NullLocator())
-        axis.xaxis.set_minor_formatter(NullFormatter())
+        _log_x(axis, xs)
     elif x_scale == "symlog":
         from matplotlib.ticker import ScalarFormatter
 
@@ -129,10 +121,12 @@ def lines_with_intervals(
     invert_x: bool = False,
     reference_lines: dict[str, float] | None = None,
     ylim: tuple[float, float] | None = None,
+    x_scale: str = "linear",
 ) -> Path:
     """One line per series (xs, values, lows, highs) with a shaded interval band.
 
-    `reference_lines` draws labelled horizontal lines (e.g. a weak supervisor, a ceiling).
+    `reference_lines` draws labelled horizontal lines (e.g. a weak supervisor, a ceiling);
+    `x_scale` "log" ticks every measured x.
     """
     import matplotlib
 
@@ -149,6 +143,8 @@ def lines_with_intervals(
         axis.annotate(
             label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8, va="bottom"
         )
+    if x_scale == "log":
+        _log_x(axis, [x for xs, *_ in series.values() for x in xs])
     if invert_x:
         axis.invert_xaxis()
     if ylim is not None:  # wide intervals (few seeds) must not flatten the lines themselves
@@ -159,6 +155,18 @@ def lines_with_intervals(
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return _save(figure, path)
+
+
+def _log_x(axis: Any, xs: Sequence[float]) -> None:
+    """A log x-axis with a tick at every measured x, labelled as a plain number: a log axis
+    spanning less than a decade would otherwise show one label, or none."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    axis.set_xscale("log")
+    ticks = sorted({float(x) for x in xs if x > 0})
+    axis.set_xticks(ticks, [f"{x:,.0f}" if x >= 10 else f"{x:g}" for x in ticks])
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _title(axis: Any, title: str, width: int = 60) -> None:

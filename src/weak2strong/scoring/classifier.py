@@ -23,10 +23,11 @@ import torch
 
 from weak2strong import distributed
 from weak2strong.data import TaskConfig, load_task
+from weak2strong.data.base import cap_per_split
+from weak2strong.data.prompts import reserved_for_prompts
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest, read_json, sha256_file, write_json, write_tensors
-from weak2strong.models import load_encoder
-from weak2strong.models.features import FeatureConfig, extract_features
+from weak2strong.models.features import FeatureConfig, extract_features, load_feature_backbone
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.paths import cache_dir
 from weak2strong.settings import setting
@@ -65,6 +66,11 @@ class ScorerConfig:
     )
     encoder: str = setting("minilm-l6", help="encoder of the sentiment/toxicity scorers")
     max_train: int = setting(4000, help="label-stratified cap on the scorer's training data")
+    heldout: int = setting(
+        1000,
+        help="held-out labelled texts its accuracy and AUROC are measured on",
+        hash="when-changed",
+    )
     max_length: int = setting(256, help="tokens per scored text")
     higher_is_better: bool = setting(
         True, help="direction of hf: and python: scorers (the built-in ones know theirs)"
@@ -136,6 +142,7 @@ def scorer_fingerprint(config: ScorerConfig) -> dict[str, Any]:
         "name": config.name,
         "encoder": model_fingerprint(config.encoder),
         "data_seed": SCORER_SEED,  # before: the experiment's seed chose the scorer's data
+        "data": "train split without the prompt pool",  # before: prompts' reviews included
     }
 
 
@@ -175,12 +182,20 @@ class ClassifierScorer:
         self.higher_is_better = self.spec.higher_is_better
         self.show_progress = show_progress
         self.features = FeatureConfig(max_length=config.max_length, batch_size=32)
-        data = load_task(
-            TaskConfig(name=self.spec.task, max_per_split=config.max_train), seed=SCORER_SEED
-        )
+        data = load_task(TaskConfig(name=self.spec.task), seed=SCORER_SEED)
         self.positive = data.label_names.index(self.spec.positive_label)
+        reserved = reserved_for_prompts(data)
+        train = cap_per_split(
+            [e for e in data.split("train") if e.text not in reserved],
+            config.max_train,
+            SCORER_SEED,
+        )
+        test = cap_per_split(data.split("test"), config.heldout, SCORER_SEED)
         key = {
             "task": data.fingerprint(),
+            "max_train": config.max_train,
+            "heldout": config.heldout,
+            "without_prompt_pool": bool(reserved),
             "encoder": model_fingerprint(config.encoder),
             "features": dataclasses.asdict(self.features),
             "positive": self.positive,
@@ -193,7 +208,10 @@ class ClassifierScorer:
         head, _ = distributed.cached_value(
             path,
             lambda: self._train(
-                data.texts("train"), data.labels("train"), data.texts("test"), data.labels("test")
+                [e.text for e in train],
+                [e.label for e in train],
+                [e.text for e in test],
+                [e.label for e in test],
             ),
             _load_head,
             _save_head,
@@ -207,12 +225,14 @@ class ClassifierScorer:
             "heldout_auroc": float(info["test_auroc"]),
             "train_examples": int(info["train_size"]),
             "test_examples": int(info["test_size"]),
-            "data": f"{self.spec.task}: train split for training, test split held out",
+            "data": f"{self.spec.task}: train split for training"
+            + (" (without the reviews prompts come from)" if reserved else "")
+            + ", test split held out",
         }
 
     def _encode(self, texts: Sequence[str]) -> torch.Tensor:
         if self._encoder is None:
-            self._encoder = load_encoder(self.config.encoder)
+            self._encoder = load_feature_backbone(self.config.encoder, self.features)
         encoder, tokenizer = self._encoder
         return extract_features(
             encoder,

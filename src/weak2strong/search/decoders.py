@@ -29,6 +29,21 @@ class Decoded:
     finished: list[bool]
     pair_scores: list[float | None]  # the pair's log-ratio of the chosen response, if scored
     sampled_tokens: int  # large-model tokens sampled for the whole batch
+    # best-of-N only: every candidate of each prompt, in seed order, and its pair score
+    candidates: list[list[str]] | None = None
+    candidate_scores: list[list[float]] | None = None
+    candidate_finished: list[list[bool]] | None = None
+
+
+def best_of_first(candidate_scores: Sequence[Sequence[float]], n: int) -> list[int]:
+    """Per prompt, the index of best-of-n's choice among best-of-N's candidates (n ≤ N).
+
+    Candidate j of a prompt draws from the same seed whatever N is, so best-of-n is exactly
+    the best of best-of-N's first n candidates (ties go to the first, as in `best_of_n`).
+    """
+    if n < 1 or any(len(scores) < n for scores in candidate_scores):
+        raise W2SError(f"best-of-{n} needs at least {n} candidates per prompt")
+    return [int(np.argmax(scores[:n])) for scores in candidate_scores]
 
 
 def sample(
@@ -62,15 +77,20 @@ def best_of_n(
     sampler.extend(fan_out, new_tokens)
     scorer.start(prompts)
     scores = scorer.update(fan_out, sampler.texts(), sampler.finished)
-    texts: list[str] = []
-    finished: list[bool] = []
-    chosen_scores: list[float | None] = []
-    for p in range(len(prompts)):
-        best = p * n + int(np.argmax(scores[p * n : (p + 1) * n]))
-        texts.append(sampler.texts()[best])
-        finished.append(sampler.finished[best])
-        chosen_scores.append(float(scores[best]))
-    return Decoded(texts, finished, chosen_scores, sampler.sampled_tokens)
+    all_texts = sampler.texts()
+    rows = [range(p * n, (p + 1) * n) for p in range(len(prompts))]
+    candidate_scores = [[float(scores[row]) for row in group] for group in rows]
+    chosen = best_of_first(candidate_scores, n)
+    best = [group[index] for group, index in zip(rows, chosen, strict=True)]
+    return Decoded(
+        [all_texts[row] for row in best],
+        [sampler.finished[row] for row in best],
+        [float(scores[row]) for row in best],
+        sampler.sampled_tokens,
+        candidates=[[all_texts[row] for row in group] for group in rows],
+        candidate_scores=candidate_scores,
+        candidate_finished=[[sampler.finished[row] for row in group] for group in rows],
+    )
 
 
 @dataclass
@@ -86,6 +106,14 @@ class CBSSettings:
             raise W2SError(f"CBS needs W ≥ 1 and K ≥ 1 (got W={self.width}, K={self.successors})")
         if self.chunk_length < 0:
             raise W2SError("CBS chunk length L must be ≥ 1, or 0 for the whole response")
+
+
+def curve_cbs_settings(n: int, chunk_length: int) -> CBSSettings:
+    """CBS with W·K = n: W the largest power of two ≤ √n that divides n, K = n / W."""
+    width = 1
+    while (width * 2) ** 2 <= n and n % (width * 2) == 0:
+        width *= 2
+    return CBSSettings(width=width, successors=n // width, chunk_length=chunk_length)
 
 
 def chunk_beam_search(

@@ -32,9 +32,11 @@ from weak2strong.scoring.classifier import (
 from weak2strong.search.decoders import (
     CBSSettings,
     Decoded,
+    best_of_first,
     best_of_n,
     check_tokenizers_share_vocabulary,
     chunk_beam_search,
+    curve_cbs_settings,
     emulated_fine_tuning,
     sample,
 )
@@ -103,6 +105,12 @@ class SearchConfig:
         factory=lambda: SamplingConfig(new_tokens=50, batch_size=2),
     )
     bon_n: int = setting(16, help="N of best-of-N")
+    curve: list[int] = setting(
+        help="N = W·K of a reward-against-compute curve: best-of-N (from the bon run's "
+        "candidates) and CBS(W, N/W, L) at each N, e.g. [1,2,4,8,16]",
+        factory=list,
+        hash="when-changed",
+    )
     cbs: CBSSettings = setting(help="chunk-level beam search", factory=CBSSettings)
     eft_beta: float = setting(1.0, help="EFT: base logits + β·(tuned − untuned)")
     backend: str = setting(
@@ -115,12 +123,15 @@ class SearchConfig:
     show_progress: bool = setting(True, help="progress bars", hash=False)
 
 
+def cbs_label(settings: CBSSettings) -> str:
+    return f"cbs({settings.width},{settings.successors},{settings.chunk_length or '∞'})"
+
+
 def method_label(method: str, config: SearchConfig) -> str:
     if method == "bon":
         return f"bon-{config.bon_n}"
     if method == "cbs":
-        c = config.cbs
-        return f"cbs({c.width},{c.successors},{c.chunk_length or '∞'})"
+        return cbs_label(config.cbs)
     if method == "eft":
         return f"eft(β={config.eft_beta:g})"
     return method
@@ -152,6 +163,14 @@ class Search:
         check_scorer_name(config.scorer.name)
         if config.bon_n < 1:
             raise W2SError("best-of-N needs N ≥ 1")
+        if config.curve:
+            if min(config.curve) < 1 or max(config.curve) > config.bon_n:
+                raise W2SError(
+                    f"curve points must lie in 1..bon_n ({config.bon_n}): best-of-N's points "
+                    f"are the best of the bon run's first N candidates (got {config.curve})"
+                )
+            if not {"bon", "cbs"} <= set(methods):
+                raise W2SError("a compute curve needs the bon and cbs methods (--method all)")
         for who, template in (
             ("large", config.large_template),
             ("pair.tuned", config.pair.tuned_template),
@@ -252,9 +271,14 @@ class Search:
     # ---- decoding
 
     def decode(
-        self, method: str, prompts: list[str], prompt_ids: Sequence[int] | None = None
+        self,
+        method: str,
+        prompts: list[str],
+        prompt_ids: Sequence[int] | None = None,
+        cbs: CBSSettings | None = None,
     ) -> Decoded:
-        """One batch of prompts; `prompt_ids` (their indices in the run) pick their seeds."""
+        """One batch of prompts; `prompt_ids` (their indices in the run) pick their seeds;
+        `cbs` replaces the configured CBS settings (a curve point)."""
         cfg = self.config
         new_tokens, seed = cfg.sampling.new_tokens, cfg.seed
         if method == "sample":
@@ -267,7 +291,7 @@ class Search:
         if method == "cbs":
             scorer = PairScorer(self.pair())
             return chunk_beam_search(
-                self.sampler(), scorer, prompts, cfg.cbs, new_tokens, seed, prompt_ids
+                self.sampler(), scorer, prompts, cbs or cfg.cbs, new_tokens, seed, prompt_ids
             )
         return emulated_fine_tuning(
             self._lm("large"),
@@ -280,7 +304,7 @@ class Search:
             prompt_ids,
         )
 
-    def _decode_all(self, method: str) -> dict[str, Any]:
+    def _decode_all(self, method: str, cbs: CBSSettings | None = None) -> dict[str, Any]:
         """Every prompt decoded, batches shared between processes. Models load (and an
         engine starts) before the clock starts: `seconds` is decoding alone."""
         self.sampler()
@@ -288,18 +312,22 @@ class Search:
             self.pair()
         started = time.perf_counter()
         decoded = distributed.map_batches(
-            lambda batch: self.decode(method, [self.prompts[i] for i in batch], batch),
+            lambda batch: self.decode(method, [self.prompts[i] for i in batch], batch, cbs),
             distributed.batches_of(len(self.prompts), self.config.sampling.batch_size),
-            description=method_label(method, self.config),
+            description=cbs_label(cbs) if cbs else method_label(method, self.config),
             show_progress=self.config.show_progress,
         )
-        return {
+        output: dict[str, Any] = {
             "responses": [text for part in decoded for text in part.texts],
             "finished": [done for part in decoded for done in part.finished],
             "pair_scores": [score for part in decoded for score in part.pair_scores],
             "sampled_tokens": sum(part.sampled_tokens for part in decoded),
             "seconds": time.perf_counter() - started,
         }
+        if method == "bon":  # every candidate: the compute curve's best-of-n for n < N
+            for field in ("candidates", "candidate_scores", "candidate_finished"):
+                output[field] = [row for part in decoded for row in getattr(part, field) or []]
+        return output
 
     def inputs(self) -> dict[str, Any]:
         """The prompts and every model's weights (the tuned one made first if needed)."""
@@ -339,7 +367,9 @@ class Search:
         outputs: dict[str, dict[str, Any]] = {}
         skipped = dict(self.skipped)
         labels = [f"decode: {method_label(method, cfg)}" for method in self.methods]
-        run.plan([*labels, f"gold reward {cfg.scorer.name}"])
+        curve_cbs = self.curve_cbs()
+        curve_labels = [f"curve: decode {cbs_label(settings)}" for settings in curve_cbs]
+        run.plan([*labels, *curve_labels, f"gold reward {cfg.scorer.name}"])
         for method, label in zip(self.methods, labels, strict=True):
             run.phase(label)
             outputs[method] = run.cached_json(
@@ -347,15 +377,30 @@ class Search:
             )
         if not outputs:
             raise W2SError("no method could run: " + "; ".join(skipped.values()))
+        curve_outputs: dict[str, dict[str, Any]] = {}
+        for settings, label in zip(curve_cbs, curve_labels, strict=True):
+            run.phase(label)
+            step = f"decoded-cbs-{settings.width}x{settings.successors}x{settings.chunk_length}"
+            curve_outputs[cbs_label(settings)] = run.cached_json(
+                step, functools.partial(self._decode_all, "cbs", settings)
+            )
+        curve_outputs.update(self.curve_best_of_n(outputs.get("bon")))
         scorer_key = f"gold-{cfg.scorer.name.replace(':', '_').replace('/', '_')}"
         run.phase(f"gold reward {cfg.scorer.name}")
         rewards = run.cached_json(
             f"{scorer_key}-rewards",
             lambda: self._gold_rewards(outputs),
         )
+        curve_rewards = (
+            run.cached_json(
+                f"{scorer_key}-curve-rewards", lambda: self._gold_rewards(curve_outputs)
+            )
+            if curve_outputs
+            else {}
+        )
         baseline = "sample" if "sample" in rewards else None
         table = paired_bootstrap_means(
-            {m: np.asarray(v) for m, v in rewards.items()},
+            {m: np.asarray(v) for m, v in {**rewards, **curve_rewards}.items()},
             baseline=baseline,
             samples=cfg.bootstrap_samples,
             seed=cfg.seed,
@@ -386,6 +431,8 @@ class Search:
                 "seconds": output["seconds"],
                 "finished_fraction": float(np.mean(output["finished"])),
             }
+        if cfg.curve:
+            results["curve"] = self.curve_points(outputs, curve_outputs, table)
         examples = (
             {
                 "method": method,
@@ -406,6 +453,63 @@ class Search:
             warnings=[f"search steers by it: {self.tune_warning}"] if self.tune_warning else [],
         )
         return results
+
+    # ---- the reward-against-compute curve
+
+    def curve_cbs(self) -> list[CBSSettings]:
+        """CBS settings of the curve's points, except those the cbs method itself runs."""
+        chunk = self.config.cbs.chunk_length
+        points = [curve_cbs_settings(n, chunk) for n in sorted(set(self.config.curve))]
+        return [settings for settings in points if settings != self.config.cbs]
+
+    def curve_best_of_n(self, bon: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        """Best-of-n for each curve n below bon_n, picked from the bon run's candidates.
+
+        Its tokens are n × the mean candidate length of that run (the candidates are the same).
+        """
+        if bon is None:
+            return {}
+        per_candidate = bon["sampled_tokens"] / (len(self.prompts) * self.config.bon_n)
+        points = {}
+        for n in sorted({n for n in self.config.curve if n != self.config.bon_n}):
+            chosen = best_of_first(bon["candidate_scores"], n)
+            points[f"bon-{n}"] = {
+                "responses": [c[i] for c, i in zip(bon["candidates"], chosen, strict=True)],
+                "finished": [f[i] for f, i in zip(bon["candidate_finished"], chosen, strict=True)],
+                "sampled_tokens": per_candidate * n * len(self.prompts),
+                "seconds": None,
+            }
+        return points
+
+    def curve_points(
+        self,
+        outputs: dict[str, dict[str, Any]],
+        curve_outputs: dict[str, dict[str, Any]],
+        table: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """One entry per (decoder, N): mean reward, reward − sample, tokens, seconds."""
+        cfg = self.config
+        points = []
+        for n in sorted(set(cfg.curve)):
+            cbs = curve_cbs_settings(n, cfg.cbs.chunk_length)
+            # a point the bon or cbs method ran itself is found under that method's name
+            for decoder, label, key in (
+                ("bon", f"bon-{n}", "bon" if n == cfg.bon_n else f"bon-{n}"),
+                ("cbs", cbs_label(cbs), "cbs" if cbs == cfg.cbs else cbs_label(cbs)),
+            ):
+                output = outputs[key] if key in outputs else curve_outputs[key]
+                points.append(
+                    {
+                        "method": decoder,
+                        "n": n,
+                        "label": label,
+                        "reward": table["models"][key],
+                        "reward_minus_sample": table.get("difference", {}).get(key),
+                        "tokens_per_prompt": output["sampled_tokens"] / len(self.prompts),
+                        "seconds": output["seconds"],
+                    }
+                )
+        return points
 
     def _gold_rewards(self, outputs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
         scorer = load_scorer(self.config.scorer, show_progress=self.config.show_progress)

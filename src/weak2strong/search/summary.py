@@ -8,6 +8,7 @@ from typing import Any
 from weak2strong.report import (
     ResultTable,
     format_interval,
+    lines_with_intervals,
     reward_units,
     scatter_with_intervals,
     scorer_note,
@@ -29,6 +30,21 @@ def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
         for method, entry in results["methods"].items()
         if entry["reward_minus_sample"]
     ]
+    for point in results.get("curve", []):
+        records.append(
+            metric_record(reward, point["method"], point["reward"], at={"N": point["n"]})
+        )
+        if point["reward_minus_sample"]:
+            records.append(
+                metric_record(
+                    "difference",
+                    point["method"],
+                    point["reward_minus_sample"],
+                    of=reward,
+                    baseline="sample",
+                    at={"N": point["n"]},
+                )
+            )
     return records
 
 
@@ -60,10 +76,44 @@ def search_tables(results: dict[str, Any]) -> list[ResultTable]:
         loads = ", ".join(f"{role} {s:.1f}s" for role, s in results["startup_seconds"].items())
         dtypes = ", ".join(f"{role} {d}" for role, d in results.get("dtypes", {}).items())
         notes.append(f"{backend} backend; seconds exclude start-up ({loads}); dtypes: {dtypes}")
-    return [ResultTable(title, columns, rows, notes=notes)]
+    return [ResultTable(title, columns, rows, notes=notes), *curve_tables(results)]
+
+
+def curve_tables(results: dict[str, Any]) -> list[ResultTable]:
+    """Reward against compute N = W·K: best-of-N beside CBS(W, N/W, L)."""
+    points = results.get("curve", [])
+    if not points:
+        return []
+    by_n: dict[int, dict[str, dict[str, Any]]] = {}
+    for point in points:
+        by_n.setdefault(point["n"], {})[point["method"]] = point
+    rows = []
+    for n, pair in sorted(by_n.items()):
+        row = [str(n)]
+        for method in ("bon", "cbs"):
+            point = pair[method]
+            difference = point["reward_minus_sample"]
+            row += [
+                point["label"],
+                format_interval(point["reward"], 2),
+                format_interval(difference, 2) if difference else "",
+                f"{point['tokens_per_prompt']:,.0f}",
+            ]
+        rows.append(row)
+    columns = ["N = W·K"]
+    for method in ("best-of-N", "CBS"):
+        columns += [method, "mean reward", "− sample", "tokens / prompt"]
+    note = (
+        "best-of-n for n < N is the best of the bon run's first n candidates (the same "
+        "seeds), its tokens n × that run's mean candidate length"
+    )
+    return [ResultTable("reward against compute", columns, rows, notes=[note])]
 
 
 def plot_search_summary(results: dict[str, Any], path: Path) -> Path:
+    """Reward against tokens sampled per method; with a curve, search-curve.png beside it."""
+    if results.get("curve"):
+        plot_curve(results, path.with_name("search-curve.png"))
     entries = list(results["methods"].values())
     return scatter_with_intervals(
         path,
@@ -75,6 +125,30 @@ def plot_search_summary(results: dict[str, Any], path: Path) -> Path:
         title=f"{results['prompts']}: reward vs compute ({results['large']})",
         xlabel="large-model tokens sampled per prompt",
         ylabel=f"mean gold reward ({reward_units(results['scorer'])})",
+        x_scale="log",
+    )
+
+
+def plot_curve(results: dict[str, Any], path: Path) -> Path:
+    series = {}
+    for method, name in (("bon", "best-of-N"), ("cbs", "CBS (W·K = N)")):
+        points = sorted(
+            (p for p in results["curve"] if p["method"] == method), key=lambda p: p["n"]
+        )
+        series[name] = (
+            [p["n"] for p in points],
+            [p["reward"]["value"] for p in points],
+            [p["reward"]["low"] for p in points],
+            [p["reward"]["high"] for p in points],
+        )
+    sample = results["methods"].get("sample")
+    return lines_with_intervals(
+        path,
+        series,
+        title=f"{results['prompts']}: reward against N = W·K ({results['large']})",
+        xlabel="N = W·K (candidates per prompt)",
+        ylabel=f"mean gold reward ({reward_units(results['scorer'])})",
+        reference_lines={"sample": sample["reward"]["value"]} if sample else None,
         x_scale="log",
     )
 

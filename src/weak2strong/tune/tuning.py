@@ -25,7 +25,12 @@ import numpy as np
 import torch
 
 from weak2strong import distributed
-from weak2strong.data.prompts import load_prompts
+from weak2strong.data.prompts import (
+    IMDB_PROMPT_POOL,
+    imdb_prompt_pool,
+    imdb_split,
+    load_prompts,
+)
 from weak2strong.data.tasks import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.fileio import read_json
@@ -33,7 +38,7 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.adapters import LoraSettings, lora_config
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
-from weak2strong.report import ResultTable, format_interval
+from weak2strong.report import ResultTable, format_interval, lines_with_intervals
 from weak2strong.runs import Run
 from weak2strong.runs.results import SCHEMA, SampleFloor, absolute, metric_record
 from weak2strong.scoring import paired_bootstrap_means
@@ -125,14 +130,11 @@ class Tune:
 
     def inputs(self) -> dict[str, Any]:
         cfg = self.config
-        data = (
-            load_task(TaskConfig(name=cfg.prompts), seed=cfg.seed)
-            if cfg.prompts == "imdb"
-            else None
-        )
+        data = imdb_split() if cfg.prompts == "imdb" else None
         return {
             "base": model_fingerprint(cfg.base),
             "reviews": data.fingerprint() if data is not None else cfg.prompts,
+            "review_pool": f"{IMDB_PROMPT_POOL} train reviews reserved for prompts",
             "labeler": scorer_fingerprint(cfg.labeler) if cfg.preferences == "sampled" else None,
         }
 
@@ -264,7 +266,7 @@ class Tune:
     def _reviews_by_class(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(opening, continuation) of shuffled target-class and other-class train reviews."""
         cfg = self.config
-        data = load_task(TaskConfig(name=cfg.prompts), seed=cfg.seed)
+        data = imdb_split() if cfg.prompts == "imdb" else load_task(TaskConfig(name=cfg.prompts))
         if cfg.target_label not in data.label_names:
             raise W2SError(
                 f"target_label '{cfg.target_label}' is not a label of {cfg.prompts} "
@@ -274,7 +276,9 @@ class Tune:
         rng = np.random.default_rng(cfg.seed)
         end = cfg.prompt_words + cfg.completion_words
         split: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
-        texts, labels = data.texts("train"), data.labels("train")
+        # IMDB: only the reviews reserved for prompts, never the gold scorer's training data
+        pool = imdb_prompt_pool(data) if cfg.prompts == "imdb" else data.split("train")
+        texts, labels = [e.text for e in pool], [e.label for e in pool]
         for index in rng.permutation(len(texts)):
             words = texts[int(index)].split()
             if len(words) < end:
@@ -381,6 +385,15 @@ class Tune:
             "final_reward_accuracy": logs[-1].get("rewards/accuracies") if logs else None,
             "final_reward_margin": logs[-1].get("rewards/margins") if logs else None,
             "steps": int(trainer.state.global_step),
+            "curve": [
+                {
+                    "step": int(entry["step"]),
+                    "loss": float(entry["loss"]),
+                    "reward_accuracy": entry.get("rewards/accuracies"),
+                    "reward_margin": entry.get("rewards/margins"),
+                }
+                for entry in logs
+            ],
         }
 
     def _train_sft(self, data: dict[str, list[str]], model_dir: Path) -> dict[str, Any]:
@@ -435,6 +448,33 @@ def chance_warning(results: dict[str, Any]) -> str | None:
     return (
         f"the tuned model {results['model']} prefers the held-out chosen response in only "
         f"{accuracy:.0%} of pairs (chance: 50%): it has not learned the preference"
+    )
+
+
+def plot_tune(results: dict[str, Any], path: Path) -> Path | None:
+    """The training curve: DPO loss and the batch's reward margin per optimiser step."""
+    curve = results.get("curve") or []
+    if not curve:
+        return None
+    steps = [point["step"] for point in curve]
+    series = {
+        "DPO loss": (steps, [p["loss"] for p in curve], [None] * len(curve), [None] * len(curve))
+    }
+    if all(point["reward_margin"] is not None for point in curve):
+        margins = [float(p["reward_margin"]) for p in curve]
+        series["reward margin (chosen − rejected, β-scaled log-ratio)"] = (
+            steps,
+            margins,
+            [None] * len(curve),
+            [None] * len(curve),
+        )
+    return lines_with_intervals(
+        path,
+        series,
+        title=f"tuning {results['base']} by {results['method']}: training curve",
+        xlabel="optimiser step",
+        ylabel="per-batch value",
+        reference_lines={"loss at the start, log 2": float(np.log(2))},
     )
 
 
