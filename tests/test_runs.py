@@ -238,12 +238,16 @@ def test_small_samples_warn_and_large_ones_do_not():
 def test_a_tuned_model_at_chance_is_flagged():
     from weak2strong.tune import chance_warning
 
-    def results(accuracy: float) -> dict:
-        return {"model": "/runs/tune-x/model", "heldout_accuracy": {"value": accuracy, "n": 32}}
+    def results(accuracy: float, low: float | None = None, high: float | None = None) -> dict:
+        estimate = {"value": accuracy, "low": low, "high": high, "n": 32}
+        return {"model": "/runs/tune-x/model", "heldout_accuracy": estimate}
 
     assert "only 25% of pairs (chance: 50%)" in (chance_warning(results(0.25)) or "")
     assert chance_warning(results(0.5)) is not None
     assert chance_warning(results(0.75)) is None
+    # above 50% but with an interval that reaches chance (seen: 53% [38%, 69%] on 32 pairs)
+    assert "not distinguishable from chance" in (chance_warning(results(0.53, 0.38, 0.69)) or "")
+    assert chance_warning(results(0.75, 0.6, 0.88)) is None
 
 
 def test_an_earlier_model_name_is_the_same_run_under_the_models_current_name():

@@ -442,13 +442,21 @@ class Tune:
 def chance_warning(results: dict[str, Any]) -> str | None:
     """Said when the tuned model ranks held-out pairs no better than chance: a search or ExPO
     steered by it steers by noise."""
-    accuracy = (results.get("heldout_accuracy") or {}).get("value")
-    if accuracy is None or accuracy > 0.5:
+    estimate = results.get("heldout_accuracy") or {}
+    accuracy, low, high = estimate.get("value"), estimate.get("low"), estimate.get("high")
+    if accuracy is None:
         return None
-    return (
-        f"the tuned model {results['model']} prefers the held-out chosen response in only "
-        f"{accuracy:.0%} of pairs (chance: 50%): it has not learned the preference"
-    )
+    if accuracy <= 0.5:
+        return (
+            f"the tuned model {results['model']} prefers the held-out chosen response in only "
+            f"{accuracy:.0%} of pairs (chance: 50%): it has not learned the preference"
+        )
+    if low is not None and high is not None and low <= 0.5:
+        return (
+            f"the tuned model {results['model']} prefers the held-out chosen response in "
+            f"{accuracy:.0%} of pairs [{low:.0%}, {high:.0%}]: not distinguishable from chance"
+        )
+    return None
 
 
 def plot_tune(results: dict[str, Any], path: Path) -> Path | None:
