@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.w2s-installed
 
-.PHONY: install assets test-assets browser demo demo-generalize demo-search demo-extrapolate demo-prune test test-vllm lint clean
+.PHONY: install assets test-assets browser demo demo-generalize demo-search demo-extrapolate demo-prune test test-vllm bench-peers lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,10 +82,16 @@ test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/w2s assets prepare smollm2-135m-instruct minilm-l6 imdb
 	VLLM_CPU_KVCACHE_SPACE=2 $(VLLM_VENV)/bin/python -m pytest tests/vllm -ra -s
 
+# `w2s extrapolate` against mergekit, side by side (mergekit gets its own venv, made once;
+# it is never a dependency of the package): three model sizes, quiet / one thread /
+# contended, about 15 minutes on 2 cores.
+bench-peers: install
+	cd benchmarks && TORCH="$(TORCH)" ../$(BIN)/python extrapolate_vs_mergekit.py --mergekit-venv ../.venv-mergekit
+
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) runs report tracking test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .venv-mergekit runs report tracking test-artifacts .pytest_cache .mypy_cache .ruff_cache

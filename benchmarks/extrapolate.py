@@ -14,86 +14,14 @@ sharded at different boundaries), in fresh subprocesses so that each peak is its
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
+from synthetic import IO_FLOOR_CHILD, child, write_pair
 
 from weak2strong.extrapolate.checkpoint import parse_size
-
-HIDDEN = 2048
-FFN = 5632
-VOCAB = 32000
-
-
-def layer_shapes() -> dict[str, tuple[int, ...]]:
-    return {
-        "self_attn.q_proj.weight": (HIDDEN, HIDDEN),
-        "self_attn.k_proj.weight": (HIDDEN, HIDDEN),
-        "self_attn.v_proj.weight": (HIDDEN, HIDDEN),
-        "self_attn.o_proj.weight": (HIDDEN, HIDDEN),
-        "mlp.gate_proj.weight": (FFN, HIDDEN),
-        "mlp.up_proj.weight": (FFN, HIDDEN),
-        "mlp.down_proj.weight": (HIDDEN, FFN),
-        "input_layernorm.weight": (HIDDEN,),
-    }
-
-
-def model_shapes(gigabytes: float) -> dict[str, tuple[int, ...]]:
-    """Embedding, output head and as many layers as fill `gigabytes` in bf16."""
-    per_layer = sum(torch.Size(s).numel() for s in layer_shapes().values()) * 2
-    fixed = 2 * VOCAB * HIDDEN * 2
-    layers = max(1, round((gigabytes * 1e9 - fixed) / per_layer))
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (VOCAB, HIDDEN)}
-    for index in range(layers):
-        for name, shape in layer_shapes().items():
-            shapes[f"model.layers.{index}.{name}"] = shape
-    shapes["model.norm.weight"] = (HIDDEN,)
-    shapes["lm_head.weight"] = (VOCAB, HIDDEN)
-    return shapes
-
-
-def write_model(
-    folder: Path, shapes: dict[str, tuple[int, ...]], shard_bytes: int, seed: int, shift: float
-) -> None:
-    """Shard by shard, so that making the checkpoint never holds it whole either."""
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(
-        json.dumps({"model_type": "synthetic", "dtype": "bfloat16"})
-    )
-    names = list(shapes)
-    groups: list[list[str]] = [[]]
-    filled = 0
-    for name in names:
-        size = torch.Size(shapes[name]).numel() * 2
-        if groups[-1] and filled + size > shard_bytes:
-            groups.append([])
-            filled = 0
-        groups[-1].append(name)
-        filled += size
-    weight_map = {}
-    for index, group in enumerate(groups):
-        tensors = {}
-        for name in group:
-            # the same base weights in both models (seeded by name), plus a small shift
-            generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-            base = torch.randn(shapes[name], generator=generator) * 0.02
-            if shift:
-                noise = torch.Generator().manual_seed(seed + zlib.crc32(name.encode()))
-                base += shift * torch.randn(shapes[name], generator=noise)
-            tensors[name] = base.to(torch.bfloat16)
-        file = f"model-{index + 1:05d}-of-{len(groups):05d}.safetensors"
-        save_file(tensors, str(folder / file), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(group, file))
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-
 
 CHILD_STREAMING = """
 import json, resource, sys, time
@@ -137,36 +65,11 @@ print(json.dumps({"seconds": time.perf_counter() - started, "bytes": total,
                   "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
-CHILD_COPY = """
-import json, resource, sys, time
-from pathlib import Path
-started = time.perf_counter()
-out = Path(sys.argv[3])
-out.mkdir()
-for folder in sys.argv[1:3]:
-    for file in sorted(Path(folder).glob("*.safetensors")):
-        # both inputs are read; the aligned model's bytes are written, as large as the output
-        with open(file, "rb") as source, open(out / file.name, "ab") as target:
-            while block := source.read(64 << 20):
-                if folder == sys.argv[2]:
-                    target.write(block)
-print(json.dumps({"seconds": time.perf_counter() - started,
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
-"""
-
 CHILD_BASELINE = """
 import json, resource
 import torch, weak2strong.extrapolate
 print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
-
-
-def child(code: str, *args: str) -> dict[str, float]:
-    output = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
-    ).stdout
-    result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
-    return result
 
 
 def gib(value: float) -> str:
@@ -188,13 +91,13 @@ def main() -> None:
     for size in args.gigabytes:
         work = Path(tempfile.mkdtemp(prefix="w2s-expo-bench-", dir=args.workdir))
         try:
-            shapes = model_shapes(size)
             started = time.perf_counter()
-            write_model(work / "sft", shapes, 1_000_000_000, seed=1, shift=0.0)
-            write_model(work / "aligned", shapes, 700_000_000, seed=2, shift=1e-3)
+            write_pair(work, size)
             made = time.perf_counter() - started
             read = child(CHILD_READ, str(work / "sft"), str(work / "aligned"))
-            copy = child(CHILD_COPY, str(work / "sft"), str(work / "aligned"), str(work / "copy"))
+            copy = child(
+                IO_FLOOR_CHILD, str(work / "sft"), str(work / "aligned"), str(work / "copy")
+            )
             streaming = child(
                 CHILD_STREAMING,
                 str(work / "sft"),

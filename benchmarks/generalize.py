@@ -7,12 +7,15 @@ Both extraction paths embed the same texts with the same backbone in this proces
 long IMDB reviews (cut at max_length) and short safety prompts; the ratio
 (one-at-a-time seconds / batched seconds) is the speed-up from length-sorted batching.
 The middle-layer comparison embeds the same texts at `--layer` (default: half the model's
-depth) with both backbones and checks that the features agree.
+depth) with both backbones and checks that the features agree. Growth: whole generalize
+runs with ×1, ×2 and ×4 the training examples, each in a fresh run folder (features are
+the bulk of the work, so time should grow at most linearly).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 
@@ -31,6 +34,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--layer", type=int, default=None, help="default: half the depth")
+    parser.add_argument("--growth", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
     backbone, tokenizer = load_encoder(args.model, device="cpu")
     middle_layer(args, backbone, tokenizer)
@@ -86,6 +90,27 @@ def main() -> None:
         started = time.perf_counter()
         Generalize(config, runs_dir).run()
         print(f"  cached rerun: {time.perf_counter() - started:.2f} s")
+    growth(args, config)
+
+
+def growth(args: argparse.Namespace, config: GeneralizeConfig) -> None:
+    """Whole-run wall time against the number of examples per split."""
+    print(f"growth with examples (whole generalize runs, {args.model}):")
+    first = None
+    for factor in args.growth:
+        size = args.texts * 2 * factor
+        sized = dataclasses.replace(
+            config, task=dataclasses.replace(config.task, max_per_split=size)
+        )
+        with tempfile.TemporaryDirectory() as runs_dir:  # features are cached per runs folder
+            started = time.perf_counter()
+            Generalize(sized, runs_dir).run()
+            seconds = time.perf_counter() - started
+        first = first or (size, seconds)
+        print(
+            f"  {size:>5} examples per split: {seconds:6.1f} s "
+            f"(×{seconds / first[1]:.2f} for ×{size / first[0]:.0f} examples)"
+        )
 
 
 def middle_layer(args: argparse.Namespace, whole: torch.nn.Module, tokenizer: object) -> None:

@@ -10,12 +10,17 @@ pruned gradients, plus re-zeroing the pruned weights after every optimiser step)
 the mask on every forward), in alternation so that drifts in machine speed hit all three.
 Both masked runs must end with the same effective weights. Targets: ours / dense ≤ 1.1,
 and ours no slower than torch's.
+
+Growth: `w2s prune` (IMP only, one seed, `--examples` training reviews) with 1, 2 and 4
+rounds, each in a fresh run folder; every round retrains in full, so time should grow
+linearly with rounds (a constant seconds per round).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -24,7 +29,13 @@ from torch.nn.utils import prune as torch_prune
 
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.prune import Masks, masked_gradients, prunable_weights, prune
-from weak2strong.prune.experiment import StudentSettings, TextClassifierProblem
+from weak2strong.prune.experiment import (
+    Prune,
+    PruneConfig,
+    StudentSettings,
+    TextClassifierProblem,
+)
+from weak2strong.prune.lottery import LotterySettings
 
 
 def main() -> None:
@@ -32,6 +43,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--growth-rounds", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
     data = load_task(TaskConfig(name="imdb"), seed=0)
     order = np.random.default_rng(0).permutation(len(data.split("train")))[: args.examples]
@@ -114,6 +126,33 @@ def main() -> None:
         f"ours / torch per step: median {masked_step / torch_step:.3f}, "
         f"fastest runs {min(masked) / min(torch_masked):.3f} (target ≤ 1.0)"
     )
+    growth(args.growth_rounds, args.examples)
+
+
+def growth(rounds_list: list[int], examples: int) -> None:
+    """Wall time of a whole IMP run against its number of rounds."""
+    print(f"growth with IMP rounds (w2s prune, 1 seed, {examples} training examples):")
+    first = None
+    for rounds in rounds_list:
+        config = PruneConfig(
+            seeds=[0],
+            train_examples=examples,
+            test_examples=160,
+            lottery=LotterySettings(
+                rounds=rounds, fraction=0.2, exclude=[r"^head\.", r"\.pooler\."], baselines=[]
+            ),
+            show_progress=False,
+        )
+        with tempfile.TemporaryDirectory() as runs_dir:
+            started = time.perf_counter()
+            Prune(config, runs_dir).run()
+            seconds = time.perf_counter() - started
+        first = first or (rounds, seconds)
+        print(
+            f"  {rounds} rounds: {seconds:6.1f} s (×{seconds / first[1]:.2f} for "
+            f"×{rounds / first[0]:.0f} rounds; {seconds / (rounds + 1):.1f} s per training, "
+            "the dense one included)"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ All numbers come from this one run, on the same models and prompts:
 - our scorer (a KV cache per candidate, only new tokens each chunk) / a scorer that
   re-scores every candidate's whole prompt + response at every chunk, as the reference
   does, measured on the candidate texts of one CBS run at several response lengths;
+- growth: BoN-N and CBS with W·K = N (the curve's settings) for N = 1 … 16, and CBS(4,4,5)
+  for several numbers of new tokens, on `--growth-prompts` prompts, each time as a
+  multiple of the smallest (compute grows as N · tokens, so time should at most follow);
 - peak resident memory (and peak CUDA memory on a GPU);
 - with `--vllm` (run it with vLLM installed: `.venv-vllm/bin/python benchmarks/search.py
   --vllm`, see `make test-vllm`): sampling, BoN-16 and CBS with the large model on the
@@ -27,7 +30,13 @@ import torch
 from weak2strong.data.prompts import load_prompts
 from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import SamplingConfig
-from weak2strong.search.decoders import CBSSettings, best_of_n, chunk_beam_search, sample
+from weak2strong.search.decoders import (
+    CBSSettings,
+    best_of_n,
+    chunk_beam_search,
+    curve_cbs_settings,
+    sample,
+)
 from weak2strong.search.lm import LanguageModel
 from weak2strong.search.pair import ModelPair, PairScorer
 from weak2strong.search.samplers import TransformersSampler, VLLMSampler, VLLMSettings
@@ -67,6 +76,9 @@ def main() -> None:
     parser.add_argument("--untuned", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=50)
+    parser.add_argument("--growth-prompts", type=int, default=2)
+    parser.add_argument("--growth-n", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--growth-tokens", type=int, nargs="+", default=[10, 20, 40, 80])
     parser.add_argument("--vllm", action="store_true", help="also time the vLLM backend")
     args = parser.parse_args()
 
@@ -137,11 +149,49 @@ def main() -> None:
         f"whole search: cached / re-scoring = {sum(cached_times) / sum(rescoring_times):.2f} "
         "(target well below 1, falling with length)"
     )
+    growth(args, large, pair, prompts[: args.growth_prompts])
     print(f"peak RSS {peak_rss_gib():.2f} GiB")
     if torch.cuda.is_available():
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     if args.vllm:
         compare_backends(args.large, large, pair, prompts, sampling)
+
+
+def growth(
+    args: argparse.Namespace, large: LanguageModel, pair: ModelPair, prompts: list[str]
+) -> None:
+    """Time against N = W·K (at --new-tokens) and against new tokens (at CBS(4,4,5))."""
+    sampling = SamplingConfig(new_tokens=args.new_tokens)
+    print(f"growth, {len(prompts)} prompts, {args.new_tokens} new tokens (× smallest N):")
+    first: dict[str, float] = {}
+    for n in args.growth_n:
+        bon, bon_s = timed(
+            best_of_n, TransformersSampler(large, sampling), PairScorer(pair), prompts, n,
+            args.new_tokens, 0,
+        )  # fmt: skip
+        settings = curve_cbs_settings(n, 5)
+        cbs, cbs_s = timed(
+            chunk_beam_search, TransformersSampler(large, sampling), PairScorer(pair), prompts,
+            settings, args.new_tokens, 0,
+        )  # fmt: skip
+        first = first or {"bon": bon_s, "cbs": cbs_s}
+        print(
+            f"  N={n:>2}: BoN {bon_s:6.1f} s (×{bon_s / first['bon']:.2f}, "
+            f"{bon.sampled_tokens} tokens) | CBS({settings.width},{settings.successors},5) "
+            f"{cbs_s:6.1f} s (×{cbs_s / first['cbs']:.2f}, {cbs.sampled_tokens} tokens)"
+        )
+    print("growth with new tokens, CBS(4,4,5) (× fewest tokens):")
+    fewest = 0.0
+    for tokens in args.growth_tokens:
+        sampler = TransformersSampler(large, SamplingConfig(new_tokens=tokens))
+        cbs, seconds = timed(
+            chunk_beam_search, sampler, PairScorer(pair), prompts, CBSSettings(4, 4, 5), tokens, 0
+        )
+        fewest = fewest or seconds
+        print(
+            f"  {tokens:>3} tokens: {seconds:6.1f} s (×{seconds / fewest:.2f}, "
+            f"{cbs.sampled_tokens} tokens sampled, {seconds / cbs.sampled_tokens * 1000:.0f} ms each)"
+        )
 
 
 def compare_backends(

@@ -190,7 +190,7 @@ COMMAND_HASHES = [
     ("weak2strong.prune.experiment:PruneConfig", "demo/prune.yaml", [], "16b2f6cb3e"),
     ("weak2strong.generalize:GeneralizeConfig", "full/generalize.yaml", [], "2b38a42789"),
     ("weak2strong.search:SearchConfig", "full/search.yaml", [], "9d3770ded7"),
-    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", "full/extrapolate.yaml", [], "71d0b48e89"),
+    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", "full/extrapolate.yaml", [], "64315f12d8"),
     ("weak2strong.prune.experiment:PruneConfig", "full/prune.yaml", [], "54c5aba68e"),
     (
         "weak2strong.generalize:GeneralizeConfig",

@@ -48,7 +48,11 @@ from weak2strong.fileio import write_json
 # Rows are processed in blocks of about this many elements, so the fp32 working copies of
 # one huge tensor (an embedding matrix) stay small.
 BLOCK_ELEMENTS = 1 << 24
-SAMPLE_ELEMENTS = 1 << 20
+# The cast statistics sample this many elements per block, in runs of SAMPLE_RUN: small
+# enough that their dozen small tensor ops run on one thread (torch splits work across
+# threads from 32k elements), which on a busy machine would wait for a descheduled peer.
+SAMPLE_ELEMENTS = 1 << 14
+SAMPLE_RUN = 1 << 9
 
 # Config fields that change what a weight means even when every shape agrees.
 ARCHITECTURE_FIELDS = (
@@ -201,44 +205,62 @@ def plan_extrapolation(checkpoints: Sequence[Checkpoint], dtype: str = "auto") -
     return Plan(list(checkpoints), plans, direction_coefficients(len(checkpoints)), sorted(ignored))
 
 
+def _sample(flat: torch.Tensor) -> torch.Tensor:
+    """About SAMPLE_ELEMENTS elements of a 1-d tensor, in evenly spaced contiguous runs.
+
+    Runs rather than a strided sample: a stride under a cache line's width would still
+    read every byte of the block.
+    """
+    total = flat.numel()
+    if total <= SAMPLE_ELEMENTS:
+        return flat
+    runs = SAMPLE_ELEMENTS // SAMPLE_RUN
+    spacing = total // runs
+    return flat[: runs * spacing].view(runs, spacing)[:, :SAMPLE_RUN]
+
+
 @dataclass
 class CastLoss:
     """How much of the fp32 update a group of tensors kept after the cast to its dtype.
 
-    Measured on an evenly strided sample of each block (about a million elements), which
-    estimates fractions and norm ratios well at a small fraction of a full pass's cost.
+    Measured on an evenly spread sample of each block (16k elements, summed over every
+    block of the group), which estimates fractions and norm ratios well at a small fraction
+    of a full pass's cost.
     """
 
     tensors: int = 0
     elements: int = 0
-    updated: int = 0  # elements with a nonzero fp32 update
-    survived: int = 0  # of those, elements whose stored value differs from the aligned one
+    updated: float = 0.0  # elements with a nonzero fp32 update (estimated from the sample)
+    survived: float = 0.0  # of those, elements whose stored value differs from the aligned one
     intended_sq: float = 0.0
     realised_sq: float = 0.0
     error_sq: float = 0.0
 
     def add(self, aligned: torch.Tensor, result: torch.Tensor, stored: torch.Tensor) -> None:
-        stride = max(1, aligned.numel() // SAMPLE_ELEMENTS)
-        aligned = aligned.reshape(-1)[::stride]
-        intended = result.reshape(-1)[::stride] - aligned
+        total = aligned.numel()
+        aligned = _sample(aligned.reshape(-1))
+        intended = _sample(result.reshape(-1)) - aligned
         # Against the aligned weights stored in the same dtype, so a change of dtype alone
         # (float32 → bfloat16) does not count as a lost or gained update.
         baseline = aligned.to(stored.dtype).to(torch.float32)
-        realised = stored.reshape(-1)[::stride].to(torch.float32) - baseline
-        # each sampled element stands for `stride` elements, so sums over blocks and tensors
-        # of different sizes stay unbiased
+        realised = _sample(stored.reshape(-1)).to(torch.float32) - baseline
+        # each sampled element stands for total / sampled elements, so sums over blocks and
+        # tensors of different sizes stay unbiased
+        weight = total / intended.numel()
         moved = intended != 0
-        self.elements += stride * intended.numel()
-        self.updated += stride * int(moved.sum())
-        self.survived += stride * int((moved & (realised != 0)).sum())
-        self.intended_sq += stride * float(torch.dot(intended, intended))
-        self.realised_sq += stride * float(torch.dot(realised, realised))
+        self.elements += total
+        self.updated += weight * int(moved.sum())
+        self.survived += weight * int((moved & (realised != 0)).sum())
+        self.intended_sq += weight * float(torch.sum(intended * intended))
+        self.realised_sq += weight * float(torch.sum(realised * realised))
         error = realised - intended
-        self.error_sq += stride * float(torch.dot(error, error))
+        self.error_sq += weight * float(torch.sum(error * error))
 
     def merge(self, other: CastLoss) -> None:
-        for name in ("tensors", "elements", "updated", "survived"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.tensors += other.tensors
+        self.elements += other.elements
+        self.updated += other.updated
+        self.survived += other.survived
         self.intended_sq += other.intended_sq
         self.realised_sq += other.realised_sq
         self.error_sq += other.error_sq
@@ -268,7 +290,39 @@ def _check_values(tensor: torch.Tensor, what: str, limit: float | None = None) -
         raise W2SError(f"{what} reaches {max(-low, high):.3g}, beyond what its dtype can hold")
 
 
-def _combine(plan: Plan, tensor: TensorPlan, alpha: float, loss: CastLoss) -> torch.Tensor:
+class Workspace:
+    """fp32 buffers reused from block to block.
+
+    A fresh 64 MB tensor per block would be handed back to the operating system when freed
+    and page-faulted in again for the next block: a third of the merge's time.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, torch.Tensor] = {}
+
+    def take(self, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
+        size = math.prod(shape)
+        buffer = self.buffers.get(slot)
+        if buffer is None or buffer.numel() < size:
+            buffer = self.buffers[slot] = torch.empty(size, dtype=torch.float32)
+        return buffer[:size].view(shape)
+
+
+def _read_block(plan: Plan, tensor: TensorPlan, start: int, stop: int) -> list[torch.Tensor]:
+    return [
+        checkpoint.read_rows(source, start, stop)
+        for checkpoint, source in zip(plan.checkpoints, tensor.sources, strict=True)
+    ]
+
+
+def _check_inputs(plan: Plan, tensor: TensorPlan, raws: list[torch.Tensor]) -> None:
+    for checkpoint, source, raw in zip(plan.checkpoints, tensor.sources, raws, strict=True):
+        _check_values(raw, f"tensor {source} of '{checkpoint.name}'")
+
+
+def _combine(
+    plan: Plan, tensor: TensorPlan, alpha: float, loss: CastLoss, workspace: Workspace
+) -> torch.Tensor:
     """One output tensor, computed block of rows by block of rows in fp32."""
     strongest = plan.checkpoints[-1]
     if not tensor.extrapolated:
@@ -277,40 +331,41 @@ def _combine(plan: Plan, tensor: TensorPlan, alpha: float, loss: CastLoss) -> to
     row_elements = math.prod(tensor.shape[1:]) if tensor.shape else 1
     step = max(1, BLOCK_ELEMENTS // max(1, row_elements))
     limit = torch.finfo(tensor.out_dtype).max
-    out: torch.Tensor | None = None
+    out = torch.empty((rows, row_elements), dtype=tensor.out_dtype)
     for start in range(0, rows, step):
         stop = min(rows, start + step)
-        blocks = []
-        for checkpoint, source in zip(plan.checkpoints, tensor.sources, strict=True):
-            raw = checkpoint.read_rows(source, start, stop)
-            _check_values(raw, f"tensor {source} of '{checkpoint.name}'")
-            blocks.append(raw.to(torch.float32))
-        aligned = blocks[-1]
+        shape = (stop - start, row_elements)
+        raws = _read_block(plan, tensor, start, stop)
+        stored = out[start:stop]
         if alpha == 0:
-            stored = aligned.to(tensor.out_dtype)  # exactly the strongest weights, -0.0 included
+            _check_inputs(plan, tensor, raws)
+            stored.copy_(raws[-1].reshape(shape))  # exactly the strongest weights, -0.0 included
+            continue
+        blocks = [
+            workspace.take(slot, shape).copy_(raw.reshape(shape)) for slot, raw in enumerate(raws)
+        ]
+        aligned = blocks[-1]
+        direction = workspace.take(len(blocks), shape)
+        if len(blocks) == 2:  # coefficients are exactly −1, +1
+            torch.sub(aligned, blocks[0], out=direction)
         else:
-            if len(blocks) == 2:  # coefficients are exactly −1, +1
-                direction = blocks[1] - blocks[0]
-            else:
-                direction = torch.zeros_like(aligned)
-                for coefficient, block in zip(plan.coefficients, blocks, strict=True):
-                    direction.add_(block, alpha=coefficient)
-            result = torch.add(aligned, direction, alpha=alpha)
+            direction.zero_()
+            for coefficient, block in zip(plan.coefficients, blocks, strict=True):
+                direction.add_(block, alpha=coefficient)
+        result = torch.add(aligned, direction, alpha=alpha, out=direction)
+        try:
             _check_values(
                 result,
                 f"extrapolated tensor {tensor.name} (α={alpha:g}, {tensor.out_dtype})",
                 limit,
             )
-            stored = result.to(tensor.out_dtype)
-            loss.add(aligned, result, stored)
-        if start == 0 and stop == rows:
-            out = stored
-            break
-        if out is None:
-            out = torch.empty((rows, *tensor.shape[1:]), dtype=tensor.out_dtype)
-        out[start:stop] = stored
+        except W2SError:
+            # a non-finite input makes a non-finite result: name the input when it is one
+            _check_inputs(plan, tensor, raws)
+            raise
+        stored.copy_(result)
+        loss.add(aligned, result, stored)
     loss.tensors += 1
-    assert out is not None
     return out.reshape(tensor.shape)
 
 
@@ -385,6 +440,7 @@ def extrapolate(
         if dtype != "auto":
             set_config_dtype(staging, DTYPE_NAMES[dtype])
         writer = ShardWriter(staging, shards)
+        workspace = Workspace()
         total = sum(t.out_bytes for t in plan.tensors)
         with tqdm(
             total=total,
@@ -397,7 +453,7 @@ def extrapolate(
                 for name, size in shard:
                     tensor = by_name[name]
                     loss = losses.setdefault(tensor_group(name), CastLoss())
-                    writer.add(name, _combine(plan, tensor, alpha, loss))
+                    writer.add(name, _combine(plan, tensor, alpha, loss, workspace))
                     progress.update(size)
         writer.finish()
         overall = CastLoss()
