@@ -24,16 +24,16 @@ from synthetic import IO_FLOOR_CHILD, child, write_pair
 from weak2strong.extrapolate.checkpoint import parse_size
 
 CHILD_STREAMING = """
-import json, resource, sys, time
+import json, sys, time
 from weak2strong.extrapolate import extrapolate
 started = time.perf_counter()
 extrapolate([sys.argv[1], sys.argv[2]], 0.5, sys.argv[3], shard_size=sys.argv[4], show_progress=False)
 print(json.dumps({"seconds": time.perf_counter() - started,
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "peak_rss": peak_rss()}))
 """
 
 CHILD_WHOLE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
@@ -48,11 +48,11 @@ result = {k: (v.float() + 0.5 * (v.float() - sft[k].float())).to(v.dtype) for k,
 Path(sys.argv[3]).mkdir()
 save_file(result, sys.argv[3] + "/model.safetensors")
 print(json.dumps({"seconds": time.perf_counter() - started,
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "peak_rss": peak_rss()}))
 """
 
 CHILD_READ = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 started = time.perf_counter()
 total = 0
@@ -62,13 +62,13 @@ for folder in sys.argv[1:3]:
             while block := handle.read(64 << 20):
                 total += len(block)
 print(json.dumps({"seconds": time.perf_counter() - started, "bytes": total,
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "peak_rss": peak_rss()}))
 """
 
 CHILD_BASELINE = """
-import json, resource
+import json
 import torch, weak2strong.extrapolate
-print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+print(json.dumps({"peak_rss": peak_rss()}))
 """
 
 

@@ -55,7 +55,8 @@ SHARD_BYTES = 500_000_000
 W2S = Path(sys.executable).parent / "w2s"
 
 # Runs a command and reports its wall time and the peak RSS of its process tree's largest
-# member, from a process of its own, so each measurement's peak is its own.
+# member, from a small process of its own: on Linux a child's ru_maxrss starts at its
+# parent's peak, so the tools must not be children of this script, which wrote the models.
 MEASURE_CHILD = """
 import json, resource, subprocess, sys, time
 started = time.perf_counter()

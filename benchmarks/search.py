@@ -9,7 +9,9 @@ All numbers come from this one run, on the same models and prompts:
   does, measured on the candidate texts of one CBS run at several response lengths;
 - growth: BoN-N and CBS with W·K = N (the curve's settings) for N = 1 … 16, and CBS(4,4,5)
   for several numbers of new tokens, on `--growth-prompts` prompts, each time as a
-  multiple of the smallest (compute grows as N · tokens, so time should at most follow);
+  multiple of the smallest (compute grows as N · tokens, so time should at most follow),
+  with the large model's output head timed at 1 … 16 rows (on CPU one row takes torch's
+  matrix-vector kernels, ~2.3× faster than the matrix-matrix ones any more rows take);
 - peak resident memory (and peak CUDA memory on a GPU);
 - with `--vllm` (run it with vLLM installed: `.venv-vllm/bin/python benchmarks/search.py
   --vllm`, see `make test-vllm`): sampling, BoN-16 and CBS with the large model on the
@@ -180,6 +182,7 @@ def growth(
             f"{bon.sampled_tokens} tokens) | CBS({settings.width},{settings.successors},5) "
             f"{cbs_s:6.1f} s (×{cbs_s / first['cbs']:.2f}, {cbs.sampled_tokens} tokens)"
         )
+    head_rows(large)
     print("growth with new tokens, CBS(4,4,5) (× fewest tokens):")
     fewest = 0.0
     for tokens in args.growth_tokens:
@@ -192,6 +195,28 @@ def growth(
             f"  {tokens:>3} tokens: {seconds:6.1f} s (×{seconds / fewest:.2f}, "
             f"{cbs.sampled_tokens} tokens sampled, {seconds / cbs.sampled_tokens * 1000:.0f} ms each)"
         )
+
+
+def head_rows(large: LanguageModel, rows: Sequence[int] = (1, 2, 4, 8, 16)) -> None:
+    """Why one candidate is so much cheaper than two: torch's CPU kernels, shown on the large
+    model's output head (its largest matrix), one decoding step's call per row count."""
+    weight = large.model.get_output_embeddings().weight.detach()
+    timings = {}
+    repeats = 10
+    with torch.no_grad():
+        for count in rows:
+            hidden = torch.randn(count, weight.shape[1], dtype=weight.dtype, device=weight.device)
+            for _ in range(2):
+                torch.nn.functional.linear(hidden, weight)
+            started = time.perf_counter()
+            for _ in range(repeats):
+                torch.nn.functional.linear(hidden, weight)
+            timings[count] = (time.perf_counter() - started) / repeats
+    print(
+        "  output head per call, by rows: "
+        + ", ".join(f"{count}: {ms * 1000:.0f} ms" for count, ms in timings.items())
+        + f" (2 rows / 1 row ×{timings[rows[1]] / timings[rows[0]]:.1f})"
+    )
 
 
 def compare_backends(

