@@ -189,7 +189,7 @@ class CachedRows:
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
         device = self.lm.device
-        keyword = cache_keyword(type(self.lm.model))
+        keyword = cache_keyword(self.lm.model.__class__)
         output = self.lm.model(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
