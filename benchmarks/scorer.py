@@ -17,13 +17,13 @@ import time
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.data.base import cap_per_split
 from weak2strong.data.prompts import reserved_for_prompts
+from weak2strong.models.features import pool
 from weak2strong.models.loading import load_encoder
-from weak2strong.scoring.classifier import SCORER_SEED
+from weak2strong.scoring.classifier import SCORER_SEED, fit_head
 from weak2strong.scoring.metrics import compute_metrics
 
 
@@ -42,18 +42,18 @@ def every_layer(model, tokenizer, texts: list[str], max_length: int) -> torch.Te
             max_length=max_length,
         )
         hidden = model(**batch, output_hidden_states=True).hidden_states
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        layers = torch.stack([(h * mask).sum(1) / mask.sum(1) for h in hidden], 1)
+        layers = torch.stack([pool(h, batch["attention_mask"], "mean") for h in hidden], 1)
         for row, index in enumerate(batch_rows):
             pooled[index] = layers[row]
     return torch.stack(pooled)
 
 
-def head_quality(train, test, train_labels, test_labels) -> tuple[float, float]:
-    mean, scale = train.mean(0), train.std(0).clip(min=1e-6)
-    head = LogisticRegression(C=1.0, max_iter=3000).fit((train - mean) / scale, train_labels)
-    probabilities = head.predict_proba((test - mean) / scale)
-    metrics = compute_metrics(test_labels, probabilities, ("accuracy", "auroc"))
+def head_quality(
+    train: torch.Tensor, test: torch.Tensor, train_labels: np.ndarray, test_labels: np.ndarray
+) -> tuple[float, float]:
+    """Accuracy and AUROC of the scorer's own head trained on `train`, on `test`."""
+    _, probabilities = fit_head(train, train_labels)
+    metrics = compute_metrics(test_labels, probabilities(test), ("accuracy", "auroc"))
     return metrics["accuracy"], metrics["auroc"]
 
 
@@ -68,8 +68,8 @@ def main() -> None:
     data = load_task(TaskConfig(name="imdb"), seed=SCORER_SEED)
     positive = data.label_names.index("positive")
     reserved = reserved_for_prompts(data)
-    pool = [e for e in data.split("train") if e.text not in reserved]
-    train = cap_per_split(pool, args.train, SCORER_SEED)
+    outside_pool = [e for e in data.split("train") if e.text not in reserved]
+    train = cap_per_split(outside_pool, args.train, SCORER_SEED)
     test = cap_per_split(data.split("test"), args.heldout, SCORER_SEED)
     model, tokenizer = load_encoder(args.encoder)
     model.eval()
@@ -78,7 +78,7 @@ def main() -> None:
     test_features = every_layer(model, tokenizer, [e.text for e in test], args.max_length)
     print(
         f"{args.encoder}, max_length {args.max_length}: {len(train)} train reviews (of "
-        f"{len(pool)} outside the prompt pool), {len(test)} held out; features "
+        f"{len(outside_pool)} outside the prompt pool), {len(test)} held out; features "
         f"{time.perf_counter() - started:.0f} s"
     )
     train_labels = np.array([e.label == positive for e in train], dtype=int)
@@ -86,14 +86,14 @@ def main() -> None:
     layers = train_features.shape[1]
     for layer in range(1, layers):
         accuracy, auroc = head_quality(
-            train_features[:, layer].numpy(), test_features[:, layer].numpy(),
+            train_features[:, layer], test_features[:, layer],
             train_labels, test_labels,
         )  # fmt: skip
         print(f"  layer {layer}: accuracy {accuracy:.3f}, AUROC {auroc:.3f}")
     middle = layers // 2
 
-    def side_by_side(features: torch.Tensor) -> np.ndarray:
-        return torch.cat([features[:, middle], features[:, -1]], 1).numpy()
+    def side_by_side(features: torch.Tensor) -> torch.Tensor:
+        return torch.cat([features[:, middle], features[:, -1]], 1)
 
     accuracy, auroc = head_quality(
         side_by_side(train_features), side_by_side(test_features), train_labels, test_labels
@@ -107,7 +107,7 @@ def main() -> None:
             break
         rows = [position[id(example)] for example in cap_per_split(train, size, SCORER_SEED)]
         accuracy, auroc = head_quality(
-            train_features[rows, -1].numpy(), test_features[:, -1].numpy(),
+            train_features[rows, -1], test_features[:, -1],
             train_labels[rows], test_labels,
         )  # fmt: skip
         print(f"  last layer, {size} train reviews: accuracy {accuracy:.3f}, AUROC {auroc:.3f}")

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -246,26 +246,13 @@ class ClassifierScorer:
     def _train(
         self, texts: list[str], labels: list[int], test_texts: list[str], test_labels: list[int]
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from sklearn.linear_model import LogisticRegression
-
-        features = self._encode(texts)
-        mean, scale = features.mean(0), features.std(0).clamp(min=1e-6)
-        target = (np.asarray(labels) == self.positive).astype(int)
-        regression = LogisticRegression(C=1.0, max_iter=2000).fit(
-            ((features - mean) / scale).numpy(), target
-        )
-        tensors = {
-            "mean": mean,
-            "scale": scale,
-            "coef": torch.as_tensor(regression.coef_[0], dtype=torch.float32),
-            "intercept": torch.as_tensor(regression.intercept_, dtype=torch.float32),
-        }
         from weak2strong.scoring.metrics import compute_metrics
 
-        test_features = ((self._encode(test_texts) - mean) / scale).numpy()
+        target = (np.asarray(labels) == self.positive).astype(int)
+        tensors, probabilities = fit_head(self._encode(texts), target)
         test_target = (np.asarray(test_labels) == self.positive).astype(int)
         metrics = compute_metrics(
-            test_target, regression.predict_proba(test_features), ("accuracy", "auroc")
+            test_target, probabilities(self._encode(test_texts)), ("accuracy", "auroc")
         )
         return tensors, {
             "test_accuracy": metrics["accuracy"],
@@ -285,6 +272,33 @@ class ClassifierScorer:
 
 
 Head = tuple[dict[str, torch.Tensor], dict[str, Any]]
+
+
+def fit_head(
+    features: torch.Tensor, target: np.ndarray
+) -> tuple[dict[str, torch.Tensor], Callable[[torch.Tensor], np.ndarray]]:
+    """The built-in scorers' head: standardised features, then a logistic regression.
+
+    Returns its weights (what `ClassifierScorer` caches and scores with) and a function from
+    features to class probabilities [texts, 2], for measuring it on held-out texts.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = features.mean(0), features.std(0).clamp(min=1e-6)
+    regression = LogisticRegression(C=1.0, max_iter=2000).fit(
+        ((features - mean) / scale).numpy(), target
+    )
+    tensors = {
+        "mean": mean,
+        "scale": scale,
+        "coef": torch.as_tensor(regression.coef_[0], dtype=torch.float32),
+        "intercept": torch.as_tensor(regression.intercept_, dtype=torch.float32),
+    }
+
+    def probabilities(held_out: torch.Tensor) -> np.ndarray:
+        return np.asarray(regression.predict_proba(((held_out - mean) / scale).numpy()))
+
+    return tensors, probabilities
 
 
 def _load_head(path: Path) -> Head:
