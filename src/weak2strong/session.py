@@ -13,14 +13,14 @@ from rich.console import Console
 
 from weak2strong import distributed
 from weak2strong.commands import COMMANDS, Command
-from weak2strong.errors import W2SError
+from weak2strong.errors import W2SError, shown
 from weak2strong.fileio import read_json, write_json
 from weak2strong.report import ResultTable, format_interval, print_table
 from weak2strong.runs import Run, config_hash, config_to_dict, load_config
 from weak2strong.runs.config import non_default_settings
 from weak2strong.runs.folder import META_FILE
 from weak2strong.runs.results import metric_record, record_name
-from weak2strong.settings import setting
+from weak2strong.settings import SEED_RANGE, setting
 
 # the settings that name a model, by their last key part
 MODEL_KEYS = {
@@ -63,14 +63,19 @@ def run_command(
 
 
 def _seeds(text: str | None) -> list[int]:
-    if not text:
+    if text is None:
         return []
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise W2SError(f"--seeds takes integers like 0,1,2, got {text!r}") from None
+        raise W2SError(f"--seeds takes integers like 0,1,2, got {shown(text)}") from None
+    if not seeds:
+        raise W2SError("--seeds needs at least one seed, like 0,1,2")
     if len(seeds) != len(set(seeds)):
         raise W2SError("each seed may appear once in --seeds")
+    outside = [seed for seed in seeds if not SEED_RANGE.allows(seed)]
+    if outside:
+        raise W2SError(f"--seeds must be in {SEED_RANGE}, got {outside[0]}")
     return seeds
 
 
@@ -210,12 +215,18 @@ class Replicates:
         self.config = config
         self.runs_dir = runs_dir
 
+    def _per_seed(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            str(seed): read_json(Path(self.runs_dir) / name / "results.json")["metrics"]
+            for seed, name in zip(self.config.seeds, self.config.runs, strict=True)
+        }
+
     def run(self) -> tuple[Run, dict[str, Any]]:
         from weak2strong.scoring import seed_interval
 
-        per_seed: dict[str, list[dict[str, Any]]] = {}
-        for seed, name in zip(self.config.seeds, self.config.runs, strict=True):
-            per_seed[str(seed)] = read_json(Path(self.runs_dir) / name / "results.json")["metrics"]
+        # the main process wrote the replicates' results: it reads them and hands them on
+        # (another process may run ahead of those writes, or on a machine without the disk)
+        per_seed: dict[str, list[dict[str, Any]]] = distributed.main_decides(self._per_seed)
         grouped: dict[str, list[dict[str, Any]]] = {}
         for records in per_seed.values():
             for record in records:

@@ -54,15 +54,21 @@ class Range:
         )
 
     def __str__(self) -> str:
-        low = "-∞" if self.low is None else f"{self.low:g}"
-        high = "∞" if self.high is None else f"{self.high:g}"
+        low = "-∞" if self.low is None else _bound(self.low)
+        high = "∞" if self.high is None else _bound(self.high)
         return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _bound(value: float) -> str:
+    """A range's end as written: whole numbers in full (a seed's 4294967295, not 4.29e+09)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 COUNT = Range(1)
 NON_NEGATIVE = Range(0)
 POSITIVE = Range(0, low_open=True)
 UNIT = Range(0, 1)
+SEED_RANGE = Range(0, 2**32 - 1)  # what numpy's and torch's generators take
 # The ranges of numeric settings by field name, for every command's config in one place (a
 # field's own `metadata={"range": Range(...)}` comes first). Every float must be finite.
 _COUNTS = [
@@ -100,6 +106,8 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("learning_rate", "temperature", "timeout", "beta"), POSITIVE),
     **dict.fromkeys(("confidence_alpha", "confidence_warmup"), UNIT),
     "eval_pairs": Range(2),
+    "seed": SEED_RANGE,
+    "seeds": SEED_RANGE,
     "dropout": Range(0, 1, high_open=True),
     "top_p": Range(0, 1, low_open=True),
     "subset_keep": Range(0, 1, low_open=True),

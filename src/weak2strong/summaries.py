@@ -23,14 +23,14 @@ from rich.console import Console
 
 from weak2strong.commands import COMMANDS, Command
 from weak2strong.errors import W2SError
-from weak2strong.fileio import FOLDER_MODE, write_text
-from weak2strong.report import ResultTable, print_table
+from weak2strong.fileio import FOLDER_MODE, check_writable, parse_yaml
+from weak2strong.manifest import check_replaceable, write_manifest
+from weak2strong.report import ResultTable, plain, print_table
 from weak2strong.report.pages import Report, RunSection, Skipped, write_html, write_markdown
 from weak2strong.runs.results import SCHEMA
 from weak2strong.settings import dotted_keys
 
 RUN_FOLDER = re.compile(r"^(?P<command>[a-z][a-z-]*)-(?P<hash>[0-9a-f]{10})$")
-REPORT_MARKER = ".w2s-report"
 PAGE_ORDER = ("generalize", "search", "extrapolate", "prune")
 
 
@@ -50,7 +50,7 @@ def show_results(console: Console, command: str, run_path: Path, results: dict[s
     plot = None
     if summary.plot_path is not None:
         plot = summary.plot(results, run_path / "plots" / summary.plot_name)
-    console.print(f"run folder: {run_path}" + (f"  plot: {plot}" if plot else ""))
+    console.print(plain(f"run folder: {run_path}" + (f"  plot: {plot}" if plot else "")))
 
 
 # ---- the report
@@ -74,7 +74,7 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
         raise W2SError(f"no results.json: unfinished or interrupted ({steps} steps done)")
     try:
         config_text = config_file.read_text("utf-8")
-        yaml.safe_load(config_text)
+        parse_yaml(config_text, "config.yaml")
         results = json.loads(results_file.read_text("utf-8"))
         environment = json.loads(env_file.read_text("utf-8")) if env_file.is_file() else {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
@@ -201,6 +201,8 @@ def run_info(folder: Path) -> RunInfo | None:
     steps = len(list((folder / "steps").glob("*"))) if (folder / "steps").is_dir() else 0
     if _locked(folder):
         status = f"running ({steps} steps)"
+    elif not results and (folder / "results.json").exists():
+        status = "damaged results.json (rerun)"
     elif not results:
         status = f"unfinished ({steps} steps)"
     elif results.get("schema") != SCHEMA:
@@ -302,13 +304,13 @@ def build_report(runs_dir: str | Path, out: str | Path, fmt: str = "html") -> tu
 
     The report is built in a staging folder beside `out` and renamed into place, so `out`
     holds either the previous report or the complete new one. A folder at `out` that is
-    not an earlier report is refused rather than replaced.
+    not an earlier report, untouched since, is refused rather than replaced.
     """
     if fmt not in ("html", "markdown"):
         raise W2SError(f"unknown report format '{fmt}' (html or markdown)")
     runs_dir, out = Path(runs_dir).expanduser(), Path(out).expanduser()
-    if out.exists() and not (out / REPORT_MARKER).exists() and any(out.iterdir()):
-        raise W2SError(f"{out} exists and is not a w2s report; choose another --out")
+    check_replaceable(out, "--out")  # an earlier report, untouched since, or nothing
+    check_writable(out, "--out")
     if out.resolve() == runs_dir.resolve() or runs_dir.resolve() in out.resolve().parents:
         raise W2SError("--out must lie outside the runs folder")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -319,7 +321,7 @@ def build_report(runs_dir: str | Path, out: str | Path, fmt: str = "html") -> tu
             report = collect(runs_dir, Path(scratch))
             writer = write_html if fmt == "html" else write_markdown
             entry = writer(report, staged)
-        write_text(staged / REPORT_MARKER, "made by w2s report\n")
+        write_manifest(staged, "w2s report")
         if out.exists():
             previous = out.with_name(f".{out.name}.previous-{os.getpid()}")
             os.replace(out, previous)

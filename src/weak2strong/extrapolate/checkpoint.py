@@ -19,7 +19,14 @@ from typing import Any
 import torch
 
 from weak2strong.errors import W2SError
-from weak2strong.fileio import exclusive_lock, read_json, write_json
+from weak2strong.fileio import (
+    DISK_ERRNOS,
+    exclusive_lock,
+    read_json,
+    save_tensors_file,
+    write_json,
+)
+from weak2strong.manifest import check_replaceable, write_manifest
 from weak2strong.models import checkpoint_folder
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -197,10 +204,8 @@ class ShardWriter:
             self._flush()
 
     def _flush(self) -> None:
-        from safetensors.torch import save_file
-
         file_name = self.file_name(self.current)
-        save_file(self.buffer, str(self.folder / file_name), metadata={"format": "pt"})
+        save_tensors_file(self.folder / file_name, self.buffer, metadata={"format": "pt"})
         for name, tensor in self.buffer.items():
             self.weight_map[name] = file_name
             self.total_size += tensor.numel() * tensor.element_size()
@@ -245,7 +250,7 @@ def set_config_dtype(folder: Path, dtype: torch.dtype) -> None:
     write_json(config_file, config)
 
 
-# What marks a folder as a checkpoint this toolkit wrote (and may therefore replace).
+# What a written checkpoint says about how it was made (the manifest says what it holds).
 PROVENANCE_FILE = "extrapolation.json"
 
 
@@ -259,11 +264,6 @@ def check_output_folder(out: Path, inputs: Sequence[Path]) -> None:
                 f"--out {out} would overwrite the input checkpoint {folder}: choose a folder "
                 "outside every input"
             )
-
-
-def _replaceable(out: Path) -> bool:
-    """An empty folder, or a checkpoint that w2s extrapolate wrote; nothing else is replaced."""
-    return out.is_dir() and (not any(out.iterdir()) or (out / PROVENANCE_FILE).is_file())
 
 
 def _remove_abandoned_staging(out: Path) -> None:
@@ -308,8 +308,8 @@ def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
     An interrupted or failed write removes the temporary folder (and a later write removes
     those of processes killed outright), so `out` is either absent, the previous folder
     (with `force`), or complete. Writers of the same `out` take turns; one that finds `out`
-    written meanwhile fails unless forced. `force` replaces only an empty folder or a
-    checkpoint w2s wrote, never another folder.
+    written meanwhile fails unless forced. `force` replaces only an empty folder or one whose
+    manifest proves w2s wrote every file in it (see `weak2strong.manifest`).
     """
     import os
     import shutil
@@ -325,16 +325,13 @@ def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
     with _output_lock(out):
         if out.exists() and not force:
             raise W2SError(f"output folder {out} exists: pass --force to replace it")
-        if out.exists() and not _replaceable(out):
-            raise W2SError(
-                f"{out} exists and is not a checkpoint written by w2s extrapolate: it is never "
-                "replaced, even with --force; choose another --out"
-            )
+        check_replaceable(out, "--out")  # even with --force: never a file of the user's
         tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         staging = out.parent / f".{out.name}.partial-{tag}"
         staging.mkdir()
         try:
             yield staging
+            write_manifest(staging, "w2s extrapolate")
             if out.exists():
                 retired = out.parent / f".{out.name}.replaced-{tag}"
                 out.rename(retired)
@@ -342,6 +339,14 @@ def staged_folder(out: Path, *, force: bool) -> Iterator[Path]:
                 shutil.rmtree(retired)
             else:
                 staging.rename(out)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            if error.errno not in DISK_ERRNOS:
+                raise
+            raise W2SError(
+                f"cannot write {out}: {error.strerror}; nothing of it was left behind (free "
+                "space, or choose another --out)"
+            ) from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

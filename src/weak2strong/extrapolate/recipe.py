@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from weak2strong.errors import W2SError
+from weak2strong.errors import W2SError, shown
 from weak2strong.fileio import read_yaml
 
 METHODS = ("task_arithmetic", "expo")
@@ -66,31 +66,31 @@ def exact_product(left: float, right: float) -> float:
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise W2SError(f"{where} must be a number, got {value!r}")
+        raise W2SError(f"{where} must be a number, got {shown(value)}")
     if not math.isfinite(value):
-        raise W2SError(f"{where} must be a finite number, got {value}")
+        raise W2SError(f"{where} must be a finite number, got {shown(value)}")
     return float(value)
 
 
 def _mapping(value: Any, where: str, known: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise W2SError(f"{where} must be a mapping, got {value!r}")
+        raise W2SError(f"{where} must be a mapping, got {shown(value)}")
     for key in value:
         if key not in known:
-            raise W2SError(f"unknown key '{where}.{key}' (known: {', '.join(known)})")
+            raise W2SError(f"unknown key {shown(f'{where}.{key}')} (known: {', '.join(known)})")
     return value
 
 
 def _name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise W2SError(f"{where} must be a model name or folder, got {value!r}")
+        raise W2SError(f"{where} must be a model name or folder, got {shown(value)}")
     return value
 
 
 def _dtype(value: Any, where: str) -> str:
     name = value.lower().removeprefix("torch.") if isinstance(value, str) else ""
     if name not in DTYPE_ALIASES:
-        raise W2SError(f"{where} must be one of float32, bfloat16, float16, got {value!r}")
+        raise W2SError(f"{where} must be one of float32, bfloat16, float16, got {shown(value)}")
     return DTYPE_ALIASES[name]
 
 
@@ -104,17 +104,17 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
 
 def _parse(data: Any) -> Recipe:
     if not isinstance(data, dict):
-        raise W2SError(f"a recipe is a mapping of {', '.join(TOP_KEYS)}, got {data!r}")
+        raise W2SError(f"a recipe is a mapping of {', '.join(TOP_KEYS)}, got {shown(data)}")
     for key in data:
         if key not in TOP_KEYS:
-            raise W2SError(f"unknown key '{key}' (known: {', '.join(TOP_KEYS)})")
+            raise W2SError(f"unknown key {shown(key)} (known: {', '.join(TOP_KEYS)})")
     for key in ("merge_method", "base_model", "models"):
         if key not in data:
             raise W2SError(f"missing key '{key}'")
     method = data["merge_method"]
     if method not in METHODS:
         raise W2SError(
-            f"merge_method {method!r} is not ExPO: use task_arithmetic (weight 1+α on the "
+            f"merge_method {shown(method)} is not ExPO: use task_arithmetic (weight 1+α on the "
             "aligned model) or expo (with alpha)"
         )
     sft = _name(data["base_model"], "base_model")
@@ -155,7 +155,7 @@ def _parse(data: Any) -> Recipe:
     merge_parameters = _mapping(data.get("parameters") or {}, "parameters", ("normalize",))
     normalize = merge_parameters.get("normalize", False)
     if not isinstance(normalize, bool):
-        raise W2SError(f"parameters.normalize must be true or false, got {normalize!r}")
+        raise W2SError(f"parameters.normalize must be true or false, got {shown(normalize)}")
     if normalize:
         raise W2SError(
             "parameters.normalize: true divides by the weight sum 1+α, which gives back the "
@@ -204,8 +204,9 @@ def apply_recipe(config: Any) -> None:
 
 def _shown(value: Any) -> str:
     if isinstance(value, list):
-        return ",".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
-    return repr(value)
+        text = ",".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
+        return text if len(text) <= 80 else text[:79] + "…"
+    return shown(value)
 
 
 def mergekit_recipe(

@@ -30,7 +30,7 @@ from weak2strong.extrapolate.checkpoint import (
 from weak2strong.extrapolate.merge import extrapolate, plan_extrapolation
 from weak2strong.extrapolate.recipe import apply_recipe
 from weak2strong.extrapolate.summary import metric_records
-from weak2strong.fileio import key_digest, read_json
+from weak2strong.fileio import check_writable, key_digest, read_json
 from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
@@ -161,11 +161,13 @@ class Extrapolate:
     def _is_ours(self, folder: Path, alpha: float | None, inputs_key: str) -> bool:
         """A finished output of this very run (same config hash, input weights and α if given)."""
         provenance = folder / PROVENANCE_FILE
-        if not provenance.is_file():
+        try:
+            stored = read_json(provenance)
+        except (OSError, ValueError):  # absent or not JSON: not a finished output of ours
             return False
-        stored = read_json(provenance)
         return (
-            stored.get("config_hash") == self.run_hash
+            isinstance(stored, dict)
+            and stored.get("config_hash") == self.run_hash
             and (alpha is None or stored.get("alpha") == alpha)
             and stored.get("inputs_key") == inputs_key
         )
@@ -184,6 +186,7 @@ class Extrapolate:
         out_base = Path(cfg.out).expanduser() if cfg.out else None
         if out_base is not None:
             check_output_folder(out_base, [checkpoint.folder for checkpoint in opened])
+            check_writable(out_base, "--out")  # a read-only --out fails before the run folder
         if out_base is not None and not cfg.force:
             if cfg.select_by == "none":
                 targets = self.outputs(out_base)

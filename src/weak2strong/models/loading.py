@@ -77,7 +77,8 @@ def model_fingerprint(name: str, revision: str | None = None) -> dict[str, objec
     folder = Path(resolved.location)
     if folder.is_dir():
         weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
-        stamp = [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in weights]
+        # lists, not tuples: the fingerprint is compared with its JSON copy in inputs.json
+        stamp = [[path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in weights]
         return {"name": name, "folder": str(folder.resolve()), "weights": stamp}
     return {"name": name, "hub_id": name, "revision": revision or "main"}
 

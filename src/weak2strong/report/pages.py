@@ -23,6 +23,7 @@ from weak2strong.report.tables import (
     markdown_table,
     markdown_text,
     metrics_csv,
+    printable,
 )
 
 STYLE = """
@@ -85,7 +86,7 @@ class Report:
 
 
 def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html.escape(printable(text), quote=True)
 
 
 def _table_html(table: ResultTable, csv_link: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 @dataclass
@@ -35,6 +36,21 @@ def format_interval(interval: Mapping[str, float | None] | None, digits: int = 3
     if interval.get("low") is not None and interval.get("high") is not None:
         text += f" [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
     return text
+
+
+# Control characters (ANSI escapes, NUL, carriage returns) in names or generated text would
+# restyle a terminal or break a page; tabs and line breaks are kept.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """User or model text without control characters (a CRLF line break becomes LF)."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
+
+
+def plain(text: object) -> Text:
+    """User or model text for the console: printable, and never read as rich markup."""
+    return Text(printable(str(text)))
 
 
 _INTERVAL = re.compile(r" \[(-?[0-9.]+), (-?[0-9.]+)\]")
@@ -63,7 +79,7 @@ def print_table(console: Console, table: ResultTable) -> None:
     if table.rows:
         # no vertical rules: six columns of `0.583–0.817` then fit 80 characters
         shown = Table(
-            title=table.title,
+            title=plain(table.title),
             title_justify="left",
             box=box.SIMPLE_HEAD,
             show_edge=False,
@@ -86,16 +102,16 @@ def print_table(console: Console, table: ResultTable) -> None:
                 break
         for index, header in enumerate(headers):
             shown.add_column(
-                header,
+                plain(header),
                 no_wrap=index == 0,  # run folders and model names are copied: never cut
                 overflow="fold",  # too narrow anyway: wrap, never lose the end
                 min_width=widths[index] if fits else None,
             )
         for row in rows:
-            shown.add_row(*row)
+            shown.add_row(*(plain(cell) for cell in row))
         console.print(shown, markup=False, highlight=False)
     for note in table.notes:
-        console.print(note, markup=False, highlight=False)
+        console.print(plain(note), highlight=False)
 
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~])")
@@ -105,8 +121,8 @@ def markdown_text(text: str) -> str:
     """User text (task names, labels, generations) as literal Markdown: HTML and Markdown
     syntax escaped, so a report never runs a script, loads a remote image or forms a link;
     line breaks become `<br>` (GitHub renders them inside table cells)."""
-    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(text, quote=False))
-    return escaped.replace("\r\n", "\n").replace("\n", "<br>")
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(printable(text), quote=False))
+    return escaped.replace("\n", "<br>")
 
 
 def markdown_table(table: ResultTable) -> str:
@@ -124,8 +140,8 @@ def markdown_table(table: ResultTable) -> str:
 def csv_table(table: ResultTable) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table.columns)
-    writer.writerows([[c.replace("\n", " ") for c in row] for row in table.rows])
+    writer.writerow([printable(c) for c in table.columns])
+    writer.writerows([[printable(c).replace("\n", " ") for c in row] for row in table.rows])
     return buffer.getvalue()
 
 

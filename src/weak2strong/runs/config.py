@@ -19,8 +19,8 @@ from typing import Any, TypeVar, Union
 
 import yaml
 
-from weak2strong.errors import W2SError
-from weak2strong.fileio import read_yaml
+from weak2strong.errors import W2SError, shown
+from weak2strong.fileio import parse_yaml, read_yaml
 from weak2strong.settings import check_settings
 
 T = TypeVar("T")
@@ -77,14 +77,14 @@ def _dataclass_in(annotation: Any) -> type | None:
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     if not isinstance(data, dict):
         raise W2SError(
-            f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}"
+            f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {shown(data)}"
         )
     hints = typing.get_type_hints(cls)
     names = {item.name for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in names:
             valid = ", ".join(_valid_keys(cls))
-            raise W2SError(f"unknown config key '{prefix}{key}' (valid keys: {valid})")
+            raise W2SError(f"unknown config key {shown(f'{prefix}{key}')} (valid keys: {valid})")
     kwargs = {key: _coerce(hints[key], value, f"{prefix}{key}") for key, value in data.items()}
     return cls(**kwargs)
 
@@ -105,16 +105,16 @@ def _coerce(annotation: Any, value: Any, key: str) -> Any:
                 return _coerce(option, value, key)
             except W2SError as error:
                 errors.append(str(error))
-        raise W2SError(errors[0] if errors else f"config key '{key}': invalid value {value!r}")
+        raise W2SError(errors[0] if errors else f"config key '{key}': invalid value {shown(value)}")
     if origin is typing.Literal:
         if value not in args:
             raise W2SError(
-                f"config key '{key}' must be one of {', '.join(map(str, args))}, got {value!r}"
+                f"config key '{key}' must be one of {', '.join(map(str, args))}, got {shown(value)}"
             )
         return value
     if origin is dict:
         if not isinstance(value, dict):
-            raise W2SError(f"config key '{key}' must be a mapping, got {value!r}")
+            raise W2SError(f"config key '{key}' must be a mapping, got {shown(value)}")
         value_type = args[1] if len(args) == 2 else Any
         return {str(k): _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
     if origin in (list, tuple, Sequence):
@@ -135,22 +135,22 @@ def _coerce(annotation: Any, value: Any, key: str) -> Any:
             return True
         if str(value).lower() in ("false", "no", "0", "off"):
             return False
-        raise W2SError(f"config key '{key}' must be true or false, got {value!r}")
+        raise W2SError(f"config key '{key}' must be true or false, got {shown(value)}")
     if annotation in (int, float):
         if isinstance(value, bool):
-            raise W2SError(f"config key '{key}' must be a number, got {value!r}")
+            raise W2SError(f"config key '{key}' must be a number, got {shown(value)}")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise W2SError(f"config key '{key}' must be a number, got {value!r}") from None
+            raise W2SError(f"config key '{key}' must be a number, got {shown(value)}") from None
         if annotation is int:
             if not number.is_integer():
-                raise W2SError(f"config key '{key}' must be an integer, got {value!r}")
+                raise W2SError(f"config key '{key}' must be an integer, got {shown(value)}")
             return int(number)
         return number
     if annotation is str:
         if isinstance(value, dict | list):
-            raise W2SError(f"config key '{key}' must be a string, got {value!r}")
+            raise W2SError(f"config key '{key}' must be a string, got {shown(value)}")
         return str(value)
     raise W2SError(f"config key '{key}': unsupported field type {annotation!r}")
 
@@ -160,10 +160,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise W2SError(
-            f"malformed override '{text}': expected key=value, e.g. seed=1 or task.name=imdb"
+            f"malformed override {shown(text)}: expected key=value, e.g. seed=1 or task.name=imdb"
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw, f"the value of --set {key.strip()}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -240,8 +240,27 @@ def results_version(config: Any) -> int:
 
 
 def non_default_settings(config: Any) -> dict[str, Any]:
-    """The result-affecting settings that differ from their defaults (what the hash covers)."""
-    return _hashed_items(config)
+    """The result-affecting settings that differ from the command's own defaults: what the
+    user changed. (The hash compares a nested section with its class's defaults instead, so
+    a section a command sets up its own way, as ExPO's sampling, would look changed.)"""
+    return _differences(result_settings(config), result_settings(type(config)()))
+
+
+def _differences(current: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+    changed: dict[str, Any] = {}
+    for key, value in current.items():
+        base = default.get(key)
+        if isinstance(value, dict) and isinstance(base, dict):
+            nested = _differences(value, base)
+            if nested:
+                changed[key] = nested
+        elif _plain_value(value) != _plain_value(base):
+            changed[key] = _plain_value(value)
+    return changed
+
+
+def _plain_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def config_hash(config: Any, length: int = 10) -> str:

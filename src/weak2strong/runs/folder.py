@@ -25,7 +25,9 @@ import yaml
 from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.fileio import (
+    as_written,
     key_digest,
+    parse_yaml,
     read_json,
     write_json,
     write_jsonl,
@@ -170,6 +172,8 @@ class Run:
         discarded. The folder is locked for as long as the run is open.
         """
         check_settings(config)
+        # compared with the stored copy: what JSON makes of tuples, paths and NaN
+        inputs = as_written(inputs or {})
         seed = int(getattr(config, "seed", 0))
         path = Path(runs_dir).expanduser() / f"{command}-{config_hash(config)}"
         processes = distributed.describe()
@@ -177,7 +181,7 @@ class Run:
 
         def prepare() -> str | None:
             try:
-                opened.append(_open_folder(path, config, seed, processes, inputs or {}))
+                opened.append(_open_folder(path, config, seed, processes, inputs))
             except W2SError as error:
                 return str(error)
             return None
@@ -187,7 +191,7 @@ class Run:
             raise W2SError(failure)
         distributed.barrier()  # the folder exists before any process uses it
         run = cls(path, command, config, processes)
-        run.inputs = inputs or {}
+        run.inputs = inputs
         run._attach_log_file()
         if opened:
             run._lock = opened[0].lock
@@ -215,7 +219,7 @@ class Run:
     def _attach_log_file(self) -> None:
         if not distributed.is_main():
             return
-        handler = logging.FileHandler(self.path / "run.log", encoding="utf-8")
+        handler = _RunLog(self.path / "run.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         # On the package logger: what shared parts log during the run (e.g. how inference
         # was shared between processes) lands in run.log too.
@@ -382,6 +386,14 @@ class Run:
         return path
 
 
+class _RunLog(logging.FileHandler):
+    """run.log. A line it cannot write (a full disk) is dropped, not printed as a traceback
+    between the progress lines: the write the run itself cannot make says what is wrong."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def _quiet_transformers_console() -> bool:
     """Stop transformers' own console handler (its records reach run.log instead) and its
     weight-loading bars (a search loads four models: four bars that say nothing)."""
@@ -506,7 +518,7 @@ def _stored_conflicts(path: Path, config: Any) -> list[str]:
     config_file = path / "config.yaml"
     if not config_file.exists():
         return []
-    stored = yaml.safe_load(config_file.read_text("utf-8"))
+    stored = parse_yaml(config_file.read_text("utf-8"), str(config_file))
     if stored is None:
         return []
     stored = canonical_model_names(stored)  # written before a model was renamed

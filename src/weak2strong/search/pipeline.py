@@ -29,6 +29,7 @@ from weak2strong.scoring.classifier import (
     scorer_description,
     scorer_fingerprint,
 )
+from weak2strong.search.api import ApiSampler, ApiSettings
 from weak2strong.search.decoders import (
     CBSSettings,
     Decoded,
@@ -44,8 +45,6 @@ from weak2strong.search.lm import LanguageModel, check_template
 from weak2strong.search.pair import ModelPair, PairScorer
 from weak2strong.search.samplers import (
     BACKENDS,
-    ApiSampler,
-    ApiSettings,
     Sampler,
     TransformersSampler,
     VLLMSampler,
