@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.models import assets
-from weak2strong.models.registry import EMBEDDED_MODELS, embedded, get_embedded
+from weak2strong.models.registry import EMBEDDED_MODELS, embedded
 
 if TYPE_CHECKING:
     import torch
@@ -69,11 +69,12 @@ def _not_found(doing: str, name: str, reason: str) -> W2SError:
 
 
 def model_fingerprint(name: str, revision: str | None = None) -> dict[str, object]:
-    """What identifies a model's weights, for cache keys: never the name alone."""
-    resolved = resolve(name)
-    if resolved.embedded:
-        model = get_embedded(name)
+    """What identifies a model's weights, for cache keys: never the name alone. An embedded
+    model is known by its registry entry, installed or not (loading it prepares it)."""
+    model = embedded(name)
+    if model is not None:
         return {"name": model.key_name, "sha256": model.sha256}
+    resolved = resolve(name)
     folder = Path(resolved.location)
     if folder.is_dir():
         weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))

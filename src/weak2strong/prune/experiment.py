@@ -25,7 +25,7 @@ from torch import nn
 
 from weak2strong.data import TaskConfig, load_task, split_halves
 from weak2strong.errors import W2SError
-from weak2strong.models import load_encoder
+from weak2strong.models import load_encoder, resolve
 from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.prune.lottery import Lottery, LotterySettings, TicketProblem
@@ -199,9 +199,10 @@ class Prune:
         data = load_task(cfg.task, seed=0)
         classes = len(data.label_names)
         rng = np.random.default_rng(0)  # splits may be ordered by label: draw at random
-        train = [data.split("train")[int(i)] for i in rng.permutation(len(data.split("train")))]
-        test_order = rng.permutation(len(data.split("test")))[: cfg.test_examples]
-        test = [data.split("test")[int(i)] for i in test_order]
+        train_split, test_split = data.split("train"), data.split("test")  # each a full pass
+        train = [train_split[int(i)] for i in rng.permutation(len(train_split))]
+        test_order = rng.permutation(len(test_split))[: cfg.test_examples]
+        test = [test_split[int(i)] for i in test_order]
         test_texts = [e.text for e in test]
         test_labels = np.asarray([e.label for e in test])
         info: dict[str, Any] = {
@@ -244,6 +245,7 @@ class Prune:
 
     def run(self) -> tuple[Run, dict[str, Any]]:
         data = self._data()  # bad task / supervisor combinations fail before the run folder
+        resolve(self.config.student.encoder)  # so does a student that is not there
         inputs = {
             "task": data[-1]["task_fingerprint"],
             "student": model_fingerprint(self.config.student.encoder),
