@@ -264,3 +264,41 @@ def test_generative_bad_input_exit_2(run_cli, tmp_path, args, fragment):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+TRAIN_A_PROBE = """
+import sys
+import numpy as np
+import torch
+from weak2strong.generalize.config import ProbeConfig
+from weak2strong.training import Probe, fit, predict_proba
+
+if sys.argv[1] == "after-bf16":
+    from accelerate import Accelerator
+    Accelerator(mixed_precision="bf16", cpu=True)  # the process-wide state TRL's DPO leaves
+generator = torch.Generator().manual_seed(0)
+features = torch.randn(64, 8, generator=generator)
+targets = np.eye(2, dtype=np.float32)[(features[:, 0] > 0).long().numpy()]
+torch.manual_seed(0)
+model = fit(Probe(features, 2, 0), features, targets, ProbeConfig(epochs=3), seed=0)
+print(predict_proba(model, features, description="probe").tolist())
+"""
+
+
+def test_the_training_loop_ignores_a_mixed_precision_another_library_left():
+    """accelerate's state is one per process: a loop run after a DPO tune in the same
+    process (the Python API) must give the numbers it gives in a fresh process."""
+    import subprocess
+    import sys
+
+    from tests.conftest import w2s_environment
+
+    outputs = []
+    for before in ("fresh", "after-bf16"):
+        result = subprocess.run(
+            [sys.executable, "-c", TRAIN_A_PROBE, before],
+            env=w2s_environment(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout.strip().splitlines()[-1])
+    assert outputs[0] == outputs[1]

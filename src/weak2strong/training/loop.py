@@ -90,12 +90,18 @@ def train(
     per step is logged under `curves_name`.
     """
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    from accelerate.utils import AutocastKwargs, DistributedDataParallelKwargs
 
     distributed.state()  # the process group first: Accelerator() alone misses CPU groups
     # Backbones often hold parameters the loss never reaches (BERT's pooler): a static
     # graph lets DDP learn them in the first step instead of waiting for their gradients.
-    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True)])
+    # accelerate's state is one per process, and TRL's DPO leaves it in bf16: without
+    # autocast off, a loop run after a tune in the same process (the Python API, a notebook)
+    # would train in bf16 and give other numbers than the same loop in a fresh process.
+    # The loop computes in the dtype its model was loaded in.
+    accelerator = Accelerator(
+        kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True), AutocastKwargs(False)]
+    )
     torch.manual_seed(seed)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimiser = torch.optim.AdamW(
