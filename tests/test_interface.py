@@ -13,9 +13,10 @@ import yaml
 from rich.console import Console
 
 from tests.conftest import assert_results_layout
-from weak2strong.cli_commands import CLI_COMMANDS, build, leaves
+from weak2strong.cli_commands import CLI_COMMANDS, build
 from weak2strong.commands import COMMANDS
 from weak2strong.report import ResultTable, print_table
+from weak2strong.runs.config import leaves
 from weak2strong.runs.results import values_by_model
 
 

@@ -14,6 +14,12 @@ SHARED = ("errors", "settings", "paths", "fileio", "manifest", "distributed", "w
           "runs", "report", "scoring", "training", "tune")  # fmt: skip
 
 
+# Above the methods: the command registry (it names each command's runner by string, so it
+# imports no method) and what runs, shows and lists commands, lowest first; each may import
+# the shared parts and what stands before it here, and never a method.
+ORCHESTRATION = ("commands", "replicates", "check", "summaries", "session", "cli_commands", "cli")
+
+
 def _imports(folder_or_file: Path) -> set[str]:
     """The weak2strong top-level names imported anywhere under a module or subpackage."""
     files = [folder_or_file] if folder_or_file.is_file() else sorted(folder_or_file.rglob("*.py"))
@@ -49,3 +55,20 @@ def test_shared_parts_import_only_lower_ones(index):
     name = SHARED[index]
     allowed = set(SHARED[: index + 1])
     assert _imports(_location(name)) <= allowed, _imports(_location(name)) - allowed
+
+
+@pytest.mark.parametrize("index", range(len(ORCHESTRATION)))
+def test_orchestration_imports_only_shared_parts_and_lower_orchestration(index):
+    name = ORCHESTRATION[index]
+    allowed = set(SHARED) | set(ORCHESTRATION[:index])
+    assert _imports(_location(name)) <= allowed, _imports(_location(name)) - allowed
+
+
+def test_every_module_has_a_place_in_the_layering():
+    placed = set(SHARED) | set(METHODS) | set(ORCHESTRATION)
+    found = {
+        path.stem if path.is_file() else path.name
+        for path in PACKAGE.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").is_file()
+    }
+    assert found == placed, (found - placed, placed - found)

@@ -10,7 +10,6 @@ nothing here is kept by hand.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import typing
@@ -20,6 +19,7 @@ import click
 from rich.console import Console
 
 from weak2strong.commands import COMMANDS, Command, Shortcut, _load
+from weak2strong.runs.config import Leaf, leaves
 
 console = Console()
 
@@ -38,31 +38,6 @@ def use_trackers(names: list[str] | tuple[str, ...]) -> None:
         from weak2strong.tracking import requested_trackers
 
         requested_trackers()  # an unknown name fails before any work
-
-
-@dataclasses.dataclass(frozen=True)
-class Leaf:
-    """One setting of a config: its dotted key, type, default and help."""
-
-    key: str
-    annotation: Any
-    default: Any
-    help: str
-
-
-def leaves(cls: type, prefix: str = "", defaults: Any = None) -> list[Leaf]:
-    """Every leaf setting of a config class, with the defaults of the enclosing config."""
-    hints = typing.get_type_hints(cls)
-    instance = defaults if defaults is not None else cls()
-    found: list[Leaf] = []
-    for item in dataclasses.fields(cls):
-        annotation = hints[item.name]
-        value = getattr(instance, item.name)
-        if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
-            found += leaves(annotation, f"{prefix}{item.name}.", value)
-        else:
-            found.append(Leaf(prefix + item.name, annotation, value, item.metadata.get("help", "")))
-    return found
 
 
 def _metavar(annotation: Any) -> str:

@@ -252,11 +252,11 @@ COMMANDS: dict[str, Command] = {
             "replicates",
             "Runs of one config that differ only in their seed, aggregated "
             "(w2s <command> --seeds 0,1,2).",
-            "weak2strong.session:ReplicatesConfig",
-            "weak2strong.session:Replicates",
+            "weak2strong.replicates:ReplicatesConfig",
+            "weak2strong.replicates:Replicates",
             page="replicates",
-            tables_path="weak2strong.session:replicates_tables",
-            headline_path="weak2strong.session:replicates_headline",
+            tables_path="weak2strong.replicates:replicates_tables",
+            headline_path="weak2strong.replicates:replicates_headline",
             on_cli=False,
         ),
         Command(

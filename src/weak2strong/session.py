@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,12 @@ from rich.console import Console
 from weak2strong import distributed
 from weak2strong.commands import COMMANDS, Command
 from weak2strong.errors import W2SError, shown
-from weak2strong.fileio import read_json, write_json
-from weak2strong.report import ResultTable, format_interval, print_table
-from weak2strong.runs import Run, config_hash, config_to_dict, load_config
-from weak2strong.runs.config import non_default_settings
-from weak2strong.runs.folder import META_FILE
-from weak2strong.runs.results import metric_record, record_name
-from weak2strong.settings import SEED_RANGE, setting
+from weak2strong.replicates import ReplicatesConfig
+from weak2strong.report import ResultTable, print_table
+from weak2strong.runs import config_hash, config_to_dict, load_config
+from weak2strong.runs.config import leaves, non_default_settings
+from weak2strong.runs.folder import label_run
+from weak2strong.settings import SEED_RANGE
 
 # the settings that name a model, by their last key part
 MODEL_KEYS = {
@@ -96,37 +94,12 @@ def run_once(
         run, results = command.run(config, runs_dir)
     report_run(tracked_name, config_to_dict(config), results.get("metrics", []), tags)
     if distributed.is_main():
-        label(run.path, run_name, tags)
+        label_run(run.path, run_name, tags)
         if show:
             from weak2strong.summaries import show_results
 
             show_results(console, command.name, run.path, results)
     return run.path, results
-
-
-def label(folder: Path, name: str | None, tags: list[str]) -> None:
-    """Record a run's name and tags (the name replaces, tags add up)."""
-    meta = read_meta(folder)
-    if name is None and not tags:
-        return
-    if name is not None:
-        meta["name"] = name
-    meta["tags"] = sorted(set(meta.get("tags", [])) | set(tags))
-    write_json(folder / META_FILE, meta)
-    results_file = folder / "results.json"
-    if results_file.is_file():  # results.json names its run too
-        results = read_json(results_file)
-        results["run"].update(name=meta.get("name"), tags=meta["tags"])
-        write_json(results_file, results)
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    path = folder / META_FILE
-    try:
-        meta = read_json(path) if path.is_file() else {}
-    except (OSError, ValueError):
-        meta = {}
-    return meta if isinstance(meta, dict) else {}
 
 
 # ---- dry run
@@ -151,8 +124,6 @@ def describe_model(name: str) -> str:
 
 def show_plan(command: Command, config: Any, runs_dir: str, console: Console) -> None:
     """What the command would do with this config, and what is cached already."""
-    from weak2strong.cli_commands import leaves
-
     folder = Path(runs_dir).expanduser() / f"{command.name}-{config_hash(config)}"
     steps = sorted(p.stem for p in (folder / "steps").glob("*") if p.is_file())
     rows = [["run folder", str(folder.resolve())]]
@@ -201,67 +172,6 @@ def _value(config: Any, key: str) -> Any:
 # ---- replicates over seeds
 
 
-@dataclass
-class ReplicatesConfig:
-    command: str = setting("", help="the command replicated")
-    runs: list[str] = setting(help="run folders of the replicates, one per seed", factory=list)
-    seeds: list[int] = setting(help="their seeds", factory=list)
-
-
-class Replicates:
-    """Aggregates finished runs of one config that differ only in their seed."""
-
-    def __init__(self, config: ReplicatesConfig, runs_dir: str) -> None:
-        self.config = config
-        self.runs_dir = runs_dir
-
-    def _per_seed(self) -> dict[str, list[dict[str, Any]]]:
-        return {
-            str(seed): read_json(Path(self.runs_dir) / name / "results.json")["metrics"]
-            for seed, name in zip(self.config.seeds, self.config.runs, strict=True)
-        }
-
-    def run(self) -> tuple[Run, dict[str, Any]]:
-        from weak2strong.scoring import seed_interval
-
-        # the main process wrote the replicates' results: it reads them and hands them on
-        # (another process may run ahead of those writes, or on a machine without the disk)
-        per_seed: dict[str, list[dict[str, Any]]] = distributed.main_decides(self._per_seed)
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for records in per_seed.values():
-            for record in records:
-                grouped.setdefault(record_name(record), []).append(record)
-        aggregate = []
-        for records in grouped.values():
-            values = [r["value"] for r in records if r["value"] is not None]
-            if not values:
-                continue
-            first = records[0]
-            qualifiers = {key: first[key] for key in ("of", "baseline", "at") if key in first}
-            aggregate.append(
-                metric_record(
-                    first["metric"],
-                    first["model"],
-                    seed_interval(values),
-                    kind="seeds",
-                    higher_is_better=first["higher_is_better"],
-                    **qualifiers,
-                )
-            )
-        with Run.open("replicates", self.config, self.runs_dir) as run:
-            results = {
-                "replicated": self.config.command,
-                "seeds": self.config.seeds,
-                "runs": self.config.runs,
-                "per_seed": {
-                    seed: {record_name(r): r["value"] for r in records}
-                    for seed, records in per_seed.items()
-                },
-            }
-            run.write_results(results, aggregate)
-            return run, results
-
-
 def replicate(
     command: Command,
     config: Any,
@@ -286,29 +196,3 @@ def replicate(
         folders.append(folder.name)
     replicates = ReplicatesConfig(command=command.name, runs=folders, seeds=seeds)
     run_once(COMMANDS["replicates"], replicates, runs_dir, run_name, tags, console, show=True)
-
-
-def replicates_tables(results: dict[str, Any]) -> list[ResultTable]:
-    seeds = results["seeds"]
-    columns = ["", "mean [95% t-interval]", *[f"seed {seed}" for seed in seeds]]
-    rows = []
-    for record in results["metrics"]:
-        key = record_name(record)
-        values = [results["per_seed"][str(seed)].get(key) for seed in seeds]
-        rows.append(
-            [
-                key,
-                format_interval(record, 3),
-                *["" if value is None else f"{value:.3f}" for value in values],
-            ]
-        )
-    title = f"{results['replicated']} over {len(seeds)} seeds"
-    return [ResultTable(title, columns, rows, [f"runs: {', '.join(results['runs'])}"])]
-
-
-def replicates_headline(results: dict[str, Any]) -> dict[str, float]:
-    return {
-        record_name(record): record["value"]
-        for record in results["metrics"]
-        if record.get("value") is not None
-    }

@@ -27,6 +27,7 @@ from weak2strong.fileio import FOLDER_MODE, check_writable, parse_yaml
 from weak2strong.manifest import check_replaceable, write_manifest
 from weak2strong.report import ResultTable, plain, print_table
 from weak2strong.report.pages import Report, RunSection, Skipped, write_html, write_markdown
+from weak2strong.runs.folder import read_meta
 from weak2strong.runs.results import SCHEMA
 from weak2strong.settings import dotted_keys
 
@@ -186,8 +187,6 @@ class RunInfo:
 
 def run_info(folder: Path) -> RunInfo | None:
     """What `w2s runs` shows of a run folder (None: not a run folder)."""
-    from weak2strong.session import read_meta
-
     match = RUN_FOLDER.match(folder.name)
     if match is None or not (folder / "config.yaml").is_file():
         return None

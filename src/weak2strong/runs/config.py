@@ -270,3 +270,28 @@ def config_hash(config: Any, length: int = 10) -> str:
         content["results_version"] = results_version(config)
     payload = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One setting of a config: its dotted key, type, default and help."""
+
+    key: str
+    annotation: Any
+    default: Any
+    help: str
+
+
+def leaves(cls: type, prefix: str = "", defaults: Any = None) -> list[Leaf]:
+    """Every leaf setting of a config class, with the defaults of the enclosing config."""
+    hints = typing.get_type_hints(cls)
+    instance = defaults if defaults is not None else cls()
+    found: list[Leaf] = []
+    for item in dataclasses.fields(cls):
+        annotation = hints[item.name]
+        value = getattr(instance, item.name)
+        if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+            found += leaves(annotation, f"{prefix}{item.name}.", value)
+        else:
+            found.append(Leaf(prefix + item.name, annotation, value, item.metadata.get("help", "")))
+    return found

@@ -533,3 +533,24 @@ def _load_tensors(path: Path) -> dict[str, Any]:
 
 def _save_tensors(path: Path, tensors: dict[str, Any]) -> None:
     write_tensors(path, {key: value.contiguous() for key, value in tensors.items()})
+
+
+def label_run(folder: Path, name: str | None, tags: list[str]) -> None:
+    """Record a run's name and tags (the name replaces, tags add up)."""
+    meta = read_meta(folder)
+    if name is None and not tags:
+        return
+    if name is not None:
+        meta["name"] = name
+    meta["tags"] = sorted(set(meta.get("tags", [])) | set(tags))
+    write_json(folder / META_FILE, meta)
+    results_file = folder / "results.json"
+    if results_file.is_file():  # results.json names its run too
+        results = read_json(results_file)
+        results["run"].update(name=meta.get("name"), tags=meta["tags"])
+        write_json(results_file, results)
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A run's name and tags (empty when it has none or they cannot be read)."""
+    return _readable_json(folder / META_FILE)

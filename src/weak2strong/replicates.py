@@ -1,0 +1,102 @@
+"""Replicates: finished runs of one config that differ only in their seed, aggregated
+(`w2s <command> --seeds 0,1,2`) into one run of their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from weak2strong import distributed
+from weak2strong.fileio import read_json
+from weak2strong.report import ResultTable, format_interval
+from weak2strong.runs import Run
+from weak2strong.runs.results import metric_record, record_name
+from weak2strong.settings import setting
+
+
+@dataclass
+class ReplicatesConfig:
+    command: str = setting("", help="the command replicated")
+    runs: list[str] = setting(help="run folders of the replicates, one per seed", factory=list)
+    seeds: list[int] = setting(help="their seeds", factory=list)
+
+
+class Replicates:
+    """Aggregates finished runs of one config that differ only in their seed."""
+
+    def __init__(self, config: ReplicatesConfig, runs_dir: str) -> None:
+        self.config = config
+        self.runs_dir = runs_dir
+
+    def _per_seed(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            str(seed): read_json(Path(self.runs_dir) / name / "results.json")["metrics"]
+            for seed, name in zip(self.config.seeds, self.config.runs, strict=True)
+        }
+
+    def run(self) -> tuple[Run, dict[str, Any]]:
+        from weak2strong.scoring import seed_interval
+
+        # the main process wrote the replicates' results: it reads them and hands them on
+        # (another process may run ahead of those writes, or on a machine without the disk)
+        per_seed: dict[str, list[dict[str, Any]]] = distributed.main_decides(self._per_seed)
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for records in per_seed.values():
+            for record in records:
+                grouped.setdefault(record_name(record), []).append(record)
+        aggregate = []
+        for records in grouped.values():
+            values = [r["value"] for r in records if r["value"] is not None]
+            if not values:
+                continue
+            first = records[0]
+            qualifiers = {key: first[key] for key in ("of", "baseline", "at") if key in first}
+            aggregate.append(
+                metric_record(
+                    first["metric"],
+                    first["model"],
+                    seed_interval(values),
+                    kind="seeds",
+                    higher_is_better=first["higher_is_better"],
+                    **qualifiers,
+                )
+            )
+        with Run.open("replicates", self.config, self.runs_dir) as run:
+            results = {
+                "replicated": self.config.command,
+                "seeds": self.config.seeds,
+                "runs": self.config.runs,
+                "per_seed": {
+                    seed: {record_name(r): r["value"] for r in records}
+                    for seed, records in per_seed.items()
+                },
+            }
+            run.write_results(results, aggregate)
+            return run, results
+
+
+def replicates_tables(results: dict[str, Any]) -> list[ResultTable]:
+    seeds = results["seeds"]
+    columns = ["", "mean [95% t-interval]", *[f"seed {seed}" for seed in seeds]]
+    rows = []
+    for record in results["metrics"]:
+        key = record_name(record)
+        values = [results["per_seed"][str(seed)].get(key) for seed in seeds]
+        rows.append(
+            [
+                key,
+                format_interval(record, 3),
+                *["" if value is None else f"{value:.3f}" for value in values],
+            ]
+        )
+    title = f"{results['replicated']} over {len(seeds)} seeds"
+    return [ResultTable(title, columns, rows, [f"runs: {', '.join(results['runs'])}"])]
+
+
+def replicates_headline(results: dict[str, Any]) -> dict[str, float]:
+    return {
+        record_name(record): record["value"]
+        for record in results["metrics"]
+        if record.get("value") is not None
+    }
