@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import os
@@ -49,6 +50,17 @@ def w2s_in_process(args: tuple[str, ...], cwd: Path) -> subprocess.CompletedProc
     package_logger = logging.getLogger("weak2strong")
     handlers, level = list(package_logger.handlers), package_logger.level
     environment, argv, directory = dict(os.environ), sys.argv, os.getcwd()
+    # What `python -m weak2strong.cli` would see: the working directory and $PYTHONPATH on
+    # the path (a user's plugin modules), and none of the plugin modules an earlier call
+    # imported from another folder.
+    entries = [str(cwd), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    plugin_dirs = list(
+        dict.fromkeys(str(Path(e).resolve()) for e in entries if e and Path(e).is_dir())
+    )
+    added_paths = [path for path in plugin_dirs if path not in sys.path]
+    sys.path[:0] = added_paths
+    importlib.invalidate_caches()
+    modules_before = set(sys.modules)
     code: int = 0
     try:
         os.chdir(cwd)
@@ -59,6 +71,14 @@ def w2s_in_process(args: tuple[str, ...], cwd: Path) -> subprocess.CompletedProc
             except SystemExit as exit_:
                 code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
     finally:
+        toolkit = str(Path(cli.__file__).resolve().parent)
+        for name in set(sys.modules) - modules_before:
+            origin = getattr(sys.modules[name], "__file__", None) or ""
+            plugin = any(origin.startswith(path + os.sep) for path in plugin_dirs)
+            if plugin and not origin.startswith(toolkit + os.sep):
+                del sys.modules[name]
+        for path in added_paths:
+            sys.path.remove(path)
         os.chdir(directory)
         sys.argv = argv
         os.environ.clear()

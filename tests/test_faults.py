@@ -255,7 +255,7 @@ def _kill_when(command: list[str], cwd: Path, log_glob: str, marker: str) -> Non
 
 @pytest.mark.parametrize("command", ["generalize", "prune", "extrapolate"])
 def test_a_run_killed_mid_step_resumes_to_the_uninterrupted_result(
-    run_cli, tmp_path, command, request
+    run_cli, tmp_path, command, monkeypatch
 ):
     if command == "generalize":
         args = [
@@ -279,8 +279,9 @@ def test_a_run_killed_mid_step_resumes_to_the_uninterrupted_result(
         (tmp_path / "reward.py").write_text(
             "def length(texts):\n    return [float(len(t)) for t in texts]\n"
         )
-        os.environ["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-        request.addfinalizer(lambda: os.environ.pop("PYTHONPATH", None))
+        monkeypatch.setenv(
+            "PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+        )
         args = [
             "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "1,2,3",
             "--select-by", "reward", "--set", "scorer.name=python:reward:length",
