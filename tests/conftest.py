@@ -88,6 +88,19 @@ def w2s_in_process(args: tuple[str, ...], cwd: Path) -> subprocess.CompletedProc
     return subprocess.CompletedProcess(["w2s", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make demo`'s four commands at tiny size, run once per session (see tests/demo.py):
+    the runs folder the demo, report, runs and compare tests read. Read it, never write."""
+    from tests.demo import TINY, demo_commands
+
+    root = tmp_path_factory.mktemp("demo")
+    for command, path, flags in demo_commands("demo"):
+        result = w2s_in_process((command, "--config", str(path), *flags, *TINY[command]), root)
+        assert result.returncode == 0, f"{command}: {result.stderr[-2000:]}"
+    return root / "runs"
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path):
     """Run `w2s` as a user would, inside a scratch working directory: in this process (see

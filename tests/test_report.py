@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_extrapolate import make_word_tokenized_pair
+from tests.conftest import w2s_in_process
 from tests.test_generalize import _small_config
 from weak2strong.generalize import Generalize
 from weak2strong.runs.results import SCHEMA
@@ -22,11 +22,10 @@ ARTIFACTS = Path(os.environ.get("W2S_TEST_ARTIFACTS", Path(__file__).parents[1] 
 METHOD_PAGES = ("generalize", "search", "extrapolate", "prune")
 
 
-def w2s(*args: str, cwd: Path, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
-    # wide enough that no line of the summary wraps
+def w2s(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`w2s report` as a user starts it: a real process (the suite's report smoke test),
+    wide enough that no line of the summary wraps."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", COLUMNS="300")
-    if extra_path is not None:
-        env["PYTHONPATH"] = f"{extra_path}{os.pathsep}{env.get('PYTHONPATH', '')}"
     return subprocess.run(
         [sys.executable, "-m", "weak2strong.cli", *args],
         cwd=cwd,
@@ -38,35 +37,14 @@ def w2s(*args: str, cwd: Path, extra_path: Path | None = None) -> subprocess.Com
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One small real run per method, plus the folders a crash or an old version leaves."""
+def runs_dir(demo_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """make demo's runs (tests/demo.py), one run made through the API (no plot in its
+    folder), and the folders a crash or an old version leaves."""
     root = tmp_path_factory.mktemp("report")
     runs = root / "runs"
+    # the tuned model's weights are no part of a report
+    shutil.copytree(demo_runs, runs, ignore=shutil.ignore_patterns("*.safetensors"))
     Generalize(_small_config(), str(runs)).run()  # through the API: no plot in the folder
-    prune = w2s(
-        "prune", "--rounds", "2", "--baseline", "random", "--runs-dir", str(runs),
-        "--set", "seeds=[0,1]", "--set", "train_examples=32", "--set", "test_examples=24",
-        "--set", "student.max_length=16", "--set", "student.batch_size=16",
-        "--set", "student.epochs=1", "--set", "show_progress=false", cwd=root,
-    )  # fmt: skip
-    assert prune.returncode == 0, prune.stderr
-    search = w2s(
-        "search", "--method", "sample", "--method", "bon", "--runs-dir", str(runs),
-        "--large", "smollm2-135m-instruct", "--tuned", "smollm2-135m-instruct",
-        "--untuned", "smollm2-135m-instruct", "--set", "test_prompts=2",
-        "--set", "sampling.new_tokens=4", "--set", "bon_n=2", "--set", "bootstrap_samples=100",
-        "--set", "scorer.name=lexicon:vader", "--set", "show_progress=false", cwd=root,
-    )  # fmt: skip
-    assert search.returncode == 0, search.stderr
-    sft, aligned = make_word_tokenized_pair(root)
-    (root / "my_reward.py").write_text("def length(texts):\n    return [len(t) for t in texts]\n")
-    extrapolate = w2s(
-        "extrapolate", "--sft", str(sft), "--aligned", str(aligned), "--alpha", "1,2",
-        "--select-by", "reward", "--prompts", "imdb", "--out", str(root / "best"),
-        "--runs-dir", str(runs), "--set", "scorer.name=python:my_reward:length",
-        "--set", "test_prompts=4", "--set", "sampling.new_tokens=4", cwd=root, extra_path=root,
-    )  # fmt: skip
-    assert extrapolate.returncode == 0, extrapolate.stderr
     # what crashes and old versions leave behind
     unfinished = runs / "prune-0123456789"
     (unfinished / "steps").mkdir(parents=True)
@@ -197,22 +175,32 @@ def test_every_run_has_a_metrics_csv_with_numbers_in_their_own_columns(runs_dir,
     assert first["response"].strip()[:20] in markdown
 
 
+def report_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return w2s_in_process(args, cwd)
+
+
 def test_report_replaces_its_previous_version_but_never_another_folder(runs_dir, tmp_path):
     foreign = tmp_path / "results"
     foreign.mkdir()
     (foreign / "paper.tex").write_text("mine")
-    refused = w2s("report", str(runs_dir), "--out", str(foreign), cwd=tmp_path)
+    refused = report_in_process("report", str(runs_dir), "--out", str(foreign), cwd=tmp_path)
     assert refused.returncode == 2 and "paper.tex" in refused.stderr
     assert [p.name for p in foreign.iterdir()] == ["paper.tex"]
 
     out = tmp_path / "report"
-    assert w2s("report", str(runs_dir), "--out", str(out), cwd=tmp_path).returncode == 0
+    assert (
+        report_in_process("report", str(runs_dir), "--out", str(out), cwd=tmp_path).returncode == 0
+    )
     (out / "index.html").unlink()  # a file of the report gone: nothing of the user's at stake
-    assert w2s("report", str(runs_dir), "--out", str(out), cwd=tmp_path).returncode == 0
+    assert (
+        report_in_process("report", str(runs_dir), "--out", str(out), cwd=tmp_path).returncode == 0
+    )
     assert (out / "index.html").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]  # no staging left
     one_run = next(f for f in runs_dir.glob("prune-*") if (f / "env.json").exists())
-    single = w2s("report", str(one_run), "--out", str(tmp_path / "one"), cwd=tmp_path)
+    single = report_in_process("report", str(one_run), "--out", str(tmp_path / "one"), cwd=tmp_path)
     assert single.returncode == 0 and "1 run: prune (1)" in single.stdout  # a run folder itself
-    missing = w2s("report", str(tmp_path / "nowhere"), "--out", str(out), cwd=tmp_path)
+    missing = report_in_process(
+        "report", str(tmp_path / "nowhere"), "--out", str(out), cwd=tmp_path
+    )
     assert missing.returncode == 2 and "no runs folder" in missing.stderr
