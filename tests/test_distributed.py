@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TORCHRUN
-from tests.tiny import tiny_causal_lm
+from tests.tiny import tiny_causal_lm, tiny_encoder
 from weak2strong.runs.results import values_by_model
 
 
@@ -89,8 +89,9 @@ def _assert_same_predictions(one: Path, two: Path, first: dict, second: dict) ->
 
 
 def test_generalize_probe_under_two_processes_equals_one(run_cli, run_torchrun, tmp_path):
+    weak = str(tiny_causal_lm(tmp_path / "tiny-lm"))  # a model's features, shared: bookkeeping
     args = [
-        "generalize", "--task", "rotten-tomatoes", "--weak", "smollm2-135m-instruct",
+        "generalize", "--task", "rotten-tomatoes", "--weak", weak,
         "--strong", "minilm-l6", "--strategy", "all", "--set", "strategy.intermediate=minilm-l6",
         "--set", "task.max_per_split=90", "--set", "features.max_length=32",
         # 15 per step: the processes hold 8 and 7 examples, the last batch of each epoch 8 and 7
@@ -142,12 +143,14 @@ def test_generalize_finetune_under_two_processes_equals_one(run_cli, run_torchru
 
 
 def test_prune_under_two_processes_writes_one_run(run_cli, run_torchrun, tmp_path):
-    """MiniLM trains with dropout, so tickets differ as dropout seeds do; the pretrained
+    """A BERT student trains with dropout, so tickets differ as dropout seeds do; the
     initialisation, the sparsities and the bookkeeping are the same as with one process."""
     from safetensors.torch import load_file
 
+    encoder = str(tiny_encoder(tmp_path / "tiny-bert"))  # masks and rewinds: bookkeeping
     args = [
         "prune", "--rounds", "2", "--baseline", "random", "--set", "seeds=[0]",
+        "--set", f"student.encoder={encoder}",
         "--set", "task.name=rotten-tomatoes", "--set", "train_examples=48",
         "--set", "test_examples=80", "--set", "student.max_length=16",
         "--set", "student.batch_size=16",

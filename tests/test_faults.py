@@ -134,29 +134,25 @@ def test_a_truncated_model_is_one_error_naming_it(run_cli, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_check_verifies_prepared_models_file_by_file(run_cli, tmp_path):
+def test_check_verifies_prepared_models_file_by_file(run_cli, tmp_path, monkeypatch):
     """`w2s check` on a damaged prepared copy fails naming the file (a copy of the cache,
     so the real one stays intact)."""
     from weak2strong.models.assets import models_cache
 
     cache = tmp_path / "cache"
     shutil.copytree(models_cache() / MINILM, cache / "models" / MINILM)
+    # the check's own model, intact: linked, not copied (it is never written to)
+    smollm = "smollm2-135m-instruct"
+    shutil.copytree(models_cache() / smollm, cache / "models" / smollm, copy_function=os.link)
     weights = cache / "models" / MINILM / "model.safetensors"
-    env = {**w2s_environment(), "W2S_CACHE": str(cache)}
-    ok = subprocess.run(
-        [sys.executable, "-m", "weak2strong.cli", "check", "--set", "tasks=[safety]"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    # minilm verifies; smollm (the check's model) is prepared into this cache by the run
+    monkeypatch.setenv("W2S_CACHE", str(cache))
+    ok = run_cli("check", "--set", "tasks=[safety]")
     assert ok.returncode == 0, ok.stderr
     assert "minilm-l6" in ok.stdout and "verified" in ok.stdout
     with open(weights, "r+b") as handle:
         handle.seek(1000)
         handle.write(b"\x00" * 16)  # same size, different bytes
-    damaged = subprocess.run(
-        [sys.executable, "-m", "weak2strong.cli", "check", "--set", "tasks=[safety]"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    damaged = run_cli("check", "--set", "tasks=[safety]")
     assert damaged.returncode == 2
     assert str(weights) in damaged.stderr and "w2s assets prepare minilm-l6" in damaged.stderr
 

@@ -210,7 +210,7 @@ def test_lora_student_trains_only_adapters_and_head_and_fits_its_labels():
     texts, labels = [e.text for e in examples], np.array([e.label for e in examples])
     backbone, tokenizer = load_encoder("smollm2-135m-instruct", device="cpu")
     config = FinetuneConfig(
-        lora=LoraSettings(rank=4), max_length=48, batch_size=8, learning_rate=2e-3
+        lora=LoraSettings(rank=4), max_length=32, batch_size=8, learning_rate=2e-3
     )
     student = TextClassifier(backbone, tokenizer, 2, lora=config.lora, max_length=config.max_length)
     trainable = {name for name, p in student.named_parameters() if p.requires_grad}
@@ -222,7 +222,7 @@ def test_lora_student_trains_only_adapters_and_head_and_fits_its_labels():
         student,
         texts,
         np.eye(2, dtype=np.float32)[labels],
-        FinetuneConfig(epochs=8, batch_size=8, learning_rate=2e-3, weight_decay=0.0),
+        FinetuneConfig(epochs=6, batch_size=8, learning_rate=2e-3, weight_decay=0.0),
         seed=0,
     )
     assert (predict_proba(student, texts).argmax(1) == labels).mean() >= 0.9

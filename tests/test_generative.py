@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import assert_results_layout, read_examples
+from tests.tiny import tiny_causal_lm
 from weak2strong.models import load_causal_lm
 from weak2strong.tune.sft import IGNORE_INDEX, build_sft_batch
 
@@ -108,11 +109,15 @@ def test_generative_mode_end_to_end_and_cached(tmp_path, monkeypatch):
     from weak2strong.scoring.classifier import ScorerConfig
     from weak2strong.tune.sft import SFTConfig
 
+    # the subject is the protocol's bookkeeping (samples per prompt, metrics, the cache):
+    # tiny random LMs with SmolLM2's tokenizer and chat template sample and train in moments
+    weak = str(tiny_causal_lm(tmp_path / "tiny-weak", seed=0))
+    strong = str(tiny_causal_lm(tmp_path / "tiny-strong", seed=1))
     config = GenerativeConfig(
         prompts="rtp",
         scorer=ScorerConfig(name="toxicity", max_length=64),
-        weak="smollm2-135m-instruct",
-        strong="smollm2-135m-instruct",
+        weak=weak,
+        strong=strong,
         train_prompts=8,
         test_prompts=6,
         ceiling_candidates=2,

@@ -128,9 +128,10 @@ def test_imdb_prompts_and_preference_reviews_never_reach_the_gold_scorers_traini
         info = {"test_accuracy": 0.5, "test_auroc": 0.5}
         return head, {**info, "train_size": len(texts), "test_size": len(test_texts)}
 
-    monkeypatch.setenv("W2S_CACHE", str(tmp_path))
     monkeypatch.setattr(ClassifierScorer, "_train", train)
-    scorer = ClassifierScorer(ScorerConfig(name="sentiment", max_train=3000, heldout=200))
+    with monkeypatch.context() as scratch_cache:  # the stub head must not reach the real cache
+        scratch_cache.setenv("W2S_CACHE", str(tmp_path))
+        scorer = ClassifierScorer(ScorerConfig(name="sentiment", max_train=3000, heldout=200))
     assert len(seen["train"]) == 3000 and len(seen["test"]) == 200
     assert not pool & set(seen["train"])
     assert set(seen["test"]) <= set(data.texts("test"))
