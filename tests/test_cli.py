@@ -18,8 +18,9 @@ def _assert_clean_failure(result, fragment: str, tmp_path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-def test_check_runs_then_reruns_from_cache(run_cli, tmp_path):
-    first = run_cli("check", "--set", "tasks=[rotten-tomatoes]")
+def test_check_runs_then_reruns_from_cache(run_cli, run_cli_process, tmp_path):
+    # the smoke test of the real entry point: a new interpreter, as a user starts it
+    first = run_cli_process("check", "--set", "tasks=[rotten-tomatoes]")
     assert first.returncode == 0, first.stderr
     assert "Paris" in first.stdout
     (folder,) = (tmp_path / "runs").iterdir()

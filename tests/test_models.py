@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.tiny import tiny_causal_lm
 from weak2strong.errors import W2SError
 from weak2strong.models import (
     assets,
     get_embedded,
     load_causal_lm,
     load_encoder,
-    load_tokenizer,
     resolve,
 )
 from weak2strong.models.registry import EmbeddedModel
@@ -133,21 +132,9 @@ def test_unprepared_model_without_wheels_says_how_to_get_it(tmp_path, monkeypatc
 
 
 def test_local_folder_loads_through_the_same_function(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder: Path = tmp_path / "tiny"
-    config = LlamaConfig(
-        vocab_size=49152,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    load_tokenizer(SMOLLM).save_pretrained(folder)  # a real tokenizer beside tiny random weights
-    model, tokenizer = load_causal_lm(str(folder), device="cpu")
-    assert model.config.hidden_size == 16
+    # a real tokenizer beside tiny random weights
+    model, tokenizer = load_causal_lm(str(tiny_causal_lm(tmp_path / "tiny")), device="cpu")
+    assert model.config.hidden_size == 32
     assert tokenizer.pad_token is not None
 
 

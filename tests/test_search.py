@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import assert_results_layout, read_examples
+from tests.tiny import tiny_causal_lm
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import SamplingConfig
@@ -53,28 +54,11 @@ def large(smollm) -> LanguageModel:
 @pytest.fixture(scope="module")
 def bert_tokenized_lm(tmp_path_factory) -> LanguageModel:
     """A tiny random Llama over MiniLM's WordPiece vocabulary: a truly different tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from weak2strong.models import load_tokenizer
-
-    tokenizer = load_tokenizer("minilm-l6")
-    tokenizer.eos_token = "[SEP]"
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    folder = tiny_causal_lm(
+        tmp_path_factory.mktemp("bert-llama"), tokenizer_of="minilm-l6", eos_token="[SEP]"
     )
-    model = LlamaForCausalLM(config).eval()
-    folder = tmp_path_factory.mktemp("bert-llama")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return LanguageModel(str(folder), model, tokenizer, "{prompt}")
+    model, tokenizer = load_causal_lm(str(folder), device="cpu")
+    return LanguageModel(str(folder), model.eval(), tokenizer, "{prompt}")
 
 
 def full_scores(pair: ModelPair, prompts, texts, finished) -> np.ndarray:

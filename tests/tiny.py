@@ -17,14 +17,18 @@ SMOLLM = "smollm2-135m-instruct"
 MINILM = "minilm-l6"
 
 
-def tiny_causal_lm(folder: Path, *, tokenizer_of: str = SMOLLM, seed: int = 0) -> Path:
+def tiny_causal_lm(
+    folder: Path, *, tokenizer_of: str = SMOLLM, eos_token: str | None = None, seed: int = 0
+) -> Path:
     """A 2-layer Llama with `tokenizer_of`'s tokenizer (vocabulary, special tokens, chat
-    template), saved to `folder` as safetensors."""
+    template; `eos_token` for a tokenizer without one), saved to `folder` as safetensors."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from weak2strong.models import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_of)
+    if eos_token is not None:
+        tokenizer.eos_token = eos_token
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
