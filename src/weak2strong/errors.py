@@ -16,5 +16,9 @@ def shown(value: object, limit: int = 80) -> str:
     value (a long string, or a structure YAML aliases made huge)."""
     bounded = reprlib.Repr()
     bounded.maxlevel, bounded.maxstring, bounded.maxother = 3, limit, limit
-    text = bounded.repr(value)
+    return clipped(bounded.repr(value), limit)
+
+
+def clipped(text: str, limit: int = 80) -> str:
+    """`text` cut to at most `limit` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

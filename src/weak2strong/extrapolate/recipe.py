@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from weak2strong.errors import W2SError, shown
+from weak2strong.errors import W2SError, clipped, shown
 from weak2strong.fileio import read_yaml
 
 METHODS = ("task_arithmetic", "expo")
@@ -204,8 +204,9 @@ def apply_recipe(config: Any) -> None:
 
 def _shown(value: Any) -> str:
     if isinstance(value, list):
-        text = ",".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
-        return text if len(text) <= 80 else text[:79] + "…"
+        return clipped(
+            ",".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
+        )
     return shown(value)
 
 

@@ -13,10 +13,11 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from weak2strong.errors import W2SError, shown
 from weak2strong.models.generation import SamplingConfig
+from weak2strong.report import printable
 from weak2strong.search.lm import CHAT_TEMPLATE
 from weak2strong.search.samplers import request_groups, sequence_seeds
 from weak2strong.settings import setting
@@ -48,6 +49,9 @@ class ApiSettings:
             raise W2SError(f"api.base_url must be an http(s) URL, got {self.base_url!r}")
         if self.max_concurrency < 1 or self.timeout <= 0 or self.max_retries < 0:
             raise W2SError("api.max_concurrency ≥ 1, api.timeout > 0, api.max_retries ≥ 0")
+
+
+PROBE = {"prompt": "Hello", "max_tokens": 1, "temperature": 0.0}  # the start-up request
 
 
 class CompletionsClient:
@@ -83,7 +87,7 @@ class CompletionsClient:
                     raw = response.read(limit + 1)
                 return self._parsed(raw, limit)
             except urllib.error.HTTPError as error:
-                detail = _printable(error.read(300).decode(errors="replace"))
+                detail = _one_line(error.read(300).decode(errors="replace"))
                 if error.code in (401, 403):
                     raise W2SError(
                         f"{self.url} refused the request ({error.code}): set the key in "
@@ -114,7 +118,7 @@ class CompletionsClient:
         try:
             answer = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            start = _printable(raw[:60].decode(errors="replace"))
+            start = _one_line(raw[:60].decode(errors="replace"))
             raise W2SError(
                 f"{self.url} answered with a body that is not JSON ({start!r}…): is base_url "
                 "an OpenAI-style /v1 endpoint?"
@@ -138,9 +142,7 @@ class CompletionsClient:
 
     def check(self) -> None:
         """One token, so a wrong URL, model, key or answer shape fails before any work starts."""
-        parse_completions(self._post(self.probe), 1, 1, self.url)
-
-    probe: ClassVar[dict[str, Any]] = {"prompt": "Hello", "max_tokens": 1, "temperature": 0.0}
+        parse_completions(self._post(PROBE), 1, 1, self.url)
 
     def complete_all(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every request, at most `max_concurrency` in flight, answers in request order."""
@@ -149,6 +151,11 @@ class CompletionsClient:
         workers = min(self.settings.max_concurrency, max(1, len(bodies)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(self._post, bodies))
+
+
+def _one_line(text: str) -> str:
+    """A server's words as one plain line: no control characters reach the terminal."""
+    return " ".join(printable(text).split())
 
 
 # A token's text is a few characters; this bound is generous (byte-level fallbacks, escapes)
@@ -200,11 +207,6 @@ def parse_completions(
     if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
         raise W2SError(f"{url} reported completion_tokens that is not a count: {shown(tokens)}")
     return completions, tokens
-
-
-def _printable(text: str) -> str:
-    """A server's words as one plain line: no control characters reach the terminal."""
-    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def _retry_after(header: str | None, attempt: int) -> float:
