@@ -44,7 +44,7 @@ import yaml
 from safetensors import safe_open
 from synthetic import IO_FLOOR_CHILD, child, evict, write_pair
 
-from weak2strong.extrapolate.merge import direction_coefficients
+from weak2strong.extrapolate.planning import direction_coefficients
 from weak2strong.extrapolate.recipe import mergekit_recipe
 
 ROOT = Path(__file__).resolve().parent.parent

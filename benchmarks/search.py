@@ -41,7 +41,8 @@ from weak2strong.search.decoders import (
 )
 from weak2strong.search.lm import LanguageModel
 from weak2strong.search.pair import ModelPair, PairScorer
-from weak2strong.search.samplers import TransformersSampler, VLLMSampler, VLLMSettings
+from weak2strong.search.transformers_backend import TransformersSampler
+from weak2strong.search.vllm_backend import VLLMSampler, VLLMSettings
 
 
 class RescoringScorer:

@@ -54,7 +54,7 @@ def test_check_runs_then_reruns_from_cache(run_cli, run_cli_process, tmp_path):
         (["check", "--config", "missing.yaml"], "config file not found"),
         (["assets", "prepare", "no-such-asset"], "unknown asset 'no-such-asset'"),
         (["prune", "--fraction", "1.5"], "'lottery.fraction' must be in (0, 1)"),
-        (["prune", "--baseline", "magic"], "unknown baseline 'magic'"),
+        (["prune", "--baseline", "magic"], "'lottery.baselines' must be one of random,"),
         (["prune", "--weak", "vader"], "use lexicon:vader or lexicon:afinn"),
         (
             ["prune", "--weak", "lexicon:vader", "--set", "task.name=safety"],

@@ -20,7 +20,7 @@ from tests.conftest import assert_results_layout, read_examples
 from weak2strong.errors import W2SError
 from weak2strong.extrapolate import extrapolate
 from weak2strong.extrapolate.checkpoint import ShardWriter, parse_size, plan_shards
-from weak2strong.extrapolate.merge import direction_coefficients
+from weak2strong.extrapolate.planning import direction_coefficients
 
 
 def tiny_config(**overrides):
@@ -626,8 +626,8 @@ def test_a_recipe_gives_the_weights_and_run_folder_of_the_same_flags(run_cli, pa
 
 
 def test_recipe_forms_and_conflicts_resolve_into_the_config():
+    from weak2strong.extrapolate.config import ExtrapolateConfig
     from weak2strong.extrapolate.recipe import parse_recipe
-    from weak2strong.extrapolate.sweep import ExtrapolateConfig
     from weak2strong.runs import config_hash
 
     base = {"base_model": "s", "models": [{"model": "a"}]}

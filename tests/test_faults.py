@@ -326,7 +326,7 @@ def test_the_markdown_report_escapes_user_text(tmp_path):
 
 
 def test_the_report_marks_runs_of_an_older_results_version_stale(tmp_path):
-    from weak2strong.summaries import collect
+    from weak2strong.finished_runs import collect
 
     results = {
         "large": "l", "tuned": "t", "untuned": "u", "prompts": "imdb", "test_prompts": 2,

@@ -173,7 +173,7 @@ def test_interrupted_run_resumes_at_the_unfinished_step(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--strategy", "magic"], "unknown strategy 'magic'"),
+        (["--strategy", "magic"], "'strategies' must be one of naive,"),
         (["--strategy", "bootstrap"], "needs an intermediate model"),
         (["--task", "safety", "--weak", "lexicon:vader"], "is not a two-class sentiment task"),
         (["--weak", "lexicon:textblob"], "unknown lexicon 'textblob'"),

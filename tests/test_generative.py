@@ -106,7 +106,7 @@ def test_generative_mode_end_to_end_and_cached(tmp_path, monkeypatch):
     from weak2strong.generalize import generative
     from weak2strong.generalize.generative import GenerativeConfig, GenerativeGeneralize
     from weak2strong.models.generation import SamplingConfig
-    from weak2strong.scoring.classifier import ScorerConfig
+    from weak2strong.scoring.scorers import ScorerConfig
     from weak2strong.tune.sft import SFTConfig
 
     # the subject is the protocol's bookkeeping (samples per prompt, metrics, the cache):

@@ -115,7 +115,7 @@ def _copy_model(name: str, target: Path) -> Path:
 def test_every_fingerprint_survives_a_json_round_trip(tmp_path, monkeypatch):
     from weak2strong.models import loading
     from weak2strong.models.loading import model_fingerprint
-    from weak2strong.scoring.classifier import ScorerConfig, scorer_fingerprint
+    from weak2strong.scoring.scorers import ScorerConfig, scorer_fingerprint
 
     local = _copy_model(MINILM, tmp_path / "local-minilm")
     (tmp_path / "my_reward.py").write_text("def score(texts):\n    return [0.0 for _ in texts]\n")
@@ -278,7 +278,7 @@ def _answer(text: object = "ok", **fields: object) -> bytes:
     ],
 )
 def test_bad_answers_are_refused_in_the_start_up_probe(body, fragment):
-    from weak2strong.search.api import ApiSettings, CompletionsClient
+    from weak2strong.search.api_backend import ApiSettings, CompletionsClient
 
     with _answering(body) as url:
         client = CompletionsClient(ApiSettings(base_url=url, max_retries=0), "served")
@@ -288,7 +288,12 @@ def test_bad_answers_are_refused_in_the_start_up_probe(body, fragment):
 
 def test_completions_longer_than_max_tokens_allow_and_slow_servers_are_named():
     from weak2strong.models.generation import SamplingConfig
-    from weak2strong.search.api import ApiSampler, ApiSettings, CompletionsClient, parse_completions
+    from weak2strong.search.api_backend import (
+        ApiSampler,
+        ApiSettings,
+        CompletionsClient,
+        parse_completions,
+    )
 
     # 10,000 characters for the probe's 1 token
     with _answering(_answer(text="word " * 2000)) as url, pytest.raises(W2SError, match="ignores"):

@@ -10,7 +10,7 @@ import torch
 
 from weak2strong.errors import W2SError
 from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.classifier import ScorerConfig, load_scorer
+from weak2strong.scoring.scorers import ScorerConfig, load_scorer
 
 TEXTS = ["A wonderful, moving film.", "Dull and badly acted.", "It was fine."]
 
@@ -80,7 +80,8 @@ def test_one_gold_scorer_for_every_experiment_seed_with_its_held_out_quality():
     """The toxicity task has no native split, so its split follows a seed: the scorer's own,
     never the experiment's. Its held-out accuracy and AUROC come with it."""
     from weak2strong.runs import seed_everything
-    from weak2strong.scoring.classifier import SCORER_SEED, scorer_description
+    from weak2strong.scoring.classifier import SCORER_SEED
+    from weak2strong.scoring.scorers import scorer_description
 
     config = ScorerConfig(name="toxicity", max_length=64)
     seed_everything(3)
@@ -113,7 +114,8 @@ def test_imdb_prompts_and_preference_reviews_never_reach_the_gold_scorers_traini
         reserved_for_prompts,
     )
     from weak2strong.scoring.classifier import ClassifierScorer
-    from weak2strong.tune import Tune, TuneConfig
+    from weak2strong.tune import TuneConfig
+    from weak2strong.tune.pairs import reviews_by_class
 
     data = imdb_split()
     pool = reserved_for_prompts(data)
@@ -144,5 +146,5 @@ def test_imdb_prompts_and_preference_reviews_never_reach_the_gold_scorers_traini
         prompts = load_prompts("imdb", 100, 50, seed=seed)
         assert set(prompts.train) <= openings(pool)
         assert set(prompts.test) <= openings(data.texts("test"))
-    tuned_from, _ = Tune(TuneConfig(), tmp_path)._reviews_by_class()
+    tuned_from, _ = reviews_by_class(TuneConfig())
     assert {opening for opening, _ in tuned_from[:50]} <= openings(pool)

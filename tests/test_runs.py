@@ -180,17 +180,17 @@ COMMAND_HASHES = [
     # results version 2 (per-sequence seeds) renamed search's folders on purpose: e96ac830a3
     ("weak2strong.search:SearchConfig", None, [], "0809cfe23f"),
     ("weak2strong.tune:TuneConfig", None, [], "98c8f42078"),
-    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", None, [], "c3ea935ad9"),
+    ("weak2strong.extrapolate.config:ExtrapolateConfig", None, [], "c3ea935ad9"),
     ("weak2strong.prune.experiment:PruneConfig", None, [], "2b02017f7f"),
     ("weak2strong.check:CheckConfig", None, [], "bd78bc37ef"),
     # the demos (issue 17): `make demo` and the full-size `make demo-<method>`
     ("weak2strong.generalize:GeneralizeConfig", "demo/generalize.yaml", [], "4de981b114"),
     ("weak2strong.search:SearchConfig", "demo/search.yaml", [], "a9980be7ff"),
-    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", "demo/extrapolate.yaml", [], "cee0f068e0"),
+    ("weak2strong.extrapolate.config:ExtrapolateConfig", "demo/extrapolate.yaml", [], "cee0f068e0"),
     ("weak2strong.prune.experiment:PruneConfig", "demo/prune.yaml", [], "16b2f6cb3e"),
     ("weak2strong.generalize:GeneralizeConfig", "full/generalize.yaml", [], "2b38a42789"),
     ("weak2strong.search:SearchConfig", "full/search.yaml", [], "9d3770ded7"),
-    ("weak2strong.extrapolate.sweep:ExtrapolateConfig", "full/extrapolate.yaml", [], "64315f12d8"),
+    ("weak2strong.extrapolate.config:ExtrapolateConfig", "full/extrapolate.yaml", [], "64315f12d8"),
     ("weak2strong.prune.experiment:PruneConfig", "full/prune.yaml", [], "54c5aba68e"),
     (
         "weak2strong.generalize:GeneralizeConfig",

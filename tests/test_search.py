@@ -25,7 +25,8 @@ from weak2strong.search.decoders import (
 )
 from weak2strong.search.lm import LanguageModel, cache_keyword
 from weak2strong.search.pair import ModelPair, PairScorer
-from weak2strong.search.samplers import TransformersSampler, sequence_seeds
+from weak2strong.search.samplers import sequence_seeds
+from weak2strong.search.transformers_backend import TransformersSampler
 
 PROMPTS = ["This movie was", "I went to see the film and"]
 
@@ -423,7 +424,7 @@ def test_search_compute_curve_reuses_best_of_n_candidates(run_cli, tmp_path):
         (["--set", "cbs.successors=0"], "'cbs.successors' must be in [1, ∞]"),
         (["--set", "pair.tuned_template=Movie review"], "placeholder"),
         (["--set", "pair.tuned_template="], "missing"),
-        (["--method", "beam"], "unknown search method"),
+        (["--method", "beam"], "must be one of sample, bon, cbs, eft, all"),
         (["--set", "scorer.name=helpfulness"], "unknown scorer 'helpfulness'"),
     ],
 )

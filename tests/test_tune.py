@@ -12,13 +12,14 @@ from tests.conftest import assert_results_layout
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
-from weak2strong.tune import TrainingSettings, Tune, TuneConfig
-from weak2strong.tune.tuning import plot_tune
+from weak2strong.tune import Tune, TuneConfig, TuneTraining
+from weak2strong.tune.pairs import held_out_pairs, review_pairs, sft_examples
+from weak2strong.tune.summary import plot_tune
 
 
 def test_review_pairs_prefer_the_target_label_and_balance_the_prompts(tmp_path):
     config = TuneConfig(train_prompts=20, completion_words=10)
-    pairs = Tune(config, tmp_path)._review_pairs()
+    pairs = review_pairs(config)
     data = load_task(TaskConfig(name="imdb"))
     positive = data.label_names.index("positive")
     label_of, openings = {}, set()
@@ -34,20 +35,20 @@ def test_review_pairs_prefer_the_target_label_and_balance_the_prompts(tmp_path):
     assert sum(p + c in openings for p, c, _ in triples) == 10
     assert sum(p + r in openings for p, _, r in triples) == 10
     # held-out pairs: the same construction from reviews no training pair (nor SFT) used
-    held_out = Tune(TuneConfig(train_prompts=20, completion_words=10, eval_pairs=12), tmp_path)
-    evaluation = held_out._held_out_pairs()
+    held_out = TuneConfig(train_prompts=20, completion_words=10, eval_pairs=12)
+    evaluation = held_out_pairs(held_out)
     assert len(evaluation["prompt"]) == 12
     assert all(label_of[c] == positive for c in evaluation["chosen"])
     trained = set(pairs["chosen"]) | set(pairs["rejected"])
-    trained |= set(held_out._sft_examples()["completion"])
+    trained |= set(sft_examples(held_out)["completion"])
     for side in ("chosen", "rejected"):  # continuations identify reviews (openings may repeat)
         assert not trained & set(evaluation[side]), side
 
 
 def test_unknown_method_and_preferences_are_refused(tmp_path):
-    with pytest.raises(W2SError, match="unknown tune method"):
-        Tune(TuneConfig(method="ppo"), tmp_path)
-    with pytest.raises(W2SError, match="unknown preference source"):
+    with pytest.raises(W2SError, match="config key 'method' must be one of dpo, sft, got 'ppo'"):
+        Tune(TuneConfig(method="ppo"), tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(W2SError, match="config key 'preferences' must be one of reviews, sampled"):
         Tune(TuneConfig(preferences="oracle"), tmp_path)
 
 
@@ -56,7 +57,7 @@ def test_tiny_dpo_run_saves_a_merged_checkpoint_and_caches_it(tmp_path):
         train_prompts=8,
         eval_pairs=6,
         completion_words=8,
-        training=TrainingSettings(batch_size=4, max_length=40, learning_rate=1e-3),
+        training=TuneTraining(batch_size=4, max_length=40, learning_rate=1e-3),
         show_progress=False,
     )
     run, results = Tune(config, tmp_path).run()

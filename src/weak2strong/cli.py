@@ -148,8 +148,8 @@ def report(runs_dir: str, out: str, fmt: str) -> None:
     from rich.text import Text
 
     from weak2strong import distributed
+    from weak2strong.finished_runs import build_report
     from weak2strong.report import plain
-    from weak2strong.summaries import build_report
 
     if not distributed.is_main():
         return  # one report, written by the main process
@@ -170,8 +170,8 @@ def runs_list(runs_dir: str) -> None:
     the settings that differ from the defaults, and the headline numbers."""
     from pathlib import Path
 
+    from weak2strong.finished_runs import list_runs
     from weak2strong.report import plain
-    from weak2strong.summaries import list_runs
 
     infos = list_runs(Path(runs_dir).expanduser())
     if not infos:
@@ -195,8 +195,8 @@ def compare(runs: tuple[str, ...], runs_dir: str) -> None:
     from pathlib import Path
 
     from weak2strong.errors import shown
+    from weak2strong.finished_runs import RunInfo, comparison_table, list_runs, run_info
     from weak2strong.report import print_table
-    from weak2strong.summaries import RunInfo, comparison_table, list_runs, run_info
 
     known = {info.folder.name: info for info in list_runs(Path(runs_dir).expanduser())}
     by_name: dict[str, list[RunInfo]] = {}

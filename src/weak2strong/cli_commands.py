@@ -45,7 +45,8 @@ def _metavar(annotation: Any) -> str:
     if origin is typing.Literal:
         return "[" + "|".join(map(str, args)) + "]"
     if origin in (list, tuple):
-        return "A,B,..."
+        item = _metavar(args[0]) if args else ""
+        return f"{item},..." if item.startswith("[") else "A,B,..."
     if origin is dict:
         return "{KEY: VALUE}"
     if args and type(None) in args:
@@ -78,10 +79,9 @@ def _seeds_option(leaf: Leaf | None) -> click.Option:
     return click.Option(["--seeds"], metavar="A,B,...", help=text)
 
 
-def _options(command: Command) -> list[click.Parameter]:
-    config = command.config
-    by_key = {leaf.key: leaf for leaf in leaves(config)}
-    params: list[click.Parameter] = [
+def _common_options(seeds: Leaf | None) -> list[click.Parameter]:
+    """The options every command has, besides its settings."""
+    return [
         click.Option(["--config", "-c"], help="YAML config file (see --print-config)."),
         click.Option(
             ["--set", "-s", "set_"],
@@ -101,11 +101,17 @@ def _options(command: Command) -> list[click.Parameter]:
             is_flag=True,
             help="Say what would run (run folder, cached steps, models, data) and exit.",
         ),
-        _seeds_option(by_key.get("seeds")),
+        _seeds_option(seeds),
         click.Option(["--run-name"], help="A name for the run (shown by w2s runs and reports)."),
         click.Option(["--tag"], multiple=True, help="A tag for the run (repeatable)."),
         click.Option(["--track"], multiple=True, help=TRACK_HELP),
     ]
+
+
+def _options(command: Command) -> list[click.Parameter]:
+    config = command.config
+    by_key = {leaf.key: leaf for leaf in leaves(config)}
+    params = _common_options(by_key.get("seeds"))
     taken = {"--config", "-c", "--set", "-s", "--runs-dir", "--print-config", "--dry-run"}
     taken |= {"--seeds", "--run-name", "--tag", "--track"}
     for number, shortcut in enumerate(command.shortcuts):
@@ -185,22 +191,10 @@ def overrides_from(command: Command, options: dict[str, Any]) -> list[str]:
 
 def build(command: Command) -> click.Command:
     def callback(**options: Any) -> None:
-        from weak2strong.session import run_command
-
         use_trackers(options.pop("track") or ())
         common = {name: options.pop(name) for name in COMMON}
-        run_command(
-            command,
-            common["config"],
-            overrides_from(command, {**options, "set_": common["set_"]}),
-            runs_dir=common["runs_dir"],
-            print_config=common["print_config"],
-            dry_run=common["dry_run"],
-            seeds=common["seeds"],
-            run_name=common["run_name"],
-            tags=list(common["tag"]),
-            console=console,
-        )
+        overrides = overrides_from(command, {**options, "set_": common["set_"]})
+        invoke(command, common, overrides)
 
     return click.Command(
         command.cli_name or command.name,
@@ -210,6 +204,52 @@ def build(command: Command) -> click.Command:
         short_help=command.help.split(":")[0].rstrip("."),
         context_settings={"max_content_width": 100},
     )
+
+
+def invoke(command: Command, common: dict[str, Any], overrides: list[str]) -> None:
+    """Run the command as its options ask, and show what came of it."""
+    import yaml
+
+    from weak2strong import distributed, invocation
+    from weak2strong.report import print_table
+    from weak2strong.runs.config import config_to_dict
+
+    config, seeds = invocation.resolve(command, common["config"], overrides, common["seeds"])
+    if common["print_config"]:
+        print(yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True), end="")
+        return
+    runs_dir = common["runs_dir"]
+    if common["dry_run"]:
+        print_table(console, invocation.plan(command, config, runs_dir))
+        return
+    name, tags = common["run_name"], list(common["tag"])
+    if seeds:
+        outcome = invocation.replicate(
+            command,
+            config,
+            seeds,
+            runs_dir,
+            name,
+            tags,
+            lambda seed, number: console.print(
+                f"[bold]seed {seed}[/bold] ({number} of {len(seeds)})"
+            ),
+        )
+    else:
+        outcome = invocation.run_once(command, config, runs_dir, name, tags)
+    if distributed.is_main():
+        show_outcome(outcome)
+
+
+def show_outcome(outcome: Any) -> None:
+    """After a run: its tables, where its folder and plot are."""
+    from weak2strong.finished_runs import summary_of
+    from weak2strong.report import plain, print_table
+
+    for table in summary_of(outcome.command.name).tables(outcome.results):
+        print_table(console, table)
+    plot = f"  plot: {outcome.plot}" if outcome.plot else ""
+    console.print(plain(f"run folder: {outcome.folder}{plot}"))
 
 
 class CommandsGroup(click.Group):

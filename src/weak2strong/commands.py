@@ -92,12 +92,12 @@ class Command:
         if self.headline_path is not None:
             numbers: dict[str, float] = _load(self.headline_path)(results)
             return numbers
-        from weak2strong.runs.results import record_name
+        from weak2strong.runs.results import metric_records_of, record_name
 
         return {
-            record_name(record): record["value"]
-            for record in results.get("metrics", [])
-            if record["value"] is not None
+            record_name(record): record.value
+            for record in metric_records_of({"metrics": results.get("metrics", [])})
+            if record.value is not None
         }
 
 
@@ -158,11 +158,11 @@ COMMANDS: dict[str, Command] = {
         Command(
             "tune",
             "Tune a small model towards a behaviour (DPO via TRL, or SFT), LoRA merged and saved.",
-            "weak2strong.tune.tuning:TuneConfig",
+            "weak2strong.tune.config:TuneConfig",
             "weak2strong.tune.tuning:Tune",
             page="tune",
-            tables_path="weak2strong.tune.tuning:tune_tables",
-            plot_path="weak2strong.tune.tuning:plot_tune",
+            tables_path="weak2strong.tune.summary:tune_tables",
+            plot_path="weak2strong.tune.summary:plot_tune",
             plot_name="tune.png",
             shortcuts=(
                 _SEED,
@@ -198,8 +198,8 @@ COMMANDS: dict[str, Command] = {
             "extrapolate",
             "Model extrapolation (ExPO): θ_aligned + α(θ_aligned − θ_sft), streamed shard by "
             "shard.",
-            "weak2strong.extrapolate.sweep:ExtrapolateConfig",
-            "weak2strong.extrapolate.sweep:Extrapolate",
+            "weak2strong.extrapolate.config:ExtrapolateConfig",
+            "weak2strong.extrapolate.pipeline:Extrapolate",
             page="extrapolate",
             tables_path="weak2strong.extrapolate.summary:extrapolate_tables",
             plot_path="weak2strong.extrapolate.summary:plot_extrapolate_summary",

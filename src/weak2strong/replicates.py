@@ -11,7 +11,7 @@ from weak2strong import distributed
 from weak2strong.fileio import read_json
 from weak2strong.report import ResultTable, format_interval
 from weak2strong.runs import Run
-from weak2strong.runs.results import metric_record, record_name
+from weak2strong.runs.results import MetricRecord, metric_record, metric_records_of, record_name
 from weak2strong.settings import setting
 
 
@@ -40,26 +40,30 @@ class Replicates:
 
         # the main process wrote the replicates' results: it reads them and hands them on
         # (another process may run ahead of those writes, or on a machine without the disk)
-        per_seed: dict[str, list[dict[str, Any]]] = distributed.main_decides(self._per_seed)
-        grouped: dict[str, list[dict[str, Any]]] = {}
+        per_seed = {
+            seed: [MetricRecord.from_json(record) for record in records]
+            for seed, records in distributed.main_decides(self._per_seed).items()
+        }
+        grouped: dict[str, list[MetricRecord]] = {}
         for records in per_seed.values():
             for record in records:
                 grouped.setdefault(record_name(record), []).append(record)
         aggregate = []
         for records in grouped.values():
-            values = [r["value"] for r in records if r["value"] is not None]
+            values = [r.value for r in records if r.value is not None]
             if not values:
                 continue
             first = records[0]
-            qualifiers = {key: first[key] for key in ("of", "baseline", "at") if key in first}
             aggregate.append(
                 metric_record(
-                    first["metric"],
-                    first["model"],
+                    first.metric,
+                    first.model,
                     seed_interval(values),
                     kind="seeds",
-                    higher_is_better=first["higher_is_better"],
-                    **qualifiers,
+                    higher_is_better=first.higher_is_better,
+                    of=first.of,
+                    baseline=first.baseline,
+                    at=first.at,
                 )
             )
         with Run.open("replicates", self.config, self.runs_dir) as run:
@@ -68,7 +72,7 @@ class Replicates:
                 "seeds": self.config.seeds,
                 "runs": self.config.runs,
                 "per_seed": {
-                    seed: {record_name(r): r["value"] for r in records}
+                    seed: {record_name(r): r.value for r in records}
                     for seed, records in per_seed.items()
                 },
             }
@@ -80,13 +84,13 @@ def replicates_tables(results: dict[str, Any]) -> list[ResultTable]:
     seeds = results["seeds"]
     columns = ["", "mean [95% t-interval]", *[f"seed {seed}" for seed in seeds]]
     rows = []
-    for record in results["metrics"]:
+    for record in metric_records_of(results):
         key = record_name(record)
         values = [results["per_seed"][str(seed)].get(key) for seed in seeds]
         rows.append(
             [
                 key,
-                format_interval(record, 3),
+                format_interval(record.to_json(), 3),
                 *["" if value is None else f"{value:.3f}" for value in values],
             ]
         )
@@ -96,7 +100,7 @@ def replicates_tables(results: dict[str, Any]) -> list[ResultTable]:
 
 def replicates_headline(results: dict[str, Any]) -> dict[str, float]:
     return {
-        record_name(record): record["value"]
-        for record in results["metrics"]
-        if record.get("value") is not None
+        record_name(record): record.value
+        for record in metric_records_of(results)
+        if record.value is not None
     }

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from weak2strong.errors import W2SError
+from weak2strong.errors import W2SError, shown
 
 
 def setting(
@@ -118,22 +120,51 @@ RANGES: dict[str, Range] = {
 
 
 def check_settings(config: Any, prefix: str = "") -> None:
-    """Every numeric setting finite and within its range, before anything runs."""
+    """Every numeric setting finite and within its range, every enum-like one (a `Literal`)
+    one of its choices, before anything runs: a config built in Python is checked as one
+    loaded from YAML or the command line."""
+    try:
+        hints = typing.get_type_hints(type(config))
+    except (NameError, TypeError):  # a class whose annotations name what its module lacks
+        hints = {}
     for item in dataclasses.fields(config):
         value = getattr(config, item.name)
         key = f"{prefix}{item.name}"
         if dataclasses.is_dataclass(value):
             check_settings(value, f"{key}.")
             continue
-        numbers = value if isinstance(value, list | tuple) else [value]
+        choices = literal_choices(hints.get(item.name))
+        values = value if isinstance(value, list | tuple) else [value]
+        for one in values:
+            if choices is not None and one not in choices:
+                raise W2SError(
+                    f"config key '{key}' must be one of {', '.join(map(str, choices))}, "
+                    f"got {shown(one)}"
+                )
         allowed = item.metadata.get("range") or RANGES.get(item.name)
-        for number in numbers:
+        for number in values:
             if isinstance(number, bool) or not isinstance(number, int | float):
                 continue
             if not math.isfinite(number):
                 raise W2SError(f"config key '{key}' must be a finite number, got {number}")
             if allowed is not None and not allowed.allows(number):
                 raise W2SError(f"config key '{key}' must be in {allowed}, got {number:g}")
+
+
+def literal_choices(annotation: Any) -> tuple[Any, ...] | None:
+    """The values an enum-like setting allows (`Literal[...]`, a list of one, or an optional
+    one: None too); None when the setting is not enum-like."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return args
+    if origin in (list, tuple) and args:
+        return literal_choices(args[0])
+    if origin in (typing.Union, types.UnionType):
+        inner = [literal_choices(arg) for arg in args if arg is not type(None)]
+        if inner and all(choices is not None for choices in inner):
+            optional = (None,) if type(None) in args else ()
+            return tuple(value for choices in inner for value in choices or ()) + optional
+    return None
 
 
 def dotted_keys(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -26,11 +26,8 @@ from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.decoders import CBSSettings, best_of_n, chunk_beam_search
 from weak2strong.search.lm import LanguageModel
 from weak2strong.search.pair import PairScorer
-from weak2strong.search.samplers import (
-    TransformersSampler,
-    VLLMSampler,
-    VLLMSettings,
-)
+from weak2strong.search.transformers_backend import TransformersSampler
+from weak2strong.search.vllm_backend import VLLMSampler, VLLMSettings
 
 SMOLLM = "smollm2-135m-instruct"
 MORE_PROMPTS = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,144 @@ def _selection_section(report: Mapping[str, Any], selection: Mapping[str, Any] |
     return "\n".join(lines)
 
 
+CARD_TEMPLATE = string.Template(
+    """---
+${front}---
+
+# ${name}
+
+${what}
+
+## Inputs
+
+${inputs}
+
+## Extrapolation
+
+${details}
+
+## How α was chosen
+
+${selection}
+
+## Made with
+
+${made_with}
+
+## Reproduce
+
+${reproduce}
+"""
+)
+
+
+def _what(report: Mapping[str, Any], names: list[str]) -> tuple[str, list[str]]:
+    """What the checkpoint is, and the role of each input."""
+    alpha = float(report["alpha"])
+    if len(names) == 2:
+        what = (
+            f"This model is an **ExPO** extrapolation ([model extrapolation]({EXPO_PAPER})) "
+            "of an aligned model away from its SFT starting point, made with weak2strong's "
+            "`w2s extrapolate`: every parameter is θ = θ_aligned + α(θ_aligned − θ_sft), "
+            f"with α = {alpha:g}."
+        )
+        return what, ["SFT (θ_sft)", "aligned (θ_aligned)"]
+    coefficients = ", ".join(f"{c:g}" for c in report["coefficients"])
+    what = (
+        f"This model is an **ExPO** extrapolation ([model extrapolation]({EXPO_PAPER})) "
+        f"along {len(names)} checkpoints, made with weak2strong's `w2s extrapolate`: every "
+        "parameter is θ = θ_n + α·Σ c_i θ_i, with c the least-squares slope over equally "
+        f"spaced steps (c = [{coefficients}]), so α counts steps beyond the strongest; "
+        f"α = {alpha:g}."
+    )
+    roles = [f"checkpoint {i + 1}" for i in range(len(names))]
+    roles[0] += " (weakest)"
+    roles[-1] += " (strongest, θ_n)"
+    return what, roles
+
+
+def _inputs_table(report: Mapping[str, Any], names: list[str], roles: list[str]) -> list[str]:
+    lines = ["| role | checkpoint |", "|---|---|"]
+    for role, name, checkpoint in zip(roles, names, report["checkpoints"], strict=True):
+        folder = absolute(str(checkpoint.get("folder", "")))
+        where = f"`{name}`" + (f" (files: `{folder}`)" if folder and folder != name else "")
+        lines.append(f"| {role} | {_cell(where)} |")
+    return lines
+
+
+def _details(report: Mapping[str, Any]) -> list[str]:
+    """α, how the weights were computed and stored, and what the cast kept."""
+    stored = ", ".join(report.get("out_dtypes", [])) or "n/a"
+    setting = report.get("dtype", "auto")
+    how_stored = (
+        f"{stored} (dtype setting `auto`: each tensor keeps the aligned checkpoint's dtype)"
+        if setting == "auto"
+        else f"{stored} (dtype setting `{setting}`)"
+    )
+    copied = report.get("copied_non_float_tensors")
+    details = [
+        f"- α: {float(report['alpha']):g}",
+        "- computed in: float32, tensor by tensor",
+        f"- stored as: {how_stored}",
+        f"- tensors: {report.get('tensors', 'n/a')}"
+        + (f" ({len(copied)} non-float copied from the strongest)" if copied else ""),
+    ]
+    survival = (report.get("cast_survival") or {}).get("all") or {}
+    if survival.get("survived_fraction") is not None:
+        error = survival.get("relative_error")
+        details.append(
+            f"- update kept after the cast to the stored dtype: "
+            f"{_percent(survival['survived_fraction'])} of updated weights changed"
+            + (f", relative error {error:.3g}" if error is not None else "")
+        )
+    return details
+
+
+def _mergekit_equivalence(two: bool) -> str:
+    if two:
+        return (
+            "mergekit's `task_arithmetic` with the SFT model as `base_model` and weight 1+α on "
+            "the aligned model gives θ_sft + (1+α)(θ_aligned − θ_sft) = θ_aligned + "
+            "α(θ_aligned − θ_sft), the same extrapolation (up to floating-point rounding); "
+            "`normalize: false` keeps it from dividing by the weight sum."
+        )
+    return (
+        "mergekit's `task_arithmetic` with the weakest checkpoint as `base_model` and "
+        "weight α·c_i on each other checkpoint (1 + α·c_n on the strongest) gives θ_n + "
+        "α·Σ c_i θ_i because Σ c_i = 0 (up to floating-point rounding); `normalize: false` "
+        "keeps it from dividing by the weight sum."
+    )
+
+
+def _reproduce(
+    report: Mapping[str, Any],
+    names: list[str],
+    out_path: Path,
+    selection: Mapping[str, Any] | None,
+) -> list[str]:
+    """The command that makes these weights again, the sweep's, and the mergekit recipe."""
+    setting = report.get("dtype", "auto")
+    rerun = command_line(
+        names, [float(report["alpha"])], out_path, {"dtype": setting} if setting != "auto" else {}
+    )
+    lines = ["These weights, with weak2strong:", "", "```bash", rerun, "```"]
+    if selection is not None and selection.get("command"):
+        lines += ["", "The whole α sweep:", "", "```bash", str(selection["command"]), "```"]
+    two = len(names) == 2
+    return [
+        *lines,
+        "",
+        f"With [mergekit](https://github.com/arcee-ai/mergekit) ({RECIPE_FILE} beside this "
+        f"card; `mergekit-yaml {RECIPE_FILE} OUTPUT`): {_mergekit_equivalence(two)} Its "
+        "`dtype` is the dtype it computes in, `out_dtype` the one it stores."
+        + (" `w2s extrapolate --recipe` reads this recipe too." if two else ""),
+        "",
+        "```yaml",
+        dump_recipe(recipe_of(report)).rstrip("\n"),
+        "```",
+    ]
+
+
 def model_card(
     report: Mapping[str, Any],
     out: str | Path,
@@ -171,132 +310,26 @@ def model_card(
     side by side; None: one α given by the user.
     """
     from weak2strong import __version__
-    from weak2strong.runs.folder import git_commit
+    from weak2strong.runs.environment import git_commit
 
     names = input_names(report)
-    alpha = float(report["alpha"])
     out_path = Path(out).expanduser().resolve()
-    front = yaml.safe_dump(
-        {"base_model": names, "library_name": "transformers", "tags": TAGS},
-        sort_keys=False,
-        allow_unicode=True,
-    )
-    two = len(names) == 2
-    if two:
-        what = (
-            f"This model is an **ExPO** extrapolation ([model extrapolation]({EXPO_PAPER})) "
-            "of an aligned model away from its SFT starting point, made with weak2strong's "
-            "`w2s extrapolate`: every parameter is θ = θ_aligned + α(θ_aligned − θ_sft), "
-            f"with α = {alpha:g}."
-        )
-        roles = ["SFT (θ_sft)", "aligned (θ_aligned)"]
-    else:
-        coefficients = ", ".join(f"{c:g}" for c in report["coefficients"])
-        what = (
-            f"This model is an **ExPO** extrapolation ([model extrapolation]({EXPO_PAPER})) "
-            f"along {len(names)} checkpoints, made with weak2strong's `w2s extrapolate`: every "
-            "parameter is θ = θ_n + α·Σ c_i θ_i, with c the least-squares slope over equally "
-            f"spaced steps (c = [{coefficients}]), so α counts steps beyond the strongest; "
-            f"α = {alpha:g}."
-        )
-        roles = [f"checkpoint {i + 1}" for i in range(len(names))]
-        roles[0] += " (weakest)"
-        roles[-1] += " (strongest, θ_n)"
-    inputs = ["| role | checkpoint |", "|---|---|"]
-    for role, name, checkpoint in zip(roles, names, report["checkpoints"], strict=True):
-        folder = absolute(str(checkpoint.get("folder", "")))
-        where = f"`{name}`" + (f" (files: `{folder}`)" if folder and folder != name else "")
-        inputs.append(f"| {role} | {_cell(where)} |")
-    stored = ", ".join(report.get("out_dtypes", [])) or "n/a"
-    setting = report.get("dtype", "auto")
-    how_stored = (
-        f"{stored} (dtype setting `auto`: each tensor keeps the aligned checkpoint's dtype)"
-        if setting == "auto"
-        else f"{stored} (dtype setting `{setting}`)"
-    )
-    survival = (report.get("cast_survival") or {}).get("all") or {}
-    details = [
-        f"- α: {alpha:g}",
-        "- computed in: float32, tensor by tensor",
-        f"- stored as: {how_stored}",
-        f"- tensors: {report.get('tensors', 'n/a')}"
-        + (
-            f" ({len(report['copied_non_float_tensors'])} non-float copied from the strongest)"
-            if report.get("copied_non_float_tensors")
-            else ""
-        ),
-    ]
-    if survival.get("survived_fraction") is not None:
-        error = survival.get("relative_error")
-        details.append(
-            f"- update kept after the cast to the stored dtype: "
-            f"{_percent(survival['survived_fraction'])} of updated weights changed"
-            + (f", relative error {error:.3g}" if error is not None else "")
-        )
+    what, roles = _what(report, names)
     commit = git_commit()
-    made_with = f"weak2strong {__version__}" + (f", git commit `{commit}`" if commit else "")
-    recipe_text = dump_recipe(recipe_of(report)).rstrip("\n")
-    rerun = command_line(names, [alpha], out_path, {"dtype": setting} if setting != "auto" else {})
-    reproduce = [
-        "These weights, with weak2strong:",
-        "",
-        "```bash",
-        rerun,
-        "```",
-    ]
-    if selection is not None and selection.get("command"):
-        reproduce += ["", "The whole α sweep:", "", "```bash", str(selection["command"]), "```"]
-    if two:
-        why = (
-            "mergekit's `task_arithmetic` with the SFT model as `base_model` and weight 1+α on "
-            "the aligned model gives θ_sft + (1+α)(θ_aligned − θ_sft) = θ_aligned + "
-            "α(θ_aligned − θ_sft), the same extrapolation (up to floating-point rounding); "
-            "`normalize: false` keeps it from dividing by the weight sum."
-        )
-    else:
-        why = (
-            "mergekit's `task_arithmetic` with the weakest checkpoint as `base_model` and "
-            "weight α·c_i on each other checkpoint (1 + α·c_n on the strongest) gives θ_n + "
-            "α·Σ c_i θ_i because Σ c_i = 0 (up to floating-point rounding); `normalize: false` "
-            "keeps it from dividing by the weight sum."
-        )
-    reproduce += [
-        "",
-        f"With [mergekit](https://github.com/arcee-ai/mergekit) ({RECIPE_FILE} beside this "
-        f"card; `mergekit-yaml {RECIPE_FILE} OUTPUT`): {why} Its `dtype` is the dtype it "
-        "computes in, `out_dtype` the one it stores."
-        + (" `w2s extrapolate --recipe` reads this recipe too." if two else ""),
-        "",
-        "```yaml",
-        recipe_text,
-        "```",
-    ]
-    body = [
-        f"# {out_path.name}",
-        "",
-        what,
-        "",
-        "## Inputs",
-        "",
-        *inputs,
-        "",
-        "## Extrapolation",
-        "",
-        *details,
-        "",
-        "## How α was chosen",
-        "",
-        _selection_section(report, selection),
-        "",
-        "## Made with",
-        "",
-        made_with,
-        "",
-        "## Reproduce",
-        "",
-        *reproduce,
-    ]
-    return f"---\n{front}---\n\n" + "\n".join(body) + "\n"
+    return CARD_TEMPLATE.substitute(
+        front=yaml.safe_dump(
+            {"base_model": names, "library_name": "transformers", "tags": TAGS},
+            sort_keys=False,
+            allow_unicode=True,
+        ),
+        name=out_path.name,
+        what=what,
+        inputs="\n".join(_inputs_table(report, names, roles)),
+        details="\n".join(_details(report)),
+        selection=_selection_section(report, selection),
+        made_with=f"weak2strong {__version__}" + (f", git commit `{commit}`" if commit else ""),
+        reproduce="\n".join(_reproduce(report, names, out_path, selection)),
+    )
 
 
 def write_model_card(

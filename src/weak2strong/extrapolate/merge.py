@@ -5,9 +5,8 @@ slope of each weight over equally spaced steps, d = Σ c_i θ_i with c_i = (i �
 and θ = θ_n + α·d: α counts steps beyond the strongest. For two checkpoints d is
 θ_aligned − θ_sft, so this is ExPO exactly.
 
-Everything is checked from the headers before any weight is read: config fields that
-decide what the weights mean, tensor names (tied embeddings may be stored once), shapes.
-Values are checked as they stream (inputs and result finite); any failure removes the
+Everything is checked from the headers before any weight is read (`planning`). Values
+are checked as they stream (inputs and result finite); any failure removes the
 staged output, so the output folder appears complete or not at all.
 """
 
@@ -15,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +26,9 @@ from tqdm.auto import tqdm
 
 from weak2strong.errors import W2SError
 from weak2strong.extrapolate.card import write_model_card
+from weak2strong.extrapolate.cast import CastLoss
 from weak2strong.extrapolate.checkpoint import (
     DTYPE_NAMES,
-    FLOAT_DTYPES,
     PROVENANCE_FILE,
     Checkpoint,
     ShardWriter,
@@ -43,242 +40,12 @@ from weak2strong.extrapolate.checkpoint import (
     staged_folder,
     tensor_group,
 )
+from weak2strong.extrapolate.planning import Plan, TensorPlan, plan_extrapolation
 from weak2strong.fileio import write_json
 
 # Rows are processed in blocks of about this many elements, so the fp32 working copies of
 # one huge tensor (an embedding matrix) stay small.
 BLOCK_ELEMENTS = 1 << 24
-# The cast statistics sample this many elements per block, in runs of SAMPLE_RUN: small
-# enough that their dozen small tensor ops run on one thread (torch splits work across
-# threads from 32k elements), which on a busy machine would wait for a descheduled peer.
-SAMPLE_ELEMENTS = 1 << 14
-SAMPLE_RUN = 1 << 9
-
-# Config fields that change what a weight means even when every shape agrees.
-ARCHITECTURE_FIELDS = (
-    "model_type",
-    "architectures",
-    "tie_word_embeddings",
-    "hidden_act",
-    "hidden_activation",
-    "rope_theta",
-    "rope_scaling",
-    "rope_parameters",
-    "position_embedding_type",
-)
-_SHAPE_FIELD = re.compile(r"(size|dim|layers|heads|experts|groups)$|^(num|n)_")
-
-
-def architecture_fields(config: dict[str, Any]) -> dict[str, Any]:
-    """The config fields two checkpoints must share for their weights to be combined."""
-    fields: dict[str, Any] = {}
-    for key, value in config.items():
-        is_count = isinstance(value, int) and not isinstance(value, bool)
-        if key in ARCHITECTURE_FIELDS or (is_count and _SHAPE_FIELD.search(key)):
-            fields[key] = value
-    return fields
-
-
-def direction_coefficients(count: int) -> list[float]:
-    """Least-squares slope weights over steps 0 … count−1 ([−1, 1] for two checkpoints)."""
-    if count < 2:
-        raise W2SError("extrapolation needs at least two checkpoints (weakest → strongest)")
-    mean = (count - 1) / 2
-    spread = sum((step - mean) ** 2 for step in range(count))
-    return [(step - mean) / spread for step in range(count)]
-
-
-@dataclass
-class TensorPlan:
-    name: str  # in the output, as the strongest checkpoint names it
-    sources: list[str]  # its name in each checkpoint, weakest → strongest
-    shape: tuple[int, ...]
-    out_dtype: torch.dtype
-    extrapolated: bool  # float tensors are; integer buffers are copied from the strongest
-
-    @property
-    def out_bytes(self) -> int:
-        return math.prod(self.shape) * self.out_dtype.itemsize
-
-
-@dataclass
-class Plan:
-    checkpoints: list[Checkpoint]
-    tensors: list[TensorPlan]
-    coefficients: list[float]
-    ignored_config_differences: list[str] = field(default_factory=list)
-
-
-def tied_groups(config: dict[str, Any]) -> list[set[str]]:
-    """Parameter names that share one tensor (tied embeddings), from a meta-device model.
-
-    Empty when transformers does not know the architecture: names must then match exactly.
-    """
-    import transformers
-
-    architectures = config.get("architectures") or []
-    model_class = getattr(transformers, architectures[0], None) if architectures else None
-    if model_class is None:
-        return []
-    try:
-        model_config = transformers.AutoConfig.for_model(**config)
-        with torch.device("meta"):
-            model = model_class(model_config)
-    except Exception:  # an unusual config this transformers cannot build: no alias info
-        return []
-    by_tensor: dict[int, set[str]] = {}
-    for name, parameter in model.named_parameters(remove_duplicate=False):
-        by_tensor.setdefault(id(parameter), set()).add(name)
-    return [names for names in by_tensor.values() if len(names) > 1]
-
-
-def _match_names(strongest: Checkpoint, other: Checkpoint) -> dict[str, str]:
-    """For every tensor of the strongest checkpoint, the name holding it in `other`."""
-    wanted, available = set(strongest.tensors), set(other.tensors)
-    if wanted == available:
-        return {name: name for name in strongest.tensors}
-    groups = tied_groups(strongest.config)
-    mapping: dict[str, str] = {}
-    for name in strongest.tensors:
-        if name in available:
-            mapping[name] = name
-            continue
-        aliases = next((group & available for group in groups if name in group), set())
-        if not aliases:
-            raise W2SError(
-                f"tensor {name} of '{strongest.name}' is missing from '{other.name}'"
-                + (" (and is not a tied copy of one it has)" if groups else "")
-            )
-        mapping[name] = sorted(aliases)[0]
-    covered = set(mapping.values())
-    for name in sorted(available - covered):
-        tied_to_wanted = any(name in group and group & wanted for group in groups)
-        if not tied_to_wanted:
-            raise W2SError(f"tensor {name} of '{other.name}' is missing from '{strongest.name}'")
-    return mapping
-
-
-def plan_extrapolation(checkpoints: Sequence[Checkpoint], dtype: str = "auto") -> Plan:
-    """Check that the checkpoints can be combined; say what each output tensor is made of."""
-    if len(checkpoints) < 2:
-        raise W2SError("extrapolation needs at least two checkpoints (weakest → strongest)")
-    if dtype != "auto" and dtype not in DTYPE_NAMES:
-        raise W2SError(f"unknown dtype '{dtype}' (use auto, {', '.join(DTYPE_NAMES)})")
-    strongest = checkpoints[-1]
-    reference = architecture_fields(strongest.config)
-    ignored: set[str] = set()
-    for other in checkpoints[:-1]:
-        fields = architecture_fields(other.config)
-        differing = sorted(
-            key for key in reference.keys() | fields.keys() if reference.get(key) != fields.get(key)
-        )
-        if differing:
-            details = "; ".join(
-                f"{key}: {fields.get(key)!r} vs {reference.get(key)!r}" for key in differing[:4]
-            )
-            raise W2SError(
-                f"'{other.name}' and '{strongest.name}' are different architectures ({details})"
-            )
-        ignored |= {
-            key
-            for key in other.config.keys() | strongest.config.keys()
-            if other.config.get(key) != strongest.config.get(key)
-        }
-    mappings = [_match_names(strongest, other) for other in checkpoints[:-1]]
-    plans = []
-    mismatched = []
-    for name, info in strongest.tensors.items():
-        sources = [mapping[name] for mapping in mappings] + [name]
-        extrapolated = info.dtype in FLOAT_DTYPES
-        for checkpoint, source in zip(checkpoints, sources, strict=True):
-            source_info = checkpoint.tensors[source]
-            where = f"in '{checkpoint.name}'"
-            if source_info.shape != info.shape:
-                mismatched.append(f"{name}: {source_info.shape} {where} vs {info.shape}")
-            elif (source_info.dtype in FLOAT_DTYPES) != extrapolated:
-                mismatched.append(f"{name}: {source_info.dtype} {where} vs {info.dtype}")
-        out_dtype = DTYPE_NAMES[dtype] if extrapolated and dtype != "auto" else info.dtype
-        plans.append(TensorPlan(name, sources, info.shape, out_dtype, extrapolated))
-    if mismatched:
-        more = f" (and {len(mismatched) - 3} more)" if len(mismatched) > 3 else ""
-        raise W2SError("tensor shapes or kinds differ: " + "; ".join(mismatched[:3]) + more)
-    return Plan(list(checkpoints), plans, direction_coefficients(len(checkpoints)), sorted(ignored))
-
-
-def _sample(flat: torch.Tensor) -> torch.Tensor:
-    """About SAMPLE_ELEMENTS elements of a 1-d tensor, in evenly spaced contiguous runs.
-
-    Runs rather than a strided sample: a stride under a cache line's width would still
-    read every byte of the block.
-    """
-    total = flat.numel()
-    if total <= SAMPLE_ELEMENTS:
-        return flat
-    runs = SAMPLE_ELEMENTS // SAMPLE_RUN
-    spacing = total // runs
-    return flat[: runs * spacing].view(runs, spacing)[:, :SAMPLE_RUN]
-
-
-@dataclass
-class CastLoss:
-    """How much of the fp32 update a group of tensors kept after the cast to its dtype.
-
-    Measured on an evenly spread sample of each block (16k elements, summed over every
-    block of the group), which estimates fractions and norm ratios well at a small fraction
-    of a full pass's cost.
-    """
-
-    tensors: int = 0
-    elements: int = 0
-    updated: float = 0.0  # elements with a nonzero fp32 update (estimated from the sample)
-    survived: float = 0.0  # of those, elements whose stored value differs from the aligned one
-    intended_sq: float = 0.0
-    realised_sq: float = 0.0
-    error_sq: float = 0.0
-
-    def add(self, aligned: torch.Tensor, result: torch.Tensor, stored: torch.Tensor) -> None:
-        total = aligned.numel()
-        aligned = _sample(aligned.reshape(-1))
-        intended = _sample(result.reshape(-1)) - aligned
-        # Against the aligned weights stored in the same dtype, so a change of dtype alone
-        # (float32 → bfloat16) does not count as a lost or gained update.
-        baseline = aligned.to(stored.dtype).to(torch.float32)
-        realised = _sample(stored.reshape(-1)).to(torch.float32) - baseline
-        # each sampled element stands for total / sampled elements, so sums over blocks and
-        # tensors of different sizes stay unbiased
-        weight = total / intended.numel()
-        moved = intended != 0
-        self.elements += total
-        self.updated += weight * int(moved.sum())
-        self.survived += weight * int((moved & (realised != 0)).sum())
-        self.intended_sq += weight * float(torch.sum(intended * intended))
-        self.realised_sq += weight * float(torch.sum(realised * realised))
-        error = realised - intended
-        self.error_sq += weight * float(torch.sum(error * error))
-
-    def merge(self, other: CastLoss) -> None:
-        self.tensors += other.tensors
-        self.elements += other.elements
-        self.updated += other.updated
-        self.survived += other.survived
-        self.intended_sq += other.intended_sq
-        self.realised_sq += other.realised_sq
-        self.error_sq += other.error_sq
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "tensors": self.tensors,
-            "elements": self.elements,
-            "updated_fraction": self.updated / self.elements if self.elements else None,
-            "survived_fraction": self.survived / self.updated if self.updated else None,
-            # ‖stored update‖ / ‖fp32 update‖ and ‖stored − fp32 update‖ / ‖fp32 update‖
-            "update_norm_ratio": math.sqrt(self.realised_sq / self.intended_sq)
-            if self.intended_sq
-            else None,
-            "relative_error": math.sqrt(self.error_sq / self.intended_sq)
-            if self.intended_sq
-            else None,
-        }
 
 
 def _check_values(tensor: torch.Tensor, what: str, limit: float | None = None) -> None:
@@ -415,46 +182,16 @@ def extrapolate(
     check_output_folder(out, [checkpoint.folder for checkpoint in opened])
     plan = plan_extrapolation(opened, dtype)
     started = time.perf_counter()
-    losses: dict[str, CastLoss] = {}
     shards = plan_shards(
         [t.name for t in plan.tensors], [t.out_bytes for t in plan.tensors], max_shard
     )
-    by_name = {t.name: t for t in plan.tensors}
-    out_dtypes = sorted({str(t.out_dtype).removeprefix("torch.") for t in plan.tensors})
-    report: dict[str, Any] = {
-        "checkpoints": [{"name": c.name, "folder": str(c.folder)} for c in opened],
-        "alpha": alpha,
-        "coefficients": plan.coefficients,
-        "formula": "θ_n + α·Σ c_i θ_i (two checkpoints: θ_aligned + α(θ_aligned − θ_sft))",
-        "out": str(out),
-        "dtype": dtype,
-        "out_dtypes": out_dtypes,
-        "tensors": len(plan.tensors),
-        "copied_non_float_tensors": [t.name for t in plan.tensors if not t.extrapolated],
-        "shards": len(shards),
-        "ignored_config_differences": plan.ignored_config_differences,
-        **(provenance or {}),
-    }
+    report = _report_header(plan, alpha, out, dtype, len(shards), provenance)
     with _terminate_as_interrupt(), staged_folder(out, force=force) as staging:
         report["copied_files"] = copy_model_files(opened[-1].folder, staging)
         if dtype != "auto":
             set_config_dtype(staging, DTYPE_NAMES[dtype])
         writer = ShardWriter(staging, shards)
-        workspace = Workspace()
-        total = sum(t.out_bytes for t in plan.tensors)
-        with tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            desc=f"extrapolate α={alpha:g}",
-            disable=not show_progress,
-        ) as progress:
-            for shard in shards:
-                for name, size in shard:
-                    tensor = by_name[name]
-                    loss = losses.setdefault(tensor_group(name), CastLoss())
-                    writer.add(name, _combine(plan, tensor, alpha, loss, workspace))
-                    progress.update(size)
+        losses = _write_shards(plan, alpha, shards, writer, show_progress)
         writer.finish()
         overall = CastLoss()
         for loss in losses.values():
@@ -469,3 +206,55 @@ def extrapolate(
         # after the input's files are copied: the aligned model's own README is replaced
         write_model_card(staging, report, out, selection)
     return report
+
+
+def _report_header(
+    plan: Plan,
+    alpha: float,
+    out: Path,
+    dtype: str,
+    shards: int,
+    provenance: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What the provenance report says before any weight is written."""
+    return {
+        "checkpoints": [{"name": c.name, "folder": str(c.folder)} for c in plan.checkpoints],
+        "alpha": alpha,
+        "coefficients": plan.coefficients,
+        "formula": "θ_n + α·Σ c_i θ_i (two checkpoints: θ_aligned + α(θ_aligned − θ_sft))",
+        "out": str(out),
+        "dtype": dtype,
+        "out_dtypes": sorted({str(t.out_dtype).removeprefix("torch.") for t in plan.tensors}),
+        "tensors": len(plan.tensors),
+        "copied_non_float_tensors": [t.name for t in plan.tensors if not t.extrapolated],
+        "shards": shards,
+        "ignored_config_differences": plan.ignored_config_differences,
+        **(provenance or {}),
+    }
+
+
+def _write_shards(
+    plan: Plan,
+    alpha: float,
+    shards: list[list[tuple[str, int]]],
+    writer: ShardWriter,
+    show_progress: bool,
+) -> dict[str, CastLoss]:
+    """Every output tensor, shard by shard; the cast statistics per tensor group."""
+    by_name = {t.name: t for t in plan.tensors}
+    losses: dict[str, CastLoss] = {}
+    workspace = Workspace()
+    with tqdm(
+        total=sum(t.out_bytes for t in plan.tensors),
+        unit="B",
+        unit_scale=True,
+        desc=f"extrapolate α={alpha:g}",
+        disable=not show_progress,
+    ) as progress:
+        for shard in shards:
+            for name, size in shard:
+                tensor = by_name[name]
+                loss = losses.setdefault(tensor_group(name), CastLoss())
+                writer.add(name, _combine(plan, tensor, alpha, loss, workspace))
+                progress.update(size)
+    return losses

@@ -102,6 +102,43 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
         raise W2SError(f"{source}: {error}") from None
 
 
+def _alphas(method: str, data: dict[str, Any], parameters: dict[str, Any]) -> list[float]:
+    """α from task_arithmetic's weight 1+α on the aligned model, or expo's alpha."""
+    if method == "task_arithmetic":
+        if "alpha" in data:
+            raise W2SError("alpha is for merge_method: expo; task_arithmetic takes weight 1+α")
+        if "weight" not in parameters:
+            raise W2SError("missing key 'models[0].parameters.weight' (1+α)")
+        weight = parameters["weight"]
+        if isinstance(weight, list | dict):
+            raise W2SError(
+                "models[0].parameters.weight must be one number (a list is a per-layer "
+                "gradient in mergekit, which is not ExPO)"
+            )
+        return [exact_sum(_number(weight, "models[0].parameters.weight"), -1.0)]
+    if "weight" in parameters:
+        raise W2SError("merge_method: expo takes alpha, not models[0].parameters.weight")
+    if "alpha" not in data:
+        raise W2SError("missing key 'alpha' (merge_method: expo)")
+    given = data["alpha"]
+    values = given if isinstance(given, list) else [given]
+    if not values:
+        raise W2SError("alpha must name at least one α")
+    return [_number(value, "alpha") for value in values]
+
+
+def _check_not_normalized(data: dict[str, Any]) -> None:
+    merge_parameters = _mapping(data.get("parameters") or {}, "parameters", ("normalize",))
+    normalize = merge_parameters.get("normalize", False)
+    if not isinstance(normalize, bool):
+        raise W2SError(f"parameters.normalize must be true or false, got {shown(normalize)}")
+    if normalize:
+        raise W2SError(
+            "parameters.normalize: true divides by the weight sum 1+α, which gives back the "
+            "aligned model, not ExPO: set it to false"
+        )
+
+
 def _parse(data: Any) -> Recipe:
     if not isinstance(data, dict):
         raise W2SError(f"a recipe is a mapping of {', '.join(TOP_KEYS)}, got {shown(data)}")
@@ -130,37 +167,8 @@ def _parse(data: Any) -> Recipe:
         raise W2SError("missing key 'models[0].model'")
     aligned = _name(entry["model"], "models[0].model")
     parameters = _mapping(entry.get("parameters") or {}, "models[0].parameters", ("weight",))
-    if method == "task_arithmetic":
-        if "alpha" in data:
-            raise W2SError("alpha is for merge_method: expo; task_arithmetic takes weight 1+α")
-        if "weight" not in parameters:
-            raise W2SError("missing key 'models[0].parameters.weight' (1+α)")
-        weight = parameters["weight"]
-        if isinstance(weight, list | dict):
-            raise W2SError(
-                "models[0].parameters.weight must be one number (a list is a per-layer "
-                "gradient in mergekit, which is not ExPO)"
-            )
-        alphas = [exact_sum(_number(weight, "models[0].parameters.weight"), -1.0)]
-    else:
-        if "weight" in parameters:
-            raise W2SError("merge_method: expo takes alpha, not models[0].parameters.weight")
-        if "alpha" not in data:
-            raise W2SError("missing key 'alpha' (merge_method: expo)")
-        given = data["alpha"]
-        values = given if isinstance(given, list) else [given]
-        if not values:
-            raise W2SError("alpha must name at least one α")
-        alphas = [_number(value, "alpha") for value in values]
-    merge_parameters = _mapping(data.get("parameters") or {}, "parameters", ("normalize",))
-    normalize = merge_parameters.get("normalize", False)
-    if not isinstance(normalize, bool):
-        raise W2SError(f"parameters.normalize must be true or false, got {shown(normalize)}")
-    if normalize:
-        raise W2SError(
-            "parameters.normalize: true divides by the weight sum 1+α, which gives back the "
-            "aligned model, not ExPO: set it to false"
-        )
+    alphas = _alphas(method, data, parameters)
+    _check_not_normalized(data)
     # mergekit computes in `dtype` and stores in `out_dtype`, or in `dtype` without one;
     # the computation here is always float32, so either names the stored dtype
     stored = {

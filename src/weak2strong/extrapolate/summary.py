@@ -12,10 +12,10 @@ from weak2strong.report import (
     scatter_with_intervals,
     scorer_note,
 )
-from weak2strong.runs.results import metric_record
+from weak2strong.runs.results import MetricRecord, metric_record
 
 
-def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_records(results: dict[str, Any]) -> list[MetricRecord]:
     """Mean reward of each model of the sweep at its α, and its difference from α = 0."""
     if results["select_by"] != "reward":
         return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -9,12 +10,14 @@ from weak2strong.data import TaskConfig
 from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.features import FeatureConfig
 from weak2strong.settings import setting
+from weak2strong.training.settings import AdamWSettings
 
-STRATEGY_NAMES = ("naive", "confidence", "confident-subset", "bootstrap")
+StrategyName = Literal["naive", "confidence", "confident-subset", "bootstrap"]
+STRATEGY_NAMES: tuple[StrategyName, ...] = typing.get_args(StrategyName)
 
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(AdamWSettings):
     """A head trained on frozen, cached backbone features."""
 
     hidden: int = setting(0, help="hidden units of an MLP head; 0: a linear head")
@@ -27,7 +30,7 @@ class ProbeConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(AdamWSettings):
     """Fine-tuning the backbone with a head."""
 
     lora: LoraSettings = setting(
@@ -74,9 +77,11 @@ class GeneralizeConfig:
         help="weak supervisor: a model name/folder/hub id, or lexicon:vader / lexicon:afinn",
     )
     strong: str = setting("qwen2.5-coder-0.5b-instruct", help="strong student: a model")
-    strategies: list[str] = setting(
-        help="naive, confidence, confident-subset, bootstrap (needs strategy.intermediate), or all",
-        factory=lambda: ["naive"],
+    strategies: list[Literal["naive", "confidence", "confident-subset", "bootstrap", "all"]] = (
+        setting(
+            help="naive, confidence, confident-subset, bootstrap (needs strategy.intermediate), or all",
+            factory=lambda: ["naive"],
+        )
     )
     regime: Literal["probe", "finetune"] = setting(
         "probe", help="probe: a head on frozen features (the CPU default); finetune: the backbone"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,16 +17,14 @@ from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.runs.results import PROMPTS, absolute
-from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.classifier import (
-    Scorer,
+from weak2strong.scoring.held_out import HeldOutRewards
+from weak2strong.scoring.scorers import (
     ScorerConfig,
     check_scorer_name,
-    load_scorer,
     scorer_description,
     scorer_fingerprint,
 )
-from weak2strong.settings import setting
+from weak2strong.settings import check_settings, setting
 from weak2strong.tune.sft import SFTConfig, train_sft
 
 # ---------------------------------------------------------------- configuration
@@ -83,11 +82,10 @@ class GenerativeConfig:
 
 class GenerativeGeneralize:
     def __init__(self, config: GenerativeConfig, runs_dir: str = "runs") -> None:
+        check_settings(config)  # a config built in Python, as one loaded from YAML
         self.config = config
         if config.ceiling_candidates < 1:
             raise W2SError("ceiling_candidates must be at least 1")
-        if config.samples_per_prompt < 1:
-            raise W2SError("samples_per_prompt must be at least 1")
         self.prompts = load_prompts(
             config.prompts,
             config.train_prompts,
@@ -108,14 +106,16 @@ class GenerativeGeneralize:
             else DEFAULT_INSTRUCTIONS[config.scorer.name]
         )
         self.runs_dir = runs_dir
-        self._scorer: Scorer | None = None
+        # the gold scorer reads a completion alone: the prompt is the weak model's instruction
+        # plus the opening, and the scored text is what each model wrote
+        self.evaluation = HeldOutRewards(
+            config.scorer,
+            self.prompts.test,
+            config.samples_per_prompt,
+            reads_prompt=False,
+            show_progress=config.show_progress,
+        )
         self._pretrained: dict[str, tuple[Any, Any]] = {}
-
-    @property
-    def scorer(self) -> Scorer:
-        if self._scorer is None:
-            self._scorer = load_scorer(self.config.scorer, show_progress=self.config.show_progress)
-        return self._scorer
 
     def _sample(
         self,
@@ -164,8 +164,8 @@ class GenerativeGeneralize:
         k = self.config.ceiling_candidates
         repeated = [prompt for prompt in self.prompts.train for _ in range(k)]
         candidates = self._sample(self.config.strong, repeated, "ceiling candidates")
-        scores = self.scorer.score(candidates).reshape(len(self.prompts.train), k)
-        best = scores.argmax(1) if self.scorer.higher_is_better else scores.argmin(1)
+        scores = np.asarray(self.evaluation.scores(candidates)).reshape(len(self.prompts.train), k)
+        best = scores.argmax(1) if self.evaluation.higher_is_better else scores.argmin(1)
         return [candidates[row * k + int(column)] for row, column in enumerate(best)]
 
     def bad_threshold(self) -> float | None:
@@ -189,11 +189,21 @@ class GenerativeGeneralize:
             return run, self._run(run)
 
     def _run(self, run: Run) -> dict[str, Any]:
-        cfg, prompts = self.config, self.prompts
+        outputs = self._completions(run)
+        scores = run.cached_json("gold-scores", lambda: self.evaluation.scores_of(outputs))
+        results = self._results(scores)
+        run.write_results(
+            results, metric_records(results), self._examples(outputs, scores), floor=PROMPTS
+        )
+        return results
+
+    def _completions(self, run: Run) -> dict[str, list[str]]:
+        """Every model's completions of the test prompts, each step cached."""
+        cfg = self.config
         weak_train = run.cached_json(
             "weak-train-completions",
             lambda: self._sample(
-                cfg.weak, [self.instruction + p for p in prompts.train], "weak (train prompts)"
+                cfg.weak, [self.instruction + p for p in self.prompts.train], "weak (train prompts)"
             ),
         )
         outputs = {
@@ -223,24 +233,25 @@ class GenerativeGeneralize:
                 ceiling_train, "ceiling (test prompts)", f"{run.path.name}/ceiling"
             ),
         )
-        scores = run.cached_json(
-            "gold-scores",
-            lambda: {name: self.scorer.score(texts).tolist() for name, texts in outputs.items()},
+        return outputs
+
+    def _table(
+        self, values: dict[str, np.ndarray], higher_is_better: bool | None = None
+    ) -> dict[str, Any]:
+        return self.evaluation.table(
+            values,
+            weak="weak",
+            ceiling="ceiling",
+            higher_is_better=higher_is_better,
+            samples=self.config.bootstrap_samples,
+            seed=self.config.seed,
         )
-        higher = self.scorer.higher_is_better
+
+    def _results(self, scores: dict[str, list[float]]) -> dict[str, Any]:
+        cfg = self.config
+        higher = self.evaluation.higher_is_better
         k = cfg.samples_per_prompt
-        per_prompt = {name: np.asarray(values).reshape(-1, k) for name, values in scores.items()}
-
-        def table(values: dict[str, np.ndarray]) -> dict[str, Any]:
-            return paired_bootstrap_means(
-                values,
-                weak="weak",
-                ceiling="ceiling",
-                higher_is_better=higher,
-                samples=cfg.bootstrap_samples,
-                seed=cfg.seed,
-            )
-
+        per_prompt = {name: self.evaluation.per_prompt(values) for name, values in scores.items()}
         results: dict[str, Any] = {
             "mode": "generative",
             "prompts": cfg.prompts,
@@ -250,34 +261,35 @@ class GenerativeGeneralize:
             "weak": absolute(cfg.weak),
             "strong": absolute(cfg.strong),
             "weak_instruction": self.instruction,
-            "sizes": {"train_prompts": len(prompts.train), "test_prompts": len(prompts.test)},
+            "sizes": {
+                "train_prompts": len(self.prompts.train),
+                "test_prompts": len(self.prompts.test),
+            },
             "samples_per_prompt": k,
             # a prompt's samples averaged first: the intervals resample prompts, not samples
-            "mean_score": table({name: rows.mean(1) for name, rows in per_prompt.items()}),
+            "mean_score": self._table({name: rows.mean(1) for name, rows in per_prompt.items()}),
         }
-        if k > 1:
-            # the worst of a prompt's k samples: its maximum toxicity, its least positive review
-            worst = {
-                name: rows.min(1) if higher else rows.max(1) for name, rows in per_prompt.items()
+        if k == 1:
+            return results
+        # the worst of a prompt's k samples: its maximum toxicity, its least positive review
+        worst = {name: rows.min(1) if higher else rows.max(1) for name, rows in per_prompt.items()}
+        results["worst_of_k"] = self._table(worst)
+        threshold = self.bad_threshold()
+        if threshold is not None:
+            bad = {
+                name: np.asarray(values < threshold if higher else values >= threshold, float)
+                for name, values in worst.items()
             }
-            results["worst_of_k"] = table(worst)
-            threshold = self.bad_threshold()
-            if threshold is not None:
-                bad = {
-                    name: np.asarray(values < threshold if higher else values >= threshold, float)
-                    for name, values in worst.items()
-                }
-                results["bad_threshold"] = threshold
-                # lower is better for a rate of bad prompts, whatever the scorer's direction
-                results["bad_fraction"] = paired_bootstrap_means(
-                    bad,
-                    weak="weak",
-                    ceiling="ceiling",
-                    higher_is_better=False,
-                    samples=cfg.bootstrap_samples,
-                    seed=cfg.seed,
-                )
-        examples = (
+            results["bad_threshold"] = threshold
+            # lower is better for a rate of bad prompts, whatever the scorer's direction
+            results["bad_fraction"] = self._table(bad, higher_is_better=False)
+        return results
+
+    def _examples(
+        self, outputs: dict[str, list[str]], scores: dict[str, list[float]]
+    ) -> Iterator[dict[str, Any]]:
+        k = self.config.samples_per_prompt
+        return (
             {
                 "prompt": prompt,
                 **{
@@ -290,7 +302,5 @@ class GenerativeGeneralize:
                     for name in outputs
                 },
             }
-            for row, prompt in enumerate(prompts.test)
+            for row, prompt in enumerate(self.prompts.test)
         )
-        run.write_results(results, metric_records(results), examples, floor=PROMPTS)
-        return results

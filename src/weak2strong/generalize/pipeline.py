@@ -20,8 +20,18 @@ import torch
 
 from weak2strong.data import Example, TaskData, load_task, split_halves
 from weak2strong.errors import W2SError
-from weak2strong.generalize.config import FinetuneConfig, GeneralizeConfig, ProbeConfig
-from weak2strong.generalize.strategies import check_strategies, strategy_loss, training_subset
+from weak2strong.generalize.config import (
+    FinetuneConfig,
+    GeneralizeConfig,
+    ProbeConfig,
+    StrategyName,
+)
+from weak2strong.generalize.strategies import (
+    STRATEGIES,
+    check_strategies,
+    strategy_loss,
+    training_subset,
+)
 from weak2strong.generalize.summary import BOOTSTRAP_METRICS, metric_records
 from weak2strong.models import load_encoder, resolve
 from weak2strong.models.features import extract_features, load_feature_backbone
@@ -30,6 +40,7 @@ from weak2strong.runs import Run
 from weak2strong.runs.results import TEST_EXAMPLES, absolute
 from weak2strong.scoring import paired_bootstrap
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
+from weak2strong.settings import check_settings
 from weak2strong.training import (
     Inputs,
     Probe,
@@ -51,6 +62,7 @@ def _texts_digest(texts: Sequence[str]) -> str:
 
 class Generalize:
     def __init__(self, config: GeneralizeConfig, runs_dir: str = "runs") -> None:
+        check_settings(config)  # a config built in Python, as one loaded from YAML
         # Validate everything before a run folder exists.
         self.config = config
         self.strategies = check_strategies(list(config.strategies), config.strategy)
@@ -162,7 +174,7 @@ class Generalize:
         model_name: str,
         train_inputs: Inputs,
         targets: np.ndarray,
-        strategy: str,
+        strategy: StrategyName,
         predict: dict[str, Inputs],
     ) -> dict[str, torch.Tensor]:
         settings = self.student_settings
@@ -260,15 +272,13 @@ class Generalize:
             return run, self._run(run)
 
     def _run(self, run: Run) -> dict[str, Any]:
-        classes = len(self.data.label_names)
         run.note_batch("student", self.student_settings.batch_size)
         cfg = self.config
-        students = [f"student w2s:{strategy} on weak labels" for strategy in self.strategies]
         run.plan(
             [
                 f"weak supervisor {cfg.weak}",
                 f"strong inputs {cfg.strong}",
-                *students,
+                *[f"student w2s:{strategy} on weak labels" for strategy in self.strategies],
                 "ceiling: student on gold labels",
                 "scores",
             ]
@@ -276,26 +286,44 @@ class Generalize:
         run.phase(f"weak supervisor {cfg.weak}")
         weak = self.weak_probs(run)
         run.phase(f"strong inputs {cfg.strong}")
-        strong = self._inputs(run, self.config.strong, {"b": self.half_b, "test": self.test})
-        gold_b = one_hot([e.label for e in self.half_b], classes)
-        probs: dict[str, np.ndarray] = {"weak": weak["test"]}
+        strong = self._inputs(run, cfg.strong, {"b": self.half_b, "test": self.test})
+        probs = {"weak": weak["test"], **self._students(run, weak, strong)}
+        run.phase("scores")
+        results = self._results(weak, probs)
+        examples = (
+            {
+                "id": example.source,
+                "text": example.text,
+                "gold": example.label,
+                **{name: p[row].tolist() for name, p in probs.items()},
+            }
+            for row, example in enumerate(self.test)
+        )
+        run.write_results(results, metric_records(results), examples, floor=TEST_EXAMPLES)
+        return results
+
+    def _students(
+        self, run: Run, weak: dict[str, np.ndarray], strong: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """Test probabilities of each strategy's student on weak labels and of the ceiling."""
+        probs: dict[str, np.ndarray] = {}
         for strategy in self.strategies:
             run.phase(f"student w2s:{strategy} on weak labels")
             subset = training_subset(strategy, weak["b"], self.config.strategy)
-            labels_b = (
-                self.intermediate_labels(run, weak["b"]) if strategy == "bootstrap" else weak["b"]
-            )
+            relabels = STRATEGIES[strategy].relabels
+            labels_b = self.intermediate_labels(run, weak["b"]) if relabels else weak["b"]
             predicted = self._train_and_predict(
                 run,
                 f"w2s-{strategy}-probs",
                 self.config.strong,
                 take(strong["b"], torch.as_tensor(subset)),
                 labels_b[subset],
-                "naive" if strategy == "bootstrap" else strategy,
+                "naive" if relabels else strategy,
                 {"test": strong["test"]},
             )
             probs[f"w2s:{strategy}"] = predicted["test"].numpy()
         run.phase("ceiling: student on gold labels")
+        gold_b = one_hot([e.label for e in self.half_b], len(self.data.label_names))
         ceiling = self._train_and_predict(
             run,
             "ceiling-probs",
@@ -306,13 +334,14 @@ class Generalize:
             {"test": strong["test"]},
         )
         probs["ceiling"] = ceiling["test"].numpy()
-        run.phase("scores")
+        return probs
 
+    def _results(self, weak: dict[str, np.ndarray], probs: dict[str, np.ndarray]) -> dict[str, Any]:
         labels = np.asarray([e.label for e in self.test])
         weak_label_accuracy = float(
             np.mean(weak["b"].argmax(1) == np.asarray([e.label for e in self.half_b]))
         )
-        results = {
+        return {
             "task": self.data.name,
             "task_fingerprint": self.data.fingerprint(),
             "label_names": list(self.data.label_names),
@@ -337,14 +366,3 @@ class Generalize:
             ),
             "stage_seconds": {name: round(seconds, 3) for name, seconds in self.timings.items()},
         }
-        examples = (
-            {
-                "id": example.source,
-                "text": example.text,
-                "gold": example.label,
-                **{name: p[row].tolist() for name, p in probs.items()},
-            }
-            for row, example in enumerate(self.test)
-        )
-        run.write_results(results, metric_records(results), examples, floor=TEST_EXAMPLES)
-        return results

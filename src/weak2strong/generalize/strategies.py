@@ -4,35 +4,41 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from weak2strong.errors import W2SError
-from weak2strong.generalize.config import STRATEGY_NAMES, StrategyConfig
+from weak2strong.generalize.config import STRATEGY_NAMES, StrategyConfig, StrategyName
 from weak2strong.training import Loss, StepInfo, soft_cross_entropy
 
 
-def check_strategies(names: list[str], config: StrategyConfig) -> list[str]:
+def check_strategies(names: list[str], config: StrategyConfig) -> list[StrategyName]:
+    """The strategies to run: `all` expanded (bootstrap only with an intermediate model)."""
     if names == ["all"]:
-        names = [name for name in STRATEGY_NAMES if name != "bootstrap" or config.intermediate]
+        chosen = [
+            name for name in STRATEGY_NAMES if not STRATEGIES[name].relabels or config.intermediate
+        ]
         if not config.intermediate:
             logging.getLogger(__name__).warning(
                 "--strategy all runs %s; bootstrap also needs an intermediate model "
                 "(--strategy.intermediate NAME)",
-                ", ".join(names),
+                ", ".join(chosen),
             )
-    for name in names:
-        if name not in STRATEGY_NAMES:
-            raise W2SError(f"unknown strategy '{name}' (known: {', '.join(STRATEGY_NAMES)}, all)")
+        return chosen
     if not names:
         raise W2SError("no strategy given")
-    if "bootstrap" in names and not config.intermediate:
+    if "all" in names:
+        raise W2SError("--strategy all stands alone (it runs every strategy)")
+    chosen = [name for name in STRATEGY_NAMES if name in names]
+    chosen.sort(key=names.index)
+    if any(STRATEGIES[name].relabels for name in chosen) and not config.intermediate:
         raise W2SError(
             "strategy 'bootstrap' needs an intermediate model: --set strategy.intermediate=NAME"
         )
-    return names
+    return chosen
 
 
 def confidence_weight(step: int, total_steps: int, config: StrategyConfig) -> float:
@@ -79,17 +85,48 @@ def confidence_loss(config: StrategyConfig) -> Loss:
     return loss
 
 
-def strategy_loss(name: str, config: StrategyConfig) -> Loss:
-    """The loss a strategy trains its student with (every other strategy: plain soft CE)."""
-    return confidence_loss(config) if name == "confidence" else soft_cross_entropy
+def _plain_loss(config: StrategyConfig) -> Loss:
+    return soft_cross_entropy
 
 
-def training_subset(name: str, weak_probs: np.ndarray, config: StrategyConfig) -> np.ndarray:
-    """Indices of the weak-labelled examples the student trains on."""
-    if name != "confident-subset":
-        return np.arange(len(weak_probs))
+def _every_example(weak_probs: np.ndarray, config: StrategyConfig) -> np.ndarray:
+    return np.arange(len(weak_probs))
+
+
+def _most_confident(weak_probs: np.ndarray, config: StrategyConfig) -> np.ndarray:
+    """The `subset_keep` fraction the weak supervisor is most confident about."""
     if not 0.0 < config.subset_keep <= 1.0:
         raise W2SError(f"strategy.subset_keep must be in (0, 1], got {config.subset_keep}")
     confidence = weak_probs.max(1)
     keep = max(1, round(config.subset_keep * len(weak_probs)))
     return np.sort(np.argsort(-confidence, kind="stable")[:keep])
+
+
+@dataclass(frozen=True)
+class Strategy:
+    loss: Callable[[StrategyConfig], Loss]  # what the student minimises
+    subset: Callable[[np.ndarray, StrategyConfig], np.ndarray]  # which weak labels it sees
+    # half B relabelled by an intermediate model first (weak → intermediate → strong); the
+    # student then trains as a naive one
+    relabels: bool = False
+
+
+STRATEGIES: dict[StrategyName, Strategy] = {
+    "naive": Strategy(_plain_loss, _every_example),
+    "confidence": Strategy(confidence_loss, _every_example),
+    "confident-subset": Strategy(_plain_loss, _most_confident),
+    "bootstrap": Strategy(_plain_loss, _every_example, relabels=True),
+}
+assert tuple(STRATEGIES) == STRATEGY_NAMES
+
+
+def strategy_loss(name: StrategyName, config: StrategyConfig) -> Loss:
+    """The loss a strategy trains its student with."""
+    return STRATEGIES[name].loss(config)
+
+
+def training_subset(
+    name: StrategyName, weak_probs: np.ndarray, config: StrategyConfig
+) -> np.ndarray:
+    """Indices of the weak-labelled examples the student trains on."""
+    return STRATEGIES[name].subset(weak_probs, config)

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from weak2strong.report import ResultTable, bar_chart_with_intervals, format_interval, scorer_note
-from weak2strong.runs.results import metric_record
+from weak2strong.runs.results import MetricRecord, metric_record
 from weak2strong.scoring import METRICS
 
 TABLE_METRICS = ("accuracy", "balanced_accuracy", "f1", "auroc")
 BOOTSTRAP_METRICS = (*TABLE_METRICS, "log_loss")
 
 
-def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_records(results: dict[str, Any]) -> list[MetricRecord]:
     """results.json's `metrics`: every model's test metrics, then PGR of each in its direction."""
     if "mean_score" in results:
         found = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,12 +35,13 @@ from weak2strong.runs import Run
 from weak2strong.runs.results import TEST_EXAMPLES
 from weak2strong.scoring import performance_gap_recovered, seed_interval
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
-from weak2strong.settings import setting
+from weak2strong.settings import check_settings, setting
 from weak2strong.training import TextClassifier, fit, one_hot, predict_proba
+from weak2strong.training.settings import AdamWSettings
 
 
 @dataclass
-class StudentSettings:
+class StudentSettings(AdamWSettings):
     encoder: str = setting("minilm-l6", help="the pretrained encoder of the student")
     layers: int = setting(2, help="pretrained layers kept; 0: all")
     max_length: int = setting(48, help="tokens per text")
@@ -67,7 +68,7 @@ class PruneConfig:
     weak_words: int = setting(
         40, help="words of each text the weak supervisor reads (about the student's 48 tokens)"
     )
-    weak_targets: str = setting(
+    weak_targets: Literal["hard", "soft"] = setting(
         "hard", help="hard: the supervisor's decisions; soft: its calibrated probabilities"
     )
     student: StudentSettings = setting(help="the student network", factory=StudentSettings)
@@ -180,6 +181,7 @@ class TextClassifierProblem:
 
 class Prune:
     def __init__(self, config: PruneConfig, runs_dir: str | Path = "runs") -> None:
+        check_settings(config)  # a config built in Python, as one loaded from YAML
         config.lottery.validate()
         if not config.seeds:
             raise W2SError("give at least one seed")
@@ -187,8 +189,6 @@ class Prune:
             raise W2SError("train_examples and test_examples must be at least 8")
         if config.weak_words < 1:
             raise W2SError("weak_words must be at least 1")
-        if config.weak_targets not in ("hard", "soft"):
-            raise W2SError(f"weak_targets must be hard or soft, got '{config.weak_targets}'")
         if config.weak and lexicon_name(config.weak) is None:
             raise W2SError(f"weak supervisor '{config.weak}': use lexicon:vader or lexicon:afinn")
         self.config = config
@@ -293,16 +293,7 @@ class Prune:
                 run.phase(f"seed {seed}: dense gold ceiling")
                 ceilings.append(self._ceiling(run, student, gold_targets, seed))
         results = self._summarise(per_seed, info, ceilings)
-        examples = [
-            {"method": method, "seed": seed, **entry}
-            for method, seeds in per_seed.items()
-            for seed, entries in seeds.items()
-            for entry in entries
-        ]
-        examples += [
-            {"method": "dense gold ceiling", "seed": seed, "round": 0, "sparsity": 0.0, "metric": c}
-            for seed, c in zip(cfg.seeds, ceilings, strict=False)
-        ]
+        examples = _examples(per_seed, cfg.seeds, ceilings)
         few = len(test_labels) < TEST_EXAMPLES.minimum
         run.write_results(
             results,
@@ -373,3 +364,19 @@ class Prune:
             "ceiling": seed_interval(ceilings) if ceilings else None,
             "curves": curves,
         }
+
+
+def _examples(
+    per_seed: dict[str, dict[int, list[dict[str, Any]]]], seeds: list[int], ceilings: list[float]
+) -> list[dict[str, Any]]:
+    """One record per (method, seed, round), and the dense gold ceiling of each seed."""
+    examples = [
+        {"method": method, "seed": seed, **entry}
+        for method, by_seed in per_seed.items()
+        for seed, entries in by_seed.items()
+        for entry in entries
+    ]
+    return examples + [
+        {"method": "dense gold ceiling", "seed": seed, "round": 0, "sparsity": 0.0, "metric": c}
+        for seed, c in zip(seeds, ceilings, strict=False)
+    ]

@@ -14,33 +14,37 @@ interrupted run resumes at the next round.
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from weak2strong.errors import W2SError
 from weak2strong.prune.masks import Masks, masked_gradients, prunable_weights, prune_lowest
-from weak2strong.prune.strategies import STRATEGIES, ScoringInputs, prune
+from weak2strong.prune.strategies import ScoringInputs, prune
 from weak2strong.runs import Run
 from weak2strong.settings import setting
 
-BASELINES = ("random", "oneshot-magnitude", "snip", "grasp", "synflow", "reinit")
+BaselineName = Literal["random", "oneshot-magnitude", "snip", "grasp", "synflow", "reinit"]
+BASELINES: tuple[BaselineName, ...] = typing.get_args(BaselineName)
 
 
 @dataclass
 class LotterySettings:
     rounds: int = setting(5, help="IMP rounds (sparsity 1 − (1 − fraction)^rounds)")
     fraction: float = setting(0.2, help="fraction of the remaining weights pruned per round")
-    scope: str = setting("global", help="global: one ranking over all layers; layer: per layer")
+    scope: Literal["global", "layer"] = setting(
+        "global", help="global: one ranking over all layers; layer: per layer"
+    )
     rewind_step: int = setting(
         0, help="rewind to the weights after this many steps; 0: the initialisation"
     )
     include: list[str] = setting(help="regexes over prunable parameter names", factory=list)
     exclude: list[str] = setting(help="regexes of parameters never pruned", factory=list)
-    baselines: list[str] = setting(
+    baselines: list[BaselineName] = setting(
         help="random, oneshot-magnitude, snip, grasp, synflow, reinit",
         factory=lambda: list(BASELINES),
     )
@@ -50,13 +54,8 @@ class LotterySettings:
             raise W2SError("rounds must be at least 1")
         if not 0 < self.fraction < 1:
             raise W2SError(f"fraction must be in (0, 1), got {self.fraction}")
-        if self.scope not in ("global", "layer"):
-            raise W2SError(f"unknown pruning scope '{self.scope}' (global or layer)")
         if self.rewind_step < 0:
             raise W2SError("rewind_step must be ≥ 0")
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown:
-            raise W2SError(f"unknown baseline '{unknown[0]}' (known: {', '.join(BASELINES)})")
 
     def sparsities(self) -> list[float]:
         return [1 - (1 - self.fraction) ** r for r in range(1, self.rounds + 1)]
@@ -197,7 +196,7 @@ class Lottery:
 
     # ---- baselines at the IMP sparsities
 
-    def baseline(self, method: str, seed: int) -> list[dict[str, Any]]:
+    def baseline(self, method: BaselineName, seed: int) -> list[dict[str, Any]]:
         init, trained = self.dense(seed)
         results = []
         for number, sparsity in enumerate(self.settings.sparsities(), start=1):
@@ -208,15 +207,7 @@ class Lottery:
             ) -> dict[str, Any]:
                 masks = self._baseline_masks(method, seed, number, sparsity, init, trained)
                 self.run.save_tensors(f"{key}-masks", masks.tensors())
-                if method == "reinit":
-                    # the winning ticket's masks over freshly drawn prunable weights; the
-                    # rest (embeddings, norms, biases, head) starts where IMP's tickets do
-                    fresh = self.problem.random_init or self.problem.build
-                    start = {**init, **state_of(fresh(seed + 10_000), self.names)}
-                elif method == "oneshot-magnitude":
-                    start = self.rewind_state(seed)
-                else:
-                    start = init
+                start = RULES[method].start(self, seed, init)
                 outcome = self._retrain(seed, masks, start)
                 return {"sparsity": masks.sparsity(), "metric": float(outcome["__metric__"])}
 
@@ -225,14 +216,15 @@ class Lottery:
 
     def _baseline_masks(
         self,
-        method: str,
+        method: BaselineName,
         seed: int,
         number: int,
         sparsity: float,
         init: dict[str, torch.Tensor],
         trained: dict[str, torch.Tensor],
     ) -> Masks:
-        if method == "reinit":
+        rule = RULES[method]
+        if rule.masks == "ticket":
             name = f"seed{seed}-round{number}-masks"
             stored = self.run.load_tensors(name)
             if stored is None:
@@ -241,11 +233,42 @@ class Lottery:
             assert stored is not None
             return Masks(stored)
         dense = self.dense_masks()
-        if method == "oneshot-magnitude":  # the trained dense weights, pruned at once
+        if rule.masks == "trained magnitude":  # the trained dense weights, pruned at once
             magnitudes = {name: trained[name].abs() for name in self.names}
             return prune_lowest(magnitudes, dense, sparsity, self.settings.scope)
-        if method not in STRATEGIES:
-            raise W2SError(f"unknown baseline '{method}'")
         inputs = self.problem.scoring(seed) if self.problem.scoring is not None else None
         model = self._model(seed, init)  # pruning at initialisation
-        return prune(method, model, dense, sparsity, self.settings.scope, inputs)
+        return prune(rule.masks, model, dense, sparsity, self.settings.scope, inputs)
+
+    def fresh_start(self, seed: int, init: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Freshly drawn prunable weights; the rest (embeddings, norms, biases, head) starts
+        where IMP's tickets do."""
+        fresh = self.problem.random_init or self.problem.build
+        return {**init, **state_of(fresh(seed + 10_000), self.names)}
+
+
+@dataclass(frozen=True)
+class BaselineRule:
+    # "ticket": the winning ticket's masks (IMP's, same round); "trained magnitude": the
+    # trained dense weights pruned at once; else a strategy's name, pruning at initialisation
+    masks: str
+    # where the masked network starts training from (given the seed and the initialisation)
+    start: Callable[[Lottery, int, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def _from_init(lottery: Lottery, seed: int, init: dict[str, torch.Tensor]) -> Any:
+    return init
+
+
+RULES: dict[BaselineName, BaselineRule] = {
+    "random": BaselineRule("random", _from_init),
+    "oneshot-magnitude": BaselineRule(
+        "trained magnitude", lambda lottery, seed, init: lottery.rewind_state(seed)
+    ),
+    "snip": BaselineRule("snip", _from_init),
+    "grasp": BaselineRule("grasp", _from_init),
+    "synflow": BaselineRule("synflow", _from_init),
+    # the winning ticket's masks over freshly drawn weights (Frankle & Carbin's control)
+    "reinit": BaselineRule("ticket", Lottery.fresh_start),
+}
+assert tuple(RULES) == BASELINES

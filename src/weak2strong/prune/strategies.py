@@ -125,26 +125,60 @@ def synflow_prune(
     return current
 
 
-STRATEGIES = ("magnitude", "random", "snip", "grasp", "synflow")
+# (model, masks, training inputs or None for a data-free strategy) → scores
+ScoreFunction = Callable[[nn.Module, Masks, ScoringInputs | None], dict[str, torch.Tensor]]
+Iterative = Callable[[nn.Module, Masks, float, str, ScoringInputs], Masks]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A pruning strategy: one-shot scores (the highest kept), or an iterative pruner."""
+
+    scores: ScoreFunction | None = None
+    iterative: Iterative | None = None
+    needs: str | None = "training data"  # what it scores from; None: nothing
+
+
+def _given(inputs: ScoringInputs | None) -> ScoringInputs:
+    assert inputs is not None  # `prune` and `one_shot_scores` checked `Strategy.needs`
+    return inputs
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "magnitude": Strategy(
+        scores=lambda model, masks, inputs: magnitude_scores(model, masks), needs=None
+    ),
+    "random": Strategy(
+        scores=lambda model, masks, inputs: random_scores(
+            masks, inputs.seed if inputs is not None else 0
+        ),
+        needs=None,
+    ),
+    "snip": Strategy(scores=lambda model, masks, inputs: snip_scores(model, masks, _given(inputs))),
+    "grasp": Strategy(
+        scores=lambda model, masks, inputs: grasp_scores(model, masks, _given(inputs))
+    ),
+    "synflow": Strategy(iterative=synflow_prune, needs="the model's all-ones forward"),
+}
+
+
+def _strategy(name: str, inputs: ScoringInputs | None) -> Strategy:
+    if name not in STRATEGIES:
+        raise W2SError(f"unknown pruning strategy '{name}' (known: {', '.join(STRATEGIES)})")
+    strategy = STRATEGIES[name]
+    if strategy.needs is not None and inputs is None:
+        raise W2SError(f"pruning strategy '{name}' needs {strategy.needs}")
+    return strategy
 
 
 def one_shot_scores(
     strategy: str, model: nn.Module, masks: Masks, inputs: ScoringInputs | None = None
 ) -> dict[str, torch.Tensor]:
     """A strategy's score of every prunable weight (higher = more worth keeping)."""
-    if strategy == "magnitude":
-        return magnitude_scores(model, masks)
-    if strategy == "random":
-        return random_scores(masks, inputs.seed if inputs is not None else 0)
-    if strategy not in STRATEGIES:
-        raise W2SError(f"unknown pruning strategy '{strategy}' (known: {', '.join(STRATEGIES)})")
-    if inputs is None:
-        raise W2SError(f"pruning strategy '{strategy}' needs training data")
-    if strategy == "snip":
-        return snip_scores(model, masks, inputs)
-    if strategy == "grasp":
-        return grasp_scores(model, masks, inputs)
-    raise W2SError(f"'{strategy}' prunes iteratively: it has no one-shot scores")
+    chosen = _strategy(strategy, inputs)
+    if chosen.scores is None:
+        raise W2SError(f"'{strategy}' prunes iteratively: it has no one-shot scores")
+    return chosen.scores(model, masks, inputs)
 
 
 def prune(
@@ -156,8 +190,7 @@ def prune(
     inputs: ScoringInputs | None = None,
 ) -> Masks:
     """Remove `fraction` of the kept weights of `model` by `strategy`."""
-    if strategy == "synflow":
-        if inputs is None:
-            raise W2SError("pruning strategy 'synflow' needs the model's all-ones forward")
-        return synflow_prune(model, masks, fraction, scope, inputs)
+    chosen = _strategy(strategy, inputs)
+    if chosen.iterative is not None:
+        return chosen.iterative(model, masks, fraction, scope, _given(inputs))
     return prune_lowest(one_shot_scores(strategy, model, masks, inputs), masks, fraction, scope)

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from weak2strong.report import ResultTable, format_interval, lines_with_intervals
-from weak2strong.runs.results import metric_record
+from weak2strong.runs.results import MetricRecord, metric_record
 
 
-def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_records(results: dict[str, Any]) -> list[MetricRecord]:
     """Test accuracy (and PGR on weak labels) of every method at every sparsity, over seeds."""
     metric = results["metric"]
     records = []

@@ -62,6 +62,34 @@ def bar_chart_with_intervals(
     return _save(figure, path)
 
 
+def _label_points(
+    axis: Any,
+    labels: Sequence[str],
+    xs: Sequence[float],
+    values: Sequence[float],
+    highs: Sequence[float | None],
+) -> None:
+    order = sorted(range(len(xs)), key=lambda index: xs[index])
+    for rank, index in enumerate(order):
+        # above the interval's top, so a label never sits on its own bar; of two points at
+        # almost the same x (best-of-16 and CBS(4,4,5) sample about as many tokens) the
+        # first label leans left and the second right, clear of each other's bars
+        top = highs[index] if highs[index] is not None else values[index]
+        near = [
+            other
+            for other in order
+            if other != index and abs(xs[other] - xs[index]) <= 0.05 * max(abs(xs[index]), 1e-9)
+        ]
+        align, shift = "center", 0
+        if near:
+            before = any(order.index(other) < rank for other in near)
+            align, shift = ("left", 4) if before else ("right", -4)
+        axis.annotate(
+            labels[index], (xs[index], top), xytext=(shift, 4), textcoords="offset points",
+            fontsize=8, ha=align, va="bottom",
+        )  # fmt: skip
+
+
 def scatter_with_intervals(
     path: Path,
     labels: Sequence[str],
@@ -93,25 +121,7 @@ def scatter_with_intervals(
     axis.errorbar(
         xs, values, yerr=[lower, upper], fmt="o-" if connect else "o", capsize=4, color="#1565c0"
     )
-    order = sorted(range(len(xs)), key=lambda index: xs[index])
-    for rank, index in enumerate(order):
-        # above the interval's top, so a label never sits on its own bar; of two points at
-        # almost the same x (best-of-16 and CBS(4,4,5) sample about as many tokens) the
-        # first label leans left and the second right, clear of each other's bars
-        top = highs[index] if highs[index] is not None else values[index]
-        near = [
-            other
-            for other in order
-            if other != index and abs(xs[other] - xs[index]) <= 0.05 * max(abs(xs[index]), 1e-9)
-        ]
-        align, shift = "center", 0
-        if near:
-            before = any(order.index(other) < rank for other in near)
-            align, shift = ("left", 4) if before else ("right", -4)
-        axis.annotate(
-            labels[index], (xs[index], top), xytext=(shift, 4), textcoords="offset points",
-            fontsize=8, ha=align, va="bottom",
-        )  # fmt: skip
+    _label_points(axis, labels, xs, values, highs)
     axis.margins(x=0.08, y=0.12)  # room for the labels beside and above the intervals
     if x_scale == "log":
         _log_x(axis, xs)

@@ -126,6 +126,11 @@ def _coerce(annotation: Any, value: Any, key: str) -> Any:
         item_type = args[0] if args else Any
         coerced = [_coerce(item_type, item, key) for item in items]
         return tuple(coerced) if origin is tuple else coerced
+    return _coerce_scalar(annotation, value, key)
+
+
+def _coerce_scalar(annotation: Any, value: Any, key: str) -> Any:
+    """A leaf value: any, bool, int, float or str."""
     if annotation is Any:
         return value
     if annotation is bool:

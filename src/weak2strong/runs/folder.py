@@ -8,43 +8,29 @@ recomputing them, and a run killed half-way resumes at the first unfinished step
 from __future__ import annotations
 
 import logging
-import os
-import platform
-import random
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from importlib import metadata
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
-
-import yaml
 
 from weak2strong import distributed
 from weak2strong.errors import W2SError
 from weak2strong.fileio import (
     as_written,
     key_digest,
-    parse_yaml,
     read_json,
     write_json,
     write_jsonl,
     write_tensors,
-    write_yaml,
 )
-from weak2strong.runs.config import (
-    canonical_model_names,
-    config_hash,
-    config_to_dict,
-    result_settings,
-    results_version,
-    without_unhashed,
-)
+from weak2strong.runs.config import config_hash, config_to_dict, results_version
+from weak2strong.runs.environment import environment, seed_everything
+from weak2strong.runs.opening import Opened, open_folder, readable_json
 from weak2strong.runs.results import (
     EXAMPLES_FILE,
     SCHEMA,
+    MetricRecord,
     SampleFloor,
     small_sample_warnings,
 )
@@ -52,84 +38,6 @@ from weak2strong.settings import check_settings
 
 T = TypeVar("T")
 META_FILE = "meta.json"  # a run's name and tags: the researcher's labels, not settings
-
-TRACKED_PACKAGES = (
-    "weak2strong",
-    "torch",
-    "transformers",
-    "safetensors",
-    "accelerate",
-    "peft",
-    "datasets",
-    "numpy",
-    "gguf",
-)
-
-
-def _plain(value: Any) -> Any:
-    """The value as YAML reads it back (tuples become lists)."""
-    return yaml.safe_load(yaml.safe_dump(value))
-
-
-def _conflicts(stored: Any, current: Any, prefix: str = "") -> list[str]:
-    """Keys present in both with different values (nested mappings compared key by key)."""
-    if isinstance(stored, dict) and isinstance(current, dict):
-        found: list[str] = []
-        for key in sorted(stored.keys() & current.keys()):
-            found += _conflicts(stored[key], current[key], f"{prefix}{key}.")
-        return found
-    return [] if stored == current else [prefix.rstrip(".")]
-
-
-def seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def git_commit() -> str | None:
-    """The commit of the weak2strong source tree, with `-dirty` if it has local changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}-dirty" if dirty else commit
-
-
-def environment(seed: int) -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for package in TRACKED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "seed": seed,
-        "git_commit": git_commit(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "versions": versions,
-        "argv": sys.argv,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "hub_offline": os.environ.get("HF_HUB_OFFLINE"),
-    }
 
 
 class Run:
@@ -177,11 +85,11 @@ class Run:
         seed = int(getattr(config, "seed", 0))
         path = Path(runs_dir).expanduser() / f"{command}-{config_hash(config)}"
         processes = distributed.describe()
-        opened: list[_Opened] = []
+        opened: list[Opened] = []
 
         def prepare() -> str | None:
             try:
-                opened.append(_open_folder(path, config, seed, processes, inputs))
+                opened.append(open_folder(path, config, seed, processes, inputs))
             except W2SError as error:
                 return str(error)
             return None
@@ -337,7 +245,7 @@ class Run:
     def write_results(
         self,
         results: dict[str, Any],
-        metrics: list[dict[str, Any]],
+        metrics: Sequence[MetricRecord],
         examples: Iterable[dict[str, Any]] | None = None,
         *,
         floor: SampleFloor | None = None,
@@ -354,7 +262,7 @@ class Run:
             return path
         rows = None if examples is None else write_jsonl(self.path / EXAMPLES_FILE, examples)
         environment_now = environment(int(getattr(self.config, "seed", 0)))
-        meta = _readable_json(self.path / META_FILE)
+        meta = readable_json(self.path / META_FILE)
         layout: dict[str, Any] = {
             "schema": SCHEMA,
             "command": self.command,
@@ -364,7 +272,7 @@ class Run:
                 "name": meta.get("name"),
                 "tags": list(meta.get("tags", [])),
             },
-            "metrics": metrics,
+            "metrics": [record.to_json() for record in metrics],
             "examples": None if rows is None else {"file": EXAMPLES_FILE, "rows": rows},
             "warnings": notes,
         }
@@ -408,123 +316,6 @@ def _quiet_transformers_console() -> bool:
     return True
 
 
-@dataclass
-class _Opened:
-    lock: IO[Any]
-    attempts: int
-    notes: list[str]
-
-
-def _open_folder(
-    path: Path, config: Any, seed: int, processes: dict[str, Any], inputs: dict[str, Any]
-) -> _Opened:
-    """The main process's part of opening a run: create, lock, check, record."""
-    try:
-        (path / "steps").mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise W2SError(f"cannot create the run folder {path}: {error.strerror or error}") from None
-    lock = _lock(path)
-    try:
-        conflicts = _stored_conflicts(path, config)
-        if conflicts:
-            raise W2SError(
-                f"{path / 'config.yaml'} differs from this run's config at "
-                f"{', '.join(conflicts)}; move the old run folder away"
-            )
-        notes = _discard_if_inputs_changed(path, inputs)
-        write_yaml(path / "config.yaml", config_to_dict(config))
-        if inputs:
-            write_json(path / "inputs.json", inputs)
-        attempts = _readable_json(path / "env.json").get("attempts", [])
-        env = {
-            **environment(seed),
-            "results_version": results_version(config),
-            "distributed": processes,
-        }
-        env["attempts"] = [*attempts, env["started_at"]]
-        write_json(path / "env.json", env)
-    except OSError as error:
-        lock.close()
-        raise W2SError(
-            f"cannot write to the run folder {path}: {error.strerror or error}"
-        ) from None
-    except BaseException:
-        lock.close()
-        raise
-    return _Opened(lock, len(env["attempts"]), notes)
-
-
-def _lock(path: Path) -> IO[Any]:
-    """An exclusive lock on the run folder, held until the run closes; the kernel releases it
-    when its process dies, so a crashed run never leaves a stale lock."""
-    import fcntl
-
-    handle = open(path / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 (held open)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise W2SError(
-            f"the run folder {path} is in use by {holder}: the same run is already going; wait "
-            "for it, or use another --runs-dir"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"w2s pid {os.getpid()} on {platform.node()}")
-    handle.flush()
-    return handle
-
-
-def _readable_json(path: Path) -> dict[str, Any]:
-    try:
-        value = read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _discard_if_inputs_changed(path: Path, inputs: dict[str, Any]) -> list[str]:
-    """Steps and results computed from other data or weights are not this run's: remove them.
-
-    A folder from before inputs were recorded adopts the current ones.
-    """
-    stored_file = path / "inputs.json"
-    if not inputs or not stored_file.exists():  # nothing declared, or nothing recorded yet
-        return []
-    stored = _readable_json(stored_file)
-    changed = sorted(
-        key for key in stored.keys() | inputs.keys() if stored.get(key) != inputs.get(key)
-    )
-    if not changed:
-        return []
-    steps = [p for p in (path / "steps").iterdir() if p.is_file()]
-    for step in steps:
-        step.unlink()
-    (path / "results.json").unlink(missing_ok=True)
-    return [
-        f"inputs changed since the cached steps were computed ({', '.join(changed)}): "
-        f"{len(steps)} cached step(s) and the old results discarded"
-    ]
-
-
-def _stored_conflicts(path: Path, config: Any) -> list[str]:
-    """Settings where the run folder's stored config disagrees with `config`.
-
-    Same hash, different values: a default changed between versions. Options that the
-    stored config lacks are new ones at their defaults, and keep the run.
-    """
-    config_file = path / "config.yaml"
-    if not config_file.exists():
-        return []
-    stored = parse_yaml(config_file.read_text("utf-8"), str(config_file))
-    if stored is None:
-        return []
-    stored = canonical_model_names(stored)  # written before a model was renamed
-    return _conflicts(without_unhashed(type(config), stored), _plain(result_settings(config)))
-
-
 def _load_tensors(path: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -553,4 +344,4 @@ def label_run(folder: Path, name: str | None, tags: list[str]) -> None:
 
 def read_meta(folder: Path) -> dict[str, Any]:
     """A run's name and tags (empty when it has none or they cannot be read)."""
-    return _readable_json(folder / META_FILE)
+    return readable_json(folder / META_FILE)

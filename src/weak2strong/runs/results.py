@@ -22,10 +22,11 @@ Schema of the common part; the tests validate every command's output against it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 SCHEMA = "weak2strong-results/1"
 EXAMPLES_FILE = "examples.jsonl"
@@ -122,9 +123,9 @@ TEST_EXAMPLES = SampleFloor("test examples", 100)
 PROMPTS = SampleFloor("prompts", 20)
 
 
-def small_sample_warnings(metrics: list[dict[str, Any]], floor: SampleFloor) -> list[str]:
+def small_sample_warnings(metrics: Sequence[MetricRecord], floor: SampleFloor) -> list[str]:
     """A warning when the bootstrap intervals rest on fewer items than `floor` asks."""
-    counts = [r["n"] for r in metrics if r["interval"] == "bootstrap" and r["n"]]
+    counts = [r.n for r in metrics if r.interval == "bootstrap" and r.n]
     if not counts or min(counts) >= floor.minimum:
         return []
     return [
@@ -139,57 +140,95 @@ def absolute(name: str) -> str:
     return str(path.resolve()) if path.exists() else name
 
 
+IntervalKind = Literal["bootstrap", "seeds", "none"]
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One entry of results.json's `metrics` list: a number a researcher compares."""
+
+    metric: str
+    model: str | None  # what was scored
+    value: float | None  # None: undefined (`undefined` says why)
+    low: float | None  # the 95% interval; None when there is none
+    high: float | None
+    n: int  # test items for a bootstrap interval, seeds for a seed interval
+    interval: IntervalKind
+    higher_is_better: bool | None
+    of: str | None = None  # the metric a PGR or a difference derives from
+    baseline: str | None = None  # what a difference is taken against
+    at: Mapping[str, Any] | None = None  # where it was measured: an α, a sparsity
+    undefined: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as results.json holds it (absent qualifiers left out)."""
+        record = dataclasses.asdict(self)
+        for key in ("of", "baseline", "at", "undefined"):
+            if record[key] is None:
+                del record[key]
+        return record
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> MetricRecord:
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in known})
+
+
 def metric_record(
     metric: str,
     model: str | None,
     estimate: Mapping[str, Any] | None,
     *,
-    kind: str = "bootstrap",
+    kind: IntervalKind = "bootstrap",
     higher_is_better: bool | None = True,
-    **qualifiers: Any,
-) -> dict[str, Any]:
-    """One entry of results.json's `metrics` list from an interval object (None: undefined).
-
-    `qualifiers`: `of` (the metric a PGR or difference derives from), `baseline`, `at`.
-    """
+    of: str | None = None,
+    baseline: str | None = None,
+    at: Mapping[str, Any] | None = None,
+) -> MetricRecord:
+    """The record of an interval object `{value, low, high, n}` (None: undefined)."""
     estimate = estimate or {}
-    record: dict[str, Any] = {
-        "metric": metric,
-        "model": model,
-        "value": estimate.get("value"),
-        "low": estimate.get("low"),
-        "high": estimate.get("high"),
-        "n": int(estimate.get("n") or 0),
-        "interval": kind if estimate.get("low") is not None else "none",
-        "higher_is_better": higher_is_better,
-    }
-    record.update({key: value for key, value in qualifiers.items() if value is not None})
-    if "undefined" in estimate:
-        record["undefined"] = estimate["undefined"]
-    return record
+    return MetricRecord(
+        metric=metric,
+        model=model,
+        value=estimate.get("value"),
+        low=estimate.get("low"),
+        high=estimate.get("high"),
+        n=int(estimate.get("n") or 0),
+        interval=kind if estimate.get("low") is not None else "none",
+        higher_is_better=higher_is_better,
+        of=of,
+        baseline=baseline,
+        at=at,
+        undefined=estimate.get("undefined"),
+    )
 
 
-def record_name(record: Mapping[str, Any]) -> str:
+def record_name(record: MetricRecord) -> str:
     """A metric record as one readable name: `w2s:naive accuracy`, `w2s:naive pgr(accuracy)`,
     `imp accuracy [remaining=0.8, round=1]`."""
-    metric = record["metric"]
-    if "of" in record:
-        metric = f"{metric}({record['of']})"
-    if "baseline" in record:
-        metric = f"{metric} vs {record['baseline']}"
+    metric = record.metric
+    if record.of is not None:
+        metric = f"{metric}({record.of})"
+    if record.baseline is not None:
+        metric = f"{metric} vs {record.baseline}"
     where = ", ".join(
         f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
-        for key, value in record.get("at", {}).items()
+        for key, value in (record.at or {}).items()
     )
-    return " ".join(part for part in (record["model"], metric, where and f"[{where}]") if part)
+    return " ".join(part for part in (record.model, metric, where and f"[{where}]") if part)
+
+
+def metric_records_of(results: Mapping[str, Any]) -> list[MetricRecord]:
+    """The metric records of a results.json (as read, or as `write_results` left it)."""
+    return [MetricRecord.from_json(record) for record in results["metrics"]]
 
 
 def values_by_model(results: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
     """`{model: {metric: value}}` of the plain metric records (no PGR, difference or `at`):
     the quick way to read a results.json in code."""
     table: dict[str, dict[str, float | None]] = {}
-    for record in results["metrics"]:
-        if any(key in record for key in ("of", "baseline", "at")):
+    for record in metric_records_of(results):
+        if record.of is not None or record.baseline is not None or record.at is not None:
             continue
-        table.setdefault(record["model"] or "", {})[record["metric"]] = record["value"]
+        table.setdefault(record.model or "", {})[record.metric] = record.value
     return table

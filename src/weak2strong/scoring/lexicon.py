@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from weak2strong import distributed
 from weak2strong.errors import W2SError
+from weak2strong.scoring.base import ScorerConfig, ScorerKind, no_quality
 
 LEXICONS = ("vader", "afinn")
 # Lexicons score sentiment; on other embedded tasks they would be noise dressed as a supervisor.
@@ -93,3 +95,30 @@ class LexiconScorer:
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         return lexicon_scores(self.lexicon, texts)
+
+
+def _fingerprint(config: ScorerConfig) -> dict[str, Any]:
+    """The lexicon package's version: its word list is the scorer."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = "vaderSentiment" if config.name == "lexicon:vader" else "afinn"
+    try:
+        return {"name": config.name, "version": version(package)}
+    except PackageNotFoundError:
+        return {"name": config.name, "version": None}
+
+
+UNITS = {
+    "vader": "VADER compound polarity in [−1, 1]",
+    "afinn": "AFINN polarity (sum of word scores)",
+}
+
+KIND = ScorerKind(
+    prefix="lexicon:",
+    check=lambda name: None,  # an unknown lexicon is named when the scorer loads
+    load=lambda config, show_progress: LexiconScorer(config.name),
+    fingerprint=_fingerprint,
+    higher_is_better=lambda config: True,
+    units=lambda name: UNITS.get(name.removeprefix("lexicon:"), "the lexicon's polarity"),
+    quality=no_quality,
+)

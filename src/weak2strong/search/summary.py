@@ -13,10 +13,10 @@ from weak2strong.report import (
     scatter_with_intervals,
     scorer_note,
 )
-from weak2strong.runs.results import metric_record
+from weak2strong.runs.results import MetricRecord, metric_record
 
 
-def metric_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_records(results: dict[str, Any]) -> list[MetricRecord]:
     """Mean gold reward per method, and its difference from plain sampling."""
     reward = f"reward ({results['scorer']})"
     records = [

@@ -14,14 +14,17 @@ from weak2strong.training.loop import (
     soft_cross_entropy,
     train,
 )
+from weak2strong.training.settings import AdamWSettings, TrainingSettings
 
 __all__ = [
+    "AdamWSettings",
     "Inputs",
     "Loss",
     "Probe",
     "Schedule",
     "StepInfo",
     "TextClassifier",
+    "TrainingSettings",
     "fit",
     "one_hot",
     "predict_proba",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,15 +25,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from weak2strong import distributed
 from weak2strong.tracking import training_curves
 from weak2strong.training.classifier import Inputs, take
+from weak2strong.training.settings import AdamWSettings
 
-
-class Schedule(Protocol):
-    """What a training run needs from a config section (ProbeConfig, FinetuneConfig, ...)."""
-
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    weight_decay: float
+Schedule = AdamWSettings  # what a training run needs from a config section
 
 
 @dataclass(frozen=True)
@@ -63,13 +57,39 @@ def soft_cross_entropy(
 
 
 def _settings(schedule: Schedule) -> dict[str, Any]:
-    if dataclasses.is_dataclass(schedule) and not isinstance(schedule, type):
-        return {
-            key: value
-            for key, value in dataclasses.asdict(schedule).items()
-            if isinstance(value, int | float | str | bool)
-        }
-    return {name: getattr(schedule, name) for name in Schedule.__annotations__}
+    return {
+        key: value
+        for key, value in dataclasses.asdict(schedule).items()
+        if isinstance(value, int | float | str | bool)
+    }
+
+
+def _accelerator() -> Any:
+    from accelerate import Accelerator
+    from accelerate.utils import AutocastKwargs, DistributedDataParallelKwargs
+
+    distributed.state()  # the process group first: Accelerator() alone misses CPU groups
+    # Backbones often hold parameters the loss never reaches (BERT's pooler): a static
+    # graph lets DDP learn them in the first step instead of waiting for their gradients.
+    # accelerate's state is one per process, and TRL's DPO leaves it in bf16: without
+    # autocast off, a loop run after a tune in the same process (the Python API, a notebook)
+    # would train in bf16 and give other numbers than the same loop in a fresh process.
+    # The loop computes in the dtype its model was loaded in.
+    return Accelerator(
+        kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True), AutocastKwargs(False)]
+    )
+
+
+def _global_batches(
+    examples: int, batch_size: int, seed: int
+) -> DataLoader[tuple[torch.Tensor, ...]]:
+    """One seeded shuffle of global batches, the same on every process."""
+    return DataLoader(
+        TensorDataset(torch.arange(examples)),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def train(
@@ -89,31 +109,13 @@ def train(
     masks and rewind points through it). With a tracker asked for, the global mean loss
     per step is logged under `curves_name`.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import AutocastKwargs, DistributedDataParallelKwargs
-
-    distributed.state()  # the process group first: Accelerator() alone misses CPU groups
-    # Backbones often hold parameters the loss never reaches (BERT's pooler): a static
-    # graph lets DDP learn them in the first step instead of waiting for their gradients.
-    # accelerate's state is one per process, and TRL's DPO leaves it in bf16: without
-    # autocast off, a loop run after a tune in the same process (the Python API, a notebook)
-    # would train in bf16 and give other numbers than the same loop in a fresh process.
-    # The loop computes in the dtype its model was loaded in.
-    accelerator = Accelerator(
-        kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True), AutocastKwargs(False)]
-    )
+    accelerator = _accelerator()
     torch.manual_seed(seed)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimiser = torch.optim.AdamW(
         trainable, lr=schedule.learning_rate, weight_decay=schedule.weight_decay
     )
-    # One seeded shuffle of global batches, the same on every process.
-    global_batches: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(
-        TensorDataset(torch.arange(examples)),
-        batch_size=schedule.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    global_batches = _global_batches(examples, schedule.batch_size, seed)
     model, optimiser = accelerator.prepare(model, optimiser)
     processes = distributed.num_processes()
     total_steps = schedule.epochs * len(global_batches)

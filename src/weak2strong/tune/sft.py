@@ -18,6 +18,7 @@ from weak2strong import distributed
 from weak2strong.models.adapters import LoraSettings, with_lora
 from weak2strong.settings import setting
 from weak2strong.training import StepInfo, train
+from weak2strong.training.settings import AdamWSettings
 
 IGNORE_INDEX = -100
 
@@ -99,7 +100,7 @@ def completion_log_probs(
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(AdamWSettings):
     lora: LoraSettings = setting(help="LoRA adapters (rank 0: every weight)", factory=LoraSettings)
     epochs: int = setting(2, help="epochs over the examples")
     batch_size: int = setting(

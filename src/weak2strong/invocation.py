@@ -1,20 +1,23 @@
-"""Running a registered command from the command line: its config resolved, printed or planned
-(dry run), run once or as replicates over seeds, named and tagged, its results shown."""
+"""One invocation of a registered command: its config resolved from a file, overrides and
+seeds, its dry-run plan, and its run (once, or as replicates over seeds), named and tagged,
+with its plot drawn into the run folder. Nothing here prints: the CLI shows what it returns."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 
 from weak2strong import distributed
 from weak2strong.commands import COMMANDS, Command
 from weak2strong.errors import W2SError, shown
+from weak2strong.finished_runs import summary_of
 from weak2strong.replicates import ReplicatesConfig
-from weak2strong.report import ResultTable, print_table
+from weak2strong.report import ResultTable
 from weak2strong.runs import config_hash, config_to_dict, load_config
 from weak2strong.runs.config import leaves, non_default_settings
 from weak2strong.runs.folder import label_run
@@ -27,37 +30,29 @@ MODEL_KEYS = {
 }  # fmt: skip
 
 
-def run_command(
-    command: Command,
-    config_file: str | None,
-    overrides: list[str],
-    *,
-    runs_dir: str,
-    print_config: bool = False,
-    dry_run: bool = False,
-    seeds: str | None = None,
-    run_name: str | None = None,
-    tags: list[str] | None = None,
-    console: Console,
-) -> None:
+@dataclass
+class Outcome:
+    """A finished run of an invocation: what the CLI shows."""
+
+    command: Command
+    folder: Path
+    results: dict[str, Any]
+    plot: Path | None  # drawn into the run folder (main process only)
+
+
+def resolve(
+    command: Command, config_file: str | None, overrides: list[str], seeds: str | None
+) -> tuple[Any, list[int]]:
+    """The config, and the seeds to replicate it over (none: one run). A command that runs
+    its seeds itself (prune) takes --seeds as its own setting."""
     seed_list = _seeds(seeds)
     fields = {item.name for item in dataclasses.fields(command.config)}
     if seed_list and "seed" not in fields:
         if "seeds" not in fields:
             raise W2SError(f"{command.name} has no seed to replicate over")
-        overrides = [*overrides, f"seeds={seed_list}"]  # the command runs its seeds itself
+        overrides = [*overrides, f"seeds={seed_list}"]
         seed_list = []
-    config: Any = load_config(command.config, config_file, overrides)
-    if print_config:
-        print(yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True), end="")
-        return
-    if dry_run:
-        show_plan(command, config, runs_dir, console)
-        return
-    if seed_list:
-        replicate(command, config, seed_list, runs_dir, run_name, tags or [], console)
-        return
-    run_once(command, config, runs_dir, run_name, tags or [], console, show=True)
+    return load_config(command.config, config_file, overrides), seed_list
 
 
 def _seeds(text: str | None) -> list[int]:
@@ -78,28 +73,21 @@ def _seeds(text: str | None) -> list[int]:
 
 
 def run_once(
-    command: Command,
-    config: Any,
-    runs_dir: str,
-    run_name: str | None,
-    tags: list[str],
-    console: Console,
-    *,
-    show: bool,
-) -> tuple[Path, dict[str, Any]]:
+    command: Command, config: Any, runs_dir: str, run_name: str | None, tags: list[str]
+) -> Outcome:
     from weak2strong.tracking import report_run, run_group
 
     tracked_name = run_name or f"{command.name}-{config_hash(config)}"
     with run_group(tracked_name, tags):
         run, results = command.run(config, runs_dir)
     report_run(tracked_name, config_to_dict(config), results.get("metrics", []), tags)
+    plot = None
     if distributed.is_main():
         label_run(run.path, run_name, tags)
-        if show:
-            from weak2strong.summaries import show_results
-
-            show_results(console, command.name, run.path, results)
-    return run.path, results
+        summary = summary_of(command.name)
+        if summary.plot_path is not None:
+            plot = summary.plot(results, run.path / "plots" / summary.plot_name)
+    return Outcome(command, run.path, results, plot)
 
 
 # ---- dry run
@@ -122,7 +110,7 @@ def describe_model(name: str) -> str:
     return "hub id (downloaded unless cached)"
 
 
-def show_plan(command: Command, config: Any, runs_dir: str, console: Console) -> None:
+def plan(command: Command, config: Any, runs_dir: str) -> ResultTable:
     """What the command would do with this config, and what is cached already."""
     folder = Path(runs_dir).expanduser() / f"{command.name}-{config_hash(config)}"
     steps = sorted(p.stem for p in (folder / "steps").glob("*") if p.is_file())
@@ -159,7 +147,7 @@ def show_plan(command: Command, config: Any, runs_dir: str, console: Console) ->
             rows.append([key, str(getattr(config, key))])
     settings = non_default_settings(config)
     rows.append(["settings changed", yaml.safe_dump(settings, sort_keys=True).strip() or "none"])
-    print_table(console, ResultTable(f"w2s {command.name} --dry-run", ["", ""], rows))
+    return ResultTable(f"w2s {command.name} --dry-run", ["", ""], rows)
 
 
 def _value(config: Any, key: str) -> Any:
@@ -179,20 +167,19 @@ def replicate(
     runs_dir: str,
     run_name: str | None,
     tags: list[str],
-    console: Console,
-) -> None:
+    starting: Callable[[int, int], None],
+) -> Outcome:
+    """One run per seed (`starting(seed, number)` before each), then their replicates run."""
     folders = []
-    for seed in seeds:
-        console.print(f"[bold]seed {seed}[/bold] ({seeds.index(seed) + 1} of {len(seeds)})")
-        folder, _ = run_once(
+    for number, seed in enumerate(seeds, start=1):
+        starting(seed, number)
+        outcome = run_once(
             command,
             dataclasses.replace(config, seed=seed),
             runs_dir,
             None if run_name is None else f"{run_name} (seed {seed})",
             tags,
-            console,
-            show=False,
         )
-        folders.append(folder.name)
+        folders.append(outcome.folder.name)
     replicates = ReplicatesConfig(command=command.name, runs=folders, seeds=seeds)
-    run_once(COMMANDS["replicates"], replicates, runs_dir, run_name, tags, console, show=True)
+    return run_once(COMMANDS["replicates"], replicates, runs_dir, run_name, tags)

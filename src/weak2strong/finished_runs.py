@@ -1,9 +1,10 @@
-"""Every command's results as tables and plots, and the report built from run folders.
+"""Finished runs read back: their tables and plots, the run listing, comparisons, and the
+report built from run folders.
 
 This module sits above the method subpackages: it is the one place that knows which
 command wrote a run folder and which tables and plot show its results. The command line
-prints through it after a run, and `w2s report` renders the same tables for every run
-folder it finds.
+shows a run's tables through it, `w2s runs` and `w2s compare` list and compare run folders,
+and `w2s report` renders the same tables for every run folder it finds.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 
 from weak2strong.commands import COMMANDS, Command
 from weak2strong.errors import W2SError
 from weak2strong.fileio import FOLDER_MODE, check_writable, parse_yaml
 from weak2strong.manifest import check_replaceable, write_manifest
-from weak2strong.report import ResultTable, plain, print_table
+from weak2strong.report import ResultTable
 from weak2strong.report.pages import Report, RunSection, Skipped, write_html, write_markdown
 from weak2strong.runs.folder import read_meta
 from weak2strong.runs.results import SCHEMA
@@ -43,26 +43,11 @@ def summary_of(command: str) -> Command:
     return Command(command, "", "", "", page=command)
 
 
-def show_results(console: Console, command: str, run_path: Path, results: dict[str, Any]) -> None:
-    """After a run: its tables on the terminal, its plot into the run folder."""
-    summary = summary_of(command)
-    for table in summary.tables(results):
-        print_table(console, table)
-    plot = None
-    if summary.plot_path is not None:
-        plot = summary.plot(results, run_path / "plots" / summary.plot_name)
-    console.print(plain(f"run folder: {run_path}" + (f"  plot: {plot}" if plot else "")))
-
-
 # ---- the report
 
 
-def _read_run(folder: Path, scratch: Path) -> RunSection:
-    """The folder as a report section; W2SError says why it cannot be one."""
-    match = RUN_FOLDER.match(folder.name)
-    if match is None:
-        raise W2SError("not a run folder (names are <command>-<10 hex digits>)")
-    command = match["command"]
+def _read_files(folder: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """config.yaml's text, results.json and env.json of a finished run."""
     config_file, results_file, env_file = (
         folder / "config.yaml",
         folder / "results.json",
@@ -87,6 +72,13 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
             "results.json in an older layout: rerun the same command to rewrite it "
             "(its cached steps are reused)"
         )
+    return config_text, results, environment
+
+
+def _tables_and_notes(
+    folder: Path, command: str, results: dict[str, Any]
+) -> tuple[list[Any], list[str]]:
+    """The command's tables (examples included) and what the reader should know."""
     summary = summary_of(command)
     try:
         tables = summary.tables(results)
@@ -110,6 +102,17 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
             tables += summary.example_tables(results, [json.loads(line) for line in lines])
         except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
             notes.append(f"examples not shown: {type(error).__name__}: {error}")
+    return tables, notes
+
+
+def _read_run(folder: Path, scratch: Path) -> RunSection:
+    """The folder as a report section; W2SError says why it cannot be one."""
+    match = RUN_FOLDER.match(folder.name)
+    if match is None:
+        raise W2SError("not a run folder (names are <command>-<10 hex digits>)")
+    command = match["command"]
+    config_text, results, environment = _read_files(folder)
+    tables, notes = _tables_and_notes(folder, command, results)
     info = run_info(folder)
     section = RunSection(
         name=folder.name,
@@ -125,6 +128,7 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
         settings=info.settings if info else "",
         metrics=list(results["metrics"]),
     )
+    summary = summary_of(command)
     existing = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
     if existing:
         section.plots = existing

@@ -1,0 +1,68 @@
+"""What every gold scorer (reward) shares: its settings, its interface and a kind's entry.
+
+A scorer's name picks its kind: a prefix (`hf:`, `python:`, `lexicon:`) or a built-in
+name; `weak2strong.scoring.scorers` holds the registry of kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from weak2strong.settings import setting
+
+
+@dataclass
+class ScorerConfig:
+    name: str = setting(
+        "sentiment",
+        help="gold scorer: sentiment, toxicity, lexicon:vader|afinn, hf:<model>, "
+        "python:<module>:<function>",
+    )
+    encoder: str = setting("minilm-l6", help="encoder of the sentiment/toxicity scorers")
+    max_train: int = setting(4000, help="label-stratified cap on the scorer's training data")
+    heldout: int = setting(
+        1000,
+        help="held-out labelled texts its accuracy and AUROC are measured on",
+        hash="when-changed",
+    )
+    max_length: int = setting(256, help="tokens per scored text")
+    higher_is_better: bool = setting(
+        True, help="direction of hf: and python: scorers (the built-in ones know theirs)"
+    )
+
+
+class Scorer(Protocol):
+    name: str
+    higher_is_better: bool
+
+    def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ScorerKind:
+    """One kind of scorer: how its names look and what the toolkit asks of it."""
+
+    prefix: str  # "hf:", "python:", "lexicon:"; "" for the built-in names
+    check: Callable[[str], None]  # fail fast, before any model loads, on a name naming nothing
+    load: Callable[[ScorerConfig, bool], Scorer]  # (config, show_progress)
+    fingerprint: Callable[[ScorerConfig], dict[str, Any]]  # for run inputs, beside settings
+    higher_is_better: Callable[[ScorerConfig], bool]  # known without loading it
+    units: Callable[[str], str]  # what one score means, for results
+    quality: Callable[[ScorerConfig, bool], dict[str, Any]]  # held-out accuracy, if trained
+
+
+def no_check(name: str) -> None:
+    del name
+
+
+def as_configured(config: ScorerConfig) -> bool:
+    return config.higher_is_better
+
+
+def no_quality(config: ScorerConfig, show_progress: bool) -> dict[str, Any]:
+    del config, show_progress
+    return {}

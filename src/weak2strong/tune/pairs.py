@@ -1,0 +1,109 @@
+"""`w2s tune`'s training and held-out data: preference pairs and SFT examples.
+
+Pairs come from real reviews with human labels (`reviews`) or from two sampled completions
+per prompt ranked by a labeler (`sampled`); see `weak2strong.tune.tuning`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from weak2strong.data.prompts import imdb_prompt_pool, imdb_split, load_prompts
+from weak2strong.data.tasks import TaskConfig, load_task
+from weak2strong.errors import W2SError
+from weak2strong.models import load_causal_lm
+from weak2strong.models.generation import sample_completions
+from weak2strong.scoring.held_out import HeldOutRewards
+from weak2strong.tune.config import TuneConfig
+
+
+def sampled_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
+    """Two sampled completions of the base model per prompt, ranked by the labeler."""
+    prompts = load_prompts(
+        cfg.prompts, cfg.train_prompts, 1, seed=cfg.seed, prompt_words=cfg.prompt_words
+    ).train
+    model, tokenizer = load_causal_lm(cfg.base)
+    completions = sample_completions(
+        model,
+        tokenizer,
+        [prompt for prompt in prompts for _ in range(2)],
+        cfg.sampling,
+        seed=cfg.seed,
+        description="preference candidates",
+        show_progress=cfg.show_progress,
+    )
+    labeler = HeldOutRewards(cfg.labeler, prompts, 2, show_progress=cfg.show_progress)
+    scores = labeler.per_prompt(labeler.scores(completions))
+    if not labeler.higher_is_better:
+        scores = -scores
+    pairs: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
+    for row, prompt in enumerate(prompts):
+        first, second = completions[2 * row], completions[2 * row + 1]
+        if np.isclose(scores[row, 0], scores[row, 1]):
+            continue  # a tie says nothing about the preference
+        chosen, rejected = (first, second) if scores[row, 0] > scores[row, 1] else (second, first)
+        pairs["prompt"].append(prompt)
+        pairs["chosen"].append(chosen)
+        pairs["rejected"].append(rejected)
+    if len(pairs["prompt"]) < 2:
+        raise W2SError("the labeler tied on almost every pair: no preferences to train on")
+    return pairs
+
+
+def reviews_by_class(cfg: TuneConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(opening, continuation) of shuffled target-class and other-class train reviews."""
+    data = imdb_split() if cfg.prompts == "imdb" else load_task(TaskConfig(name=cfg.prompts))
+    if cfg.target_label not in data.label_names:
+        raise W2SError(
+            f"target_label '{cfg.target_label}' is not a label of {cfg.prompts} "
+            f"({', '.join(data.label_names)})"
+        )
+    target = data.label_names.index(cfg.target_label)
+    rng = np.random.default_rng(cfg.seed)
+    end = cfg.prompt_words + cfg.completion_words
+    split: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
+    # IMDB: only the reviews reserved for prompts, never the gold scorer's training data
+    pool = imdb_prompt_pool(data) if cfg.prompts == "imdb" else data.split("train")
+    texts, labels = [e.text for e in pool], [e.label for e in pool]
+    for index in rng.permutation(len(texts)):
+        words = texts[int(index)].split()
+        if len(words) < end:
+            continue
+        opening = " ".join(words[: cfg.prompt_words])
+        continuation = " " + " ".join(words[cfg.prompt_words : end])
+        split[0 if labels[int(index)] == target else 1].append((opening, continuation))
+    return split
+
+
+def sft_examples(cfg: TuneConfig) -> dict[str, list[str]]:
+    target, _ = reviews_by_class(cfg)
+    chosen = target[: cfg.train_prompts]
+    return {"prompt": [p for p, _ in chosen], "completion": [c for _, c in chosen]}
+
+
+def review_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
+    return pairs_from_reviews(cfg, cfg.train_prompts, start=0)
+
+
+def held_out_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
+    """Pairs from reviews that no training pair used (both methods train on fewer)."""
+    return pairs_from_reviews(cfg, cfg.eval_pairs, start=cfg.train_prompts)
+
+
+def pairs_from_reviews(cfg: TuneConfig, count: int, start: int) -> dict[str, list[str]]:
+    """`count` pairs from the shuffled reviews of each class, from position `start` on."""
+    target, other = reviews_by_class(cfg)
+    half = count // 2
+    if min(len(target), len(other)) < start + 2 * half:
+        raise W2SError(f"not enough reviews for {count} preference pairs")
+    pairs: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
+    for i in range(start, start + half):
+        (opening, own), (_, foreign) = target[i], other[half + i]
+        pairs["prompt"].append(opening)
+        pairs["chosen"].append(own)
+        pairs["rejected"].append(foreign)
+        (opening, own), (_, foreign) = other[i], target[half + i]
+        pairs["prompt"].append(opening)
+        pairs["chosen"].append(foreign)
+        pairs["rejected"].append(own)
+    return pairs
