@@ -236,11 +236,19 @@ def test_small_samples_warn_and_large_ones_do_not():
 
 
 def test_a_tuned_model_at_chance_is_flagged():
+    from weak2strong.runs.typed import Estimate
     from weak2strong.tune import chance_warning
+    from weak2strong.tune.results import TuneResults
 
-    def results(accuracy: float, low: float | None = None, high: float | None = None) -> dict:
-        estimate = {"value": accuracy, "low": low, "high": high, "n": 32}
-        return {"model": "/runs/tune-x/model", "heldout_accuracy": estimate}
+    def results(accuracy: float, low: float | None = None, high: float | None = None):
+        return TuneResults(
+            method="dpo",
+            base="smollm2-135m-instruct",
+            model="/runs/tune-x/model",
+            heldout_pairs=32,
+            heldout_accuracy=Estimate(accuracy, low, high, 32),
+            heldout_margin=Estimate(0.1, None, None, 32),
+        )
 
     assert "only 25% of pairs (chance: 50%)" in (chance_warning(results(0.25)) or "")
     assert chance_warning(results(0.5)) is not None
@@ -263,3 +271,47 @@ def test_an_earlier_model_name_is_the_same_run_under_the_models_current_name():
     # caches keyed by the model (features, run inputs) stay those made under the earlier name
     assert model_fingerprint("qwen2.5-0.5b-instruct") == model_fingerprint(new.strong)
     assert model_fingerprint(new.strong)["name"] == "qwen2.5-0.5b-instruct"
+
+
+def test_typed_results_round_trip_through_json_and_read_older_layouts():
+    from weak2strong.runs.typed import Estimate, from_json, to_json
+    from weak2strong.search.results import CurvePoint, MethodOutcome, SearchResults
+
+    outcome = MethodOutcome(
+        label="cbs(2,2,4)",
+        reward=Estimate(1.5, 0.5, 2.5, 20),
+        reward_minus_sample=None,
+        sampled_tokens=640,
+        tokens_per_prompt=32.0,
+        seconds=1.25,
+        finished_fraction=0.5,
+    )
+    results = SearchResults(
+        large="l", tuned="t", untuned="u", prompts="imdb", test_prompts=20, new_tokens=16,
+        scorer="sentiment", methods={"cbs": outcome},
+    )  # fmt: skip
+    payload = to_json(results)
+    # absent optional parts stay out of results.json, as before results were typed
+    assert "curve" not in payload and "gold_scorer" not in payload
+    assert "undefined" not in payload["methods"]["cbs"]["reward"]
+    assert payload["methods"]["cbs"]["reward_minus_sample"] is None
+    assert from_json(SearchResults, payload) == results
+    # results.json's common layout around the detail is ignored; a curve is read as points
+    point = {"method": "bon", "n": 4, "label": "bon-4", "tokens_per_prompt": 8.0,
+             "reward": {"value": None, "low": None, "high": None, "n": 20, "undefined": "why"},
+             "reward_minus_sample": None, "seconds": None}  # fmt: skip
+    read = from_json(SearchResults, {**payload, "schema": "x", "metrics": [], "curve": [point]})
+    assert read.curve == [
+        CurvePoint(
+            method="bon", n=4, label="bon-4", reward=Estimate(None, None, None, 20, "why"),
+            reward_minus_sample=None, tokens_per_prompt=8.0, seconds=None,
+        )
+    ]  # fmt: skip
+    # a results.json written before the backends' start-up was timed: its defaults
+    older = {
+        key: value
+        for key, value in payload.items()
+        if key not in ("startup_seconds", "dtypes", "backend")
+    }
+    assert from_json(SearchResults, older).backend == "transformers"
+    assert from_json(SearchResults, older).startup_seconds == {}

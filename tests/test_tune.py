@@ -12,8 +12,10 @@ from tests.conftest import assert_results_layout
 from weak2strong.data import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
+from weak2strong.runs.typed import from_json
 from weak2strong.tune import Tune, TuneConfig, TuneTraining
 from weak2strong.tune.pairs import held_out_pairs, review_pairs, sft_examples
+from weak2strong.tune.results import TuneResults
 from weak2strong.tune.summary import plot_tune
 
 
@@ -64,7 +66,8 @@ def test_tiny_dpo_run_saves_a_merged_checkpoint_and_caches_it(tmp_path):
     assert results["pairs"] == 8 and results["steps"] == 2
     assert [point["step"] for point in results["curve"]] == [1, 2]  # the training curve
     assert all(np.isfinite(point["loss"]) for point in results["curve"])
-    assert plot_tune(results, tmp_path / "tune.png").stat().st_size > 0
+    typed = from_json(TuneResults, results)
+    assert plot_tune(typed, tmp_path / "tune.png").stat().st_size > 0
     assert results["heldout_pairs"] == 6 and 0.0 <= results["heldout_accuracy"]["value"] <= 1.0
     assert_results_layout(results)
     assert [r["metric"] for r in results["metrics"]] == [

@@ -21,6 +21,7 @@ from weak2strong.models.assets import prepared_dir, verify
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.report import ResultTable
 from weak2strong.runs import Run
+from weak2strong.runs.typed import from_json, to_json
 from weak2strong.settings import setting
 
 
@@ -68,6 +69,29 @@ def verify_assets(runs_dir: str | Path) -> dict[str, Any]:
     return {"models": models, "tasks": tasks, "runs_dir": str(folder.resolve())}
 
 
+@dataclass(kw_only=True)
+class ModelCheck:
+    model: str
+    parameters: int
+    load_seconds: float  # the first load in this process, imports included
+    prompt: str
+    greedy_continuation: str
+
+
+@dataclass(kw_only=True)
+class TaskCheck:
+    fingerprint: str
+    label_names: list[str]
+    counts: dict[str, dict[str, int]]  # split → label → examples
+
+
+@dataclass(kw_only=True)
+class CheckResults:
+    assets: dict[str, Any]  # models and tasks → state, and the writable runs folder
+    model: ModelCheck
+    tasks: dict[str, TaskCheck]
+
+
 class Check:
     def __init__(self, config: CheckConfig, runs_dir: str = "runs") -> None:
         self.config = config
@@ -111,45 +135,49 @@ def run_check(config: CheckConfig, runs_dir: str = "runs") -> tuple[Run, dict[st
                 "greedy_continuation": continuation,
             }
 
-        results = {
-            "assets": assets,
-            "model": run.cached_json("model", generate),
-            "tasks": {
-                name: {
-                    "fingerprint": data.fingerprint(),
-                    "label_names": list(data.label_names),
-                    "counts": data.counts(),
-                }
-                for name, data in task_data.items()
+        results = from_json(
+            CheckResults,
+            {
+                "assets": assets,
+                "model": run.cached_json("model", generate),
+                "tasks": {
+                    name: {
+                        "fingerprint": data.fingerprint(),
+                        "label_names": list(data.label_names),
+                        "counts": data.counts(),
+                    }
+                    for name, data in task_data.items()
+                },
             },
-        }
-        run.write_results(results, [])
-    return run, results
+        )
+        payload = to_json(results)
+        run.write_results(payload, [])
+    return run, payload
 
 
-def check_tables(results: dict[str, Any]) -> list[ResultTable]:
+def check_tables(results: CheckResults) -> list[ResultTable]:
     """The assets verified, the model's continuation, and each task's counts."""
-    assets = results["assets"]
+    assets = results.assets
     rows = [[name, state] for kind in ("models", "tasks") for name, state in assets[kind].items()]
-    model = results["model"]
+    model = results.model
     tasks = [
         [
             name,
-            " / ".join(info["label_names"]),
-            " / ".join(str(n) for n in info["counts"]["train"].values()),
-            " / ".join(str(n) for n in info["counts"]["test"].values()),
+            " / ".join(info.label_names),
+            " / ".join(str(n) for n in info.counts["train"].values()),
+            " / ".join(str(n) for n in info.counts["test"].values()),
         ]
-        for name, info in results["tasks"].items()
+        for name, info in results.tasks.items()
     ]
     return [
         ResultTable(
             "assets", ["asset", "state"], rows, [f"runs folder writable: {assets['runs_dir']}"]
         ),
         ResultTable(
-            f"model {model['model']}: {model['parameters']:,} parameters, loaded in "
-            f"{model['load_seconds']:.2f}s (first load in this process, imports included)",
+            f"model {model.model}: {model.parameters:,} parameters, loaded in "
+            f"{model.load_seconds:.2f}s (first load in this process, imports included)",
             ["prompt", "greedy continuation"],
-            [[model["prompt"], model["greedy_continuation"]]],
+            [[model.prompt, model.greedy_continuation]],
         ),
         ResultTable("tasks", ["task", "labels", "train", "test"], tasks),
     ]

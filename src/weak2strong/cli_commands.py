@@ -243,10 +243,9 @@ def invoke(command: Command, common: dict[str, Any], overrides: list[str]) -> No
 
 def show_outcome(outcome: Any) -> None:
     """After a run: its tables, where its folder and plot are."""
-    from weak2strong.finished_runs import summary_of
     from weak2strong.report import plain, print_table
 
-    for table in summary_of(outcome.command.name).tables(outcome.results):
+    for table in outcome.command.tables(outcome.results):
         print_table(console, table)
     plot = f"  plot: {outcome.plot}" if outcome.plot else ""
     console.print(plain(f"run folder: {outcome.folder}{plot}"))

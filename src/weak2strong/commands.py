@@ -50,6 +50,9 @@ class Command:
     # "module:function": (results, examples.jsonl rows) → tables of example outputs (report)
     examples_path: str | None = None
     shortcuts: tuple[Shortcut, ...] = ()
+    # "module:Class" of its typed results: what its tables, plot and headline read (results
+    # without one are read as the JSON dict)
+    results_path: str | None = None
     cli_name: str | None = None  # the CLI's name, when it differs (generative mode)
     on_cli: bool = True  # False: made by another command (replicates), not run by name
 
@@ -67,10 +70,18 @@ class Command:
         result: tuple[Any, dict[str, Any]] = runner.run()
         return result
 
+    def typed(self, results: dict[str, Any]) -> Any:
+        """results.json's detail as the command's results type (the dict if it has none)."""
+        if self.results_path is None:
+            return results
+        from weak2strong.runs.typed import from_json
+
+        return from_json(_load(self.results_path), results)
+
     def tables(self, results: dict[str, Any]) -> list[ResultTable]:
         if self.tables_path is None:
             return scalar_table(results)
-        tables: list[ResultTable] = _load(self.tables_path)(results)
+        tables: list[ResultTable] = _load(self.tables_path)(self.typed(results))
         return tables
 
     def example_tables(
@@ -78,19 +89,19 @@ class Command:
     ) -> list[ResultTable]:
         if self.examples_path is None or not rows:
             return []
-        tables: list[ResultTable] = _load(self.examples_path)(results, rows)
+        tables: list[ResultTable] = _load(self.examples_path)(self.typed(results), rows)
         return tables
 
     def plot(self, results: dict[str, Any], path: Path) -> Path | None:
         if self.plot_path is None:
             return None
-        drawn: Path | None = _load(self.plot_path)(results, path)
+        drawn: Path | None = _load(self.plot_path)(self.typed(results), path)
         return drawn
 
     def headline(self, results: dict[str, Any]) -> dict[str, float]:
         """The few numbers that stand for a run (listing, comparison, seed aggregation)."""
         if self.headline_path is not None:
-            numbers: dict[str, float] = _load(self.headline_path)(results)
+            numbers: dict[str, float] = _load(self.headline_path)(self.typed(results))
             return numbers
         from weak2strong.runs.results import metric_records_of, record_name
 
@@ -121,6 +132,7 @@ COMMANDS: dict[str, Command] = {
             "Weak-to-strong generalization: weak supervisor, strong student, ceiling, PGR.",
             "weak2strong.generalize.config:GeneralizeConfig",
             "weak2strong.generalize.pipeline:Generalize",
+            results_path="weak2strong.generalize.results:GeneralizeResults",
             page="generalize",
             tables_path="weak2strong.generalize.summary:generalize_tables",
             plot_path="weak2strong.generalize.summary:plot_summary",
@@ -146,6 +158,7 @@ COMMANDS: dict[str, Command] = {
             "(also: w2s generalize --generative).",
             "weak2strong.generalize.generative:GenerativeConfig",
             "weak2strong.generalize.generative:GenerativeGeneralize",
+            results_path="weak2strong.generalize.results:GenerativeResults",
             page="generalize",
             tables_path="weak2strong.generalize.summary:generalize_tables",
             headline_path="weak2strong.generalize.summary:headline",
@@ -160,6 +173,7 @@ COMMANDS: dict[str, Command] = {
             "Tune a small model towards a behaviour (DPO via TRL, or SFT), LoRA merged and saved.",
             "weak2strong.tune.config:TuneConfig",
             "weak2strong.tune.tuning:Tune",
+            results_path="weak2strong.tune.results:TuneResults",
             page="tune",
             tables_path="weak2strong.tune.summary:tune_tables",
             plot_path="weak2strong.tune.summary:plot_tune",
@@ -177,8 +191,9 @@ COMMANDS: dict[str, Command] = {
             "search",
             "Weak-to-strong search: decode with a large model steered by a small tuned/untuned "
             "pair.",
-            "weak2strong.search.pipeline:SearchConfig",
+            "weak2strong.search.config:SearchConfig",
             "weak2strong.search.pipeline:Search",
+            results_path="weak2strong.search.results:SearchResults",
             page="search",
             tables_path="weak2strong.search.summary:search_tables",
             plot_path="weak2strong.search.summary:plot_search_summary",
@@ -200,6 +215,7 @@ COMMANDS: dict[str, Command] = {
             "shard.",
             "weak2strong.extrapolate.config:ExtrapolateConfig",
             "weak2strong.extrapolate.pipeline:Extrapolate",
+            results_path="weak2strong.extrapolate.results:ExtrapolateResults",
             page="extrapolate",
             tables_path="weak2strong.extrapolate.summary:extrapolate_tables",
             plot_path="weak2strong.extrapolate.summary:plot_extrapolate_summary",
@@ -226,6 +242,7 @@ COMMANDS: dict[str, Command] = {
             "Lottery tickets: iterative magnitude pruning with rewinding, against the baselines.",
             "weak2strong.prune.experiment:PruneConfig",
             "weak2strong.prune.experiment:Prune",
+            results_path="weak2strong.prune.results:PruneResults",
             page="prune",
             tables_path="weak2strong.prune.summary:prune_tables",
             plot_path="weak2strong.prune.summary:plot_prune_summary",
@@ -254,6 +271,7 @@ COMMANDS: dict[str, Command] = {
             "(w2s <command> --seeds 0,1,2).",
             "weak2strong.replicates:ReplicatesConfig",
             "weak2strong.replicates:Replicates",
+            results_path="weak2strong.replicates:ReplicatesResults",
             page="replicates",
             tables_path="weak2strong.replicates:replicates_tables",
             headline_path="weak2strong.replicates:replicates_headline",
@@ -264,6 +282,7 @@ COMMANDS: dict[str, Command] = {
             "Verify the prepared assets, then load the embedded model and tasks offline.",
             "weak2strong.check:CheckConfig",
             "weak2strong.check:Check",
+            results_path="weak2strong.check:CheckResults",
             page="check",
             tables_path="weak2strong.check:check_tables",
             shortcuts=(_SEED,),

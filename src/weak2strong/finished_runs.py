@@ -100,7 +100,7 @@ def _tables_and_notes(
         try:
             lines = examples_file.read_text("utf-8").splitlines()
             tables += summary.example_tables(results, [json.loads(line) for line in lines])
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             notes.append(f"examples not shown: {type(error).__name__}: {error}")
     return tables, notes
 
@@ -135,7 +135,7 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
     elif summary.plot_path is not None:  # the run ended before its plot: draw it from results
         try:
             drawn = summary.plot(results, scratch / folder.name / summary.plot_name)
-        except (KeyError, TypeError, ValueError, IndexError) as error:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
             section.notes.append(f"plot not drawn: {type(error).__name__}: {error}")
         else:
             section.plots = [drawn] if drawn else []

@@ -15,7 +15,6 @@ import yaml
 from weak2strong import distributed
 from weak2strong.commands import COMMANDS, Command
 from weak2strong.errors import W2SError, shown
-from weak2strong.finished_runs import summary_of
 from weak2strong.replicates import ReplicatesConfig
 from weak2strong.report import ResultTable
 from weak2strong.runs import config_hash, config_to_dict, load_config
@@ -84,9 +83,8 @@ def run_once(
     plot = None
     if distributed.is_main():
         label_run(run.path, run_name, tags)
-        summary = summary_of(command.name)
-        if summary.plot_path is not None:
-            plot = summary.plot(results, run.path / "plots" / summary.plot_name)
+        if command.plot_path is not None:
+            plot = command.plot(results, run.path / "plots" / command.plot_name)
     return Outcome(command, run.path, results, plot)
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,8 @@ from weak2strong import distributed
 from weak2strong.fileio import read_json
 from weak2strong.report import ResultTable, format_interval
 from weak2strong.runs import Run
-from weak2strong.runs.results import MetricRecord, metric_record, metric_records_of, record_name
+from weak2strong.runs.results import MetricRecord, metric_record, record_name
+from weak2strong.runs.typed import to_json
 from weak2strong.settings import setting
 
 
@@ -20,6 +21,16 @@ class ReplicatesConfig:
     command: str = setting("", help="the command replicated")
     runs: list[str] = setting(help="run folders of the replicates, one per seed", factory=list)
     seeds: list[int] = setting(help="their seeds", factory=list)
+
+
+@dataclass(kw_only=True)
+class ReplicatesResults:
+    replicated: str  # the command
+    seeds: list[int]
+    runs: list[str]  # one run folder per seed
+    per_seed: dict[str, dict[str, float | None]]  # seed → metric name → value
+    # the aggregate over seeds (written as results.json's `metrics`; read back from it)
+    metrics: list[MetricRecord] = field(default_factory=list)
 
 
 class Replicates:
@@ -67,26 +78,28 @@ class Replicates:
                 )
             )
         with Run.open("replicates", self.config, self.runs_dir) as run:
-            results = {
-                "replicated": self.config.command,
-                "seeds": self.config.seeds,
-                "runs": self.config.runs,
-                "per_seed": {
+            results = ReplicatesResults(
+                replicated=self.config.command,
+                seeds=self.config.seeds,
+                runs=self.config.runs,
+                per_seed={
                     seed: {record_name(r): r.value for r in records}
                     for seed, records in per_seed.items()
                 },
-            }
-            run.write_results(results, aggregate)
-            return run, results
+                metrics=aggregate,
+            )
+            payload = to_json(results)
+            run.write_results(payload, aggregate)
+            return run, payload
 
 
-def replicates_tables(results: dict[str, Any]) -> list[ResultTable]:
-    seeds = results["seeds"]
+def replicates_tables(results: ReplicatesResults) -> list[ResultTable]:
+    seeds = results.seeds
     columns = ["", "mean [95% t-interval]", *[f"seed {seed}" for seed in seeds]]
     rows = []
-    for record in metric_records_of(results):
+    for record in results.metrics:
         key = record_name(record)
-        values = [results["per_seed"][str(seed)].get(key) for seed in seeds]
+        values = [results.per_seed[str(seed)].get(key) for seed in seeds]
         rows.append(
             [
                 key,
@@ -94,13 +107,11 @@ def replicates_tables(results: dict[str, Any]) -> list[ResultTable]:
                 *["" if value is None else f"{value:.3f}" for value in values],
             ]
         )
-    title = f"{results['replicated']} over {len(seeds)} seeds"
-    return [ResultTable(title, columns, rows, [f"runs: {', '.join(results['runs'])}"])]
+    title = f"{results.replicated} over {len(seeds)} seeds"
+    return [ResultTable(title, columns, rows, [f"runs: {', '.join(results.runs)}"])]
 
 
-def replicates_headline(results: dict[str, Any]) -> dict[str, float]:
+def replicates_headline(results: ReplicatesResults) -> dict[str, float]:
     return {
-        record_name(record): record.value
-        for record in metric_records_of(results)
-        if record.value is not None
+        record_name(record): record.value for record in results.metrics if record.value is not None
     }

@@ -10,12 +10,14 @@ from weak2strong.errors import W2SError
 from weak2strong.extrapolate.checkpoint import Checkpoint, check_output_folder, parse_size
 from weak2strong.extrapolate.config import ExtrapolateConfig, alpha_label
 from weak2strong.extrapolate.planning import plan_extrapolation
+from weak2strong.extrapolate.results import ExtrapolateResults
 from weak2strong.extrapolate.sweep import RewardSweep
 from weak2strong.extrapolate.writer import Writer
 from weak2strong.fileio import check_writable, key_digest
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run, config_hash
 from weak2strong.runs.results import absolute
+from weak2strong.runs.typed import to_json
 from weak2strong.scoring.scorers import check_scorer_name, scorer_fingerprint
 from weak2strong.settings import check_settings
 from weak2strong.tune import default_tuned_model
@@ -112,11 +114,12 @@ def _write_all(run: Run, writer: Writer, base: Path) -> dict[str, Any]:
         alpha_label(alpha): writer.write(alpha, path, force=writer.may_replace, selection=selection)
         for alpha, path in writer.outputs(base).items()
     }
-    results = {
-        "checkpoints": [absolute(name) for name in writer.names],
-        "alphas": alphas,
-        "select_by": "none",
-        "written": written,
-    }
-    run.write_results(results, [])
-    return results
+    results = ExtrapolateResults(
+        checkpoints=[absolute(name) for name in writer.names],
+        alphas=alphas,
+        select_by="none",
+        written=written,
+    )
+    payload = to_json(results)
+    run.write_results(payload, [])
+    return payload

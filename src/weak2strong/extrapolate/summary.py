@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from weak2strong.extrapolate.results import ExtrapolateResults
 from weak2strong.report import (
     ResultTable,
     format_interval,
@@ -13,32 +14,33 @@ from weak2strong.report import (
     scorer_note,
 )
 from weak2strong.runs.results import MetricRecord, metric_record
+from weak2strong.runs.typed import to_json
 
 
-def metric_records(results: dict[str, Any]) -> list[MetricRecord]:
+def metric_records(results: ExtrapolateResults) -> list[MetricRecord]:
     """Mean reward of each model of the sweep at its α, and its difference from α = 0."""
-    if results["select_by"] != "reward":
+    if results.select_by != "reward" or results.rows is None:
         return []
-    reward = f"reward ({results['scorer']})"
-    higher = results["higher_is_better"]
+    reward = f"reward ({results.scorer})"
+    higher = results.higher_is_better
     records = [
         metric_record(
-            reward, label, row["reward"], higher_is_better=higher, at={"alpha": row["alpha"]}
+            reward, label, to_json(row.reward), higher_is_better=higher, at={"alpha": row.alpha}
         )
-        for label, row in results["rows"].items()
+        for label, row in results.rows.items()
     ]
     records += [
         metric_record(
             "difference",
             label,
-            row["reward_minus_aligned"],
+            to_json(row.reward_minus_aligned),
             higher_is_better=higher,
             of=reward,
             baseline="aligned (α=0)",
-            at={"alpha": row["alpha"]},
+            at={"alpha": row.alpha},
         )
-        for label, row in results["rows"].items()
-        if row["reward_minus_aligned"]
+        for label, row in results.rows.items()
+        if row.reward_minus_aligned
     ]
     return records
 
@@ -82,75 +84,73 @@ def cast_survival_table(report: dict[str, Any]) -> ResultTable:
     return ResultTable(title, columns, rows)
 
 
-def extrapolate_tables(results: dict[str, Any]) -> list[ResultTable]:
+def extrapolate_tables(results: ExtrapolateResults) -> list[ResultTable]:
     """The α sweep's reward table, or (without a sweep) what was written and its cast losses."""
-    if results["select_by"] == "none":
-        last = cast_survival_table(list(results["written"].values())[-1])
+    if results.select_by == "none" or results.rows is None:
+        last = cast_survival_table(list(results.written.values())[-1])
         last.notes = [
             f"{label}: {report['out']}{' (cached)' if report.get('cached') else ''} — "
             f"{_survival(report)}"
-            for label, report in results["written"].items()
+            for label, report in results.written.items()
         ] + last.notes
         return [last]
     rows = []
-    for label, row in results["rows"].items():
+    for label, row in results.rows.items():
+        difference = row.reward_minus_aligned
         rows.append(
             [
-                label + (" ★" if label == results["best"] else ""),
-                f"{row['alpha']:g}",
-                format_interval(row["reward"], 2),
-                format_interval(row["reward_minus_aligned"], 2)
-                if row["reward_minus_aligned"]
-                else "",
+                label + (" ★" if label == results.best else ""),
+                f"{row.alpha:g}",
+                format_interval(row.reward, 2),
+                format_interval(difference, 2) if difference else "",
             ]
         )
-    direction = "higher" if results["higher_is_better"] else "lower"
+    direction = "higher" if results.higher_is_better else "lower"
     title = (
-        f"{results['prompts']} ({results['test_prompts']} prompts, {results['new_tokens']} new "
-        f"tokens): reward {results['scorer']} ({direction} is better, 95% bootstrap CI)"
+        f"{results.prompts} ({results.test_prompts} prompts, {results.new_tokens} new "
+        f"tokens): reward {results.scorer} ({direction} is better, 95% bootstrap CI)"
     )
-    written = results["written"]
     kept = (
-        f"kept {results['best']} → {results['out']} ({_survival(written)})"
-        if results["best_alpha"] != 0
-        else f"no α beat the aligned model; {results['out']} holds the aligned weights"
+        f"kept {results.best} → {results.out} ({_survival(results.written)})"
+        if results.best_alpha != 0
+        else f"no α beat the aligned model; {results.out} holds the aligned weights"
     )
     columns = ["model", "α", "mean reward", "reward − aligned"]
-    notes = [kept] + ([scorer_note(results["gold_scorer"])] if "gold_scorer" in results else [])
+    notes = [kept] + ([scorer_note(results.gold_scorer)] if results.gold_scorer else [])
     return [ResultTable(title, columns, rows, notes)]
 
 
-def plot_extrapolate_summary(results: dict[str, Any], path: Path) -> Path | None:
-    if results["select_by"] == "none":
+def plot_extrapolate_summary(results: ExtrapolateResults, path: Path) -> Path | None:
+    if results.select_by == "none" or results.rows is None:
         return None
-    entries = sorted(results["rows"].items(), key=lambda item: item[1]["alpha"])
-    widest = max(abs(row["alpha"]) for _, row in entries)
+    entries = sorted(results.rows.items(), key=lambda item: item[1].alpha)
+    widest = max(abs(row.alpha) for _, row in entries)
     return scatter_with_intervals(
         path,
         [label for label, _ in entries],
-        [row["alpha"] for _, row in entries],
-        [row["reward"]["value"] for _, row in entries],
-        [row["reward"]["low"] for _, row in entries],
-        [row["reward"]["high"] for _, row in entries],
-        title=f"{results['prompts']}: reward vs α",
+        [row.alpha for _, row in entries],
+        [row.reward.value for _, row in entries],  # type: ignore[misc]
+        [row.reward.low for _, row in entries],
+        [row.reward.high for _, row in entries],
+        title=f"{results.prompts}: reward vs α",
         xlabel="α (inputs at −1 … 0 in steps of the extrapolation direction)",
-        ylabel=f"mean gold reward ({reward_units(results['scorer'])})",
+        ylabel=f"mean gold reward ({reward_units(results.scorer or '')})",
         x_scale="symlog" if widest > 4 else "linear",
         connect=True,
     )
 
 
-def headline(results: dict[str, Any]) -> dict[str, float]:
+def headline(results: ExtrapolateResults) -> dict[str, float]:
     """The chosen α and the reward of every model in the sweep (nothing when not swept)."""
-    if results.get("select_by") != "reward":
+    if results.select_by != "reward" or results.rows is None:
         return {}
-    numbers = {"best α": float(results["best_alpha"])}
-    for label, row in results["rows"].items():
-        numbers[f"{label} reward"] = row["reward"]["value"]
+    numbers = {"best α": float(results.best_alpha or 0.0)}
+    for label, row in results.rows.items():
+        numbers[f"{label} reward"] = row.reward.value  # type: ignore[assignment]
     return numbers
 
 
-def example_tables(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[ResultTable]:
+def example_tables(results: ExtrapolateResults, rows: list[dict[str, Any]]) -> list[ResultTable]:
     """The first prompts' responses of each model of the sweep, with their rewards."""
     prompts = list(dict.fromkeys(row["prompt"] for row in rows))[:2]
     shown = [

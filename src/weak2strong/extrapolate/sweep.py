@@ -21,6 +21,7 @@ from weak2strong.data.prompts import load_prompts
 from weak2strong.extrapolate.card import command_line, write_model_card
 from weak2strong.extrapolate.checkpoint import PROVENANCE_FILE, staged_folder
 from weak2strong.extrapolate.config import ALIGNED_LABEL, ExtrapolateConfig, alpha_label
+from weak2strong.extrapolate.results import ExtrapolateResults, SweepRow
 from weak2strong.extrapolate.summary import metric_records
 from weak2strong.extrapolate.writer import Writer
 from weak2strong.fileio import read_json
@@ -29,6 +30,7 @@ from weak2strong.models.generation import sample_completions
 from weak2strong.runs import Run
 from weak2strong.runs.config import non_default_settings
 from weak2strong.runs.results import PROMPTS, absolute
+from weak2strong.runs.typed import estimate, optional_estimate, to_json
 from weak2strong.scoring.held_out import HeldOutRewards
 from weak2strong.scoring.scorers import scorer_description
 
@@ -108,14 +110,15 @@ class RewardSweep:
             rows[best]["alpha"], candidates_dir, self._selection(rows, table, best)
         )
         results = self._results(rows, table, best, written)
+        payload = to_json(results)
         run.write_results(
-            results,
+            payload,
             metric_records(results),
             self._examples(rows),
             floor=PROMPTS,
             warnings=[f"the α sweep extrapolates it: {tune_warning}"] if tune_warning else [],
         )
-        return results
+        return payload
 
     def _score_inputs(self, run: Run, labels: list[str]) -> dict[str, dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
@@ -170,34 +173,34 @@ class RewardSweep:
         table: dict[str, Any],
         best: str,
         written: dict[str, Any],
-    ) -> dict[str, Any]:
+    ) -> ExtrapolateResults:
         cfg = self.config
-        results: dict[str, Any] = {
-            "checkpoints": [absolute(name) for name in self.names],
-            "alphas": cfg.alphas,
-            "select_by": "reward",
-            "scorer": cfg.scorer.name,
-            "higher_is_better": self.evaluation.higher_is_better,
-            "prompts": cfg.prompts,
-            "test_prompts": len(self.prompts),
-            "samples_per_prompt": cfg.samples_per_prompt,
-            "new_tokens": cfg.sampling.new_tokens,
-            "dtype": cfg.dtype,
-            "rows": {},
-            "best": best,
-            "best_alpha": rows[best]["alpha"],
-            "out": absolute(str(self.out)),
-            "written": written,
-        }
-        for label, row in rows.items():
-            results["rows"][label] = {
-                "alpha": row["alpha"],
-                "kind": "candidate" if label.startswith("α=") else "input",
-                "model": absolute(row["model"]),
-                "reward": table["models"][label],
-                "reward_minus_aligned": table.get("difference", {}).get(label),
-            }
-        return results
+        return ExtrapolateResults(
+            checkpoints=[absolute(name) for name in self.names],
+            alphas=cfg.alphas,
+            select_by="reward",
+            scorer=cfg.scorer.name,
+            higher_is_better=self.evaluation.higher_is_better,
+            prompts=cfg.prompts,
+            test_prompts=len(self.prompts),
+            samples_per_prompt=cfg.samples_per_prompt,
+            new_tokens=cfg.sampling.new_tokens,
+            dtype=cfg.dtype,
+            rows={
+                label: SweepRow(
+                    alpha=row["alpha"],
+                    kind="candidate" if label.startswith("α=") else "input",
+                    model=absolute(row["model"]),
+                    reward=estimate(table["models"][label]),
+                    reward_minus_aligned=optional_estimate(table.get("difference", {}).get(label)),
+                )
+                for label, row in rows.items()
+            },
+            best=best,
+            best_alpha=rows[best]["alpha"],
+            out=absolute(str(self.out)),
+            written=written,
+        )
 
     def _examples(self, rows: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
         k = self.config.samples_per_prompt

@@ -11,12 +11,14 @@ import numpy as np
 from weak2strong.data.prompts import load_prompts
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest
+from weak2strong.generalize.results import GenerativeResults
 from weak2strong.generalize.summary import metric_records
 from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.runs.results import PROMPTS, absolute
+from weak2strong.runs.typed import from_json, to_json
 from weak2strong.scoring.held_out import HeldOutRewards
 from weak2strong.scoring.scorers import (
     ScorerConfig,
@@ -192,10 +194,11 @@ class GenerativeGeneralize:
         outputs = self._completions(run)
         scores = run.cached_json("gold-scores", lambda: self.evaluation.scores_of(outputs))
         results = self._results(scores)
+        payload = to_json(results)
         run.write_results(
-            results, metric_records(results), self._examples(outputs, scores), floor=PROMPTS
+            payload, metric_records(results), self._examples(outputs, scores), floor=PROMPTS
         )
-        return results
+        return payload
 
     def _completions(self, run: Run) -> dict[str, list[str]]:
         """Every model's completions of the test prompts, each step cached."""
@@ -247,7 +250,7 @@ class GenerativeGeneralize:
             seed=self.config.seed,
         )
 
-    def _results(self, scores: dict[str, list[float]]) -> dict[str, Any]:
+    def _results(self, scores: dict[str, list[float]]) -> GenerativeResults:
         cfg = self.config
         higher = self.evaluation.higher_is_better
         k = cfg.samples_per_prompt
@@ -270,7 +273,7 @@ class GenerativeGeneralize:
             "mean_score": self._table({name: rows.mean(1) for name, rows in per_prompt.items()}),
         }
         if k == 1:
-            return results
+            return from_json(GenerativeResults, results)
         # the worst of a prompt's k samples: its maximum toxicity, its least positive review
         worst = {name: rows.min(1) if higher else rows.max(1) for name, rows in per_prompt.items()}
         results["worst_of_k"] = self._table(worst)
@@ -283,7 +286,7 @@ class GenerativeGeneralize:
             results["bad_threshold"] = threshold
             # lower is better for a rate of bad prompts, whatever the scorer's direction
             results["bad_fraction"] = self._table(bad, higher_is_better=False)
-        return results
+        return from_json(GenerativeResults, results)
 
     def _examples(
         self, outputs: dict[str, list[str]], scores: dict[str, list[float]]

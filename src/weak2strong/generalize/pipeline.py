@@ -26,6 +26,7 @@ from weak2strong.generalize.config import (
     ProbeConfig,
     StrategyName,
 )
+from weak2strong.generalize.results import GeneralizeResults
 from weak2strong.generalize.strategies import (
     STRATEGIES,
     check_strategies,
@@ -38,6 +39,7 @@ from weak2strong.models.features import extract_features, load_feature_backbone
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.runs.results import TEST_EXAMPLES, absolute
+from weak2strong.runs.typed import from_json, to_json
 from weak2strong.scoring import paired_bootstrap
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
 from weak2strong.settings import check_settings
@@ -290,6 +292,7 @@ class Generalize:
         probs = {"weak": weak["test"], **self._students(run, weak, strong)}
         run.phase("scores")
         results = self._results(weak, probs)
+        payload = to_json(results)
         examples = (
             {
                 "id": example.source,
@@ -299,8 +302,8 @@ class Generalize:
             }
             for row, example in enumerate(self.test)
         )
-        run.write_results(results, metric_records(results), examples, floor=TEST_EXAMPLES)
-        return results
+        run.write_results(payload, metric_records(results), examples, floor=TEST_EXAMPLES)
+        return payload
 
     def _students(
         self, run: Run, weak: dict[str, np.ndarray], strong: dict[str, Any]
@@ -336,33 +339,40 @@ class Generalize:
         probs["ceiling"] = ceiling["test"].numpy()
         return probs
 
-    def _results(self, weak: dict[str, np.ndarray], probs: dict[str, np.ndarray]) -> dict[str, Any]:
+    def _results(
+        self, weak: dict[str, np.ndarray], probs: dict[str, np.ndarray]
+    ) -> GeneralizeResults:
         labels = np.asarray([e.label for e in self.test])
         weak_label_accuracy = float(
             np.mean(weak["b"].argmax(1) == np.asarray([e.label for e in self.half_b]))
         )
-        return {
-            "task": self.data.name,
-            "task_fingerprint": self.data.fingerprint(),
-            "label_names": list(self.data.label_names),
-            "weak": absolute(self.config.weak),
-            "strong": absolute(self.config.strong),
-            "strategies": self.strategies,
-            "regime": self.config.regime,
-            "sizes": {
-                "weak_train_a": len(self.half_a),
-                "student_train_b": len(self.half_b),
-                "test": len(self.test),
+        return from_json(
+            GeneralizeResults,
+            {
+                "task": self.data.name,
+                "task_fingerprint": self.data.fingerprint(),
+                "label_names": list(self.data.label_names),
+                "weak": absolute(self.config.weak),
+                "strong": absolute(self.config.strong),
+                "strategies": self.strategies,
+                "regime": self.config.regime,
+                "sizes": {
+                    "weak_train_a": len(self.half_a),
+                    "student_train_b": len(self.half_b),
+                    "test": len(self.test),
+                },
+                "weak_label_accuracy_on_b": weak_label_accuracy,
+                "bootstrap": paired_bootstrap(
+                    labels,
+                    probs,
+                    weak="weak",
+                    ceiling="ceiling",
+                    metric_names=BOOTSTRAP_METRICS,
+                    samples=self.config.bootstrap_samples,
+                    seed=self.config.seed,
+                ),
+                "stage_seconds": {
+                    name: round(seconds, 3) for name, seconds in self.timings.items()
+                },
             },
-            "weak_label_accuracy_on_b": weak_label_accuracy,
-            "bootstrap": paired_bootstrap(
-                labels,
-                probs,
-                weak="weak",
-                ceiling="ceiling",
-                metric_names=BOOTSTRAP_METRICS,
-                samples=self.config.bootstrap_samples,
-                seed=self.config.seed,
-            ),
-            "stage_seconds": {name: round(seconds, 3) for name, seconds in self.timings.items()},
-        }
+        )

@@ -29,10 +29,12 @@ from weak2strong.models import load_encoder, resolve
 from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.prune.lottery import Lottery, LotterySettings, TicketProblem
+from weak2strong.prune.results import PruneResults, RoundPoint
 from weak2strong.prune.strategies import ScoringInputs
 from weak2strong.prune.summary import metric_records
 from weak2strong.runs import Run
 from weak2strong.runs.results import TEST_EXAMPLES
+from weak2strong.runs.typed import Estimate, estimate, to_json
 from weak2strong.scoring import performance_gap_recovered, seed_interval
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
 from weak2strong.settings import check_settings, setting
@@ -295,8 +297,9 @@ class Prune:
         results = self._summarise(per_seed, info, ceilings)
         examples = _examples(per_seed, cfg.seeds, ceilings)
         few = len(test_labels) < TEST_EXAMPLES.minimum
+        payload = to_json(results)
         run.write_results(
-            results,
+            payload,
             metric_records(results),
             examples,
             warnings=[
@@ -306,7 +309,7 @@ class Prune:
             if few
             else [],
         )
-        return results
+        return payload
 
     def _ceiling(
         self, run: Run, student: TextClassifierProblem, gold: np.ndarray, seed: int
@@ -327,43 +330,46 @@ class Prune:
         per_seed: dict[str, dict[int, list[dict[str, Any]]]],
         info: dict[str, Any],
         ceilings: list[float],
-    ) -> dict[str, Any]:
+    ) -> PruneResults:
         cfg = self.config
         weak = info.get("weak_accuracy")
         ceiling = float(np.mean(ceilings)) if ceilings else None
-        curves: dict[str, list[dict[str, Any]]] = {}
+        curves: dict[str, list[RoundPoint]] = {}
         for method, seeds in per_seed.items():
             rounds = len(next(iter(seeds.values())))
             points = []
             for index in range(rounds):
                 entries = [seeds[seed][index] for seed in cfg.seeds]
                 metrics = [entry["metric"] for entry in entries]
-                point: dict[str, Any] = {
-                    "round": entries[0]["round"],
-                    "sparsity": float(np.mean([entry["sparsity"] for entry in entries])),
-                    "metric": seed_interval(metrics),
-                    "per_seed": metrics,
-                }
+                pgr: Estimate | None = None
                 if weak is not None and ceiling is not None:
                     pgrs = [
                         performance_gap_recovered(weak, m, c)
                         for m, c in zip(metrics, ceilings, strict=True)
                     ]
                     defined = [p for p in pgrs if p is not None]
-                    point["pgr"] = seed_interval(defined) if defined else None
-                points.append(point)
+                    pgr = estimate(seed_interval(defined)) if defined else None
+                points.append(
+                    RoundPoint(
+                        round=entries[0]["round"],
+                        sparsity=float(np.mean([entry["sparsity"] for entry in entries])),
+                        metric=estimate(seed_interval(metrics)),
+                        per_seed=metrics,
+                        pgr=pgr,
+                    )
+                )
             curves[method] = points
-        return {
+        return PruneResults(
             **info,
-            "labels": cfg.weak or "gold",
-            "metric": "accuracy",
-            "seeds": cfg.seeds,
-            "fraction": cfg.lottery.fraction,
-            "scope": cfg.lottery.scope,
-            "rewind_step": cfg.lottery.rewind_step,
-            "ceiling": seed_interval(ceilings) if ceilings else None,
-            "curves": curves,
-        }
+            labels=cfg.weak or "gold",
+            metric="accuracy",
+            seeds=cfg.seeds,
+            fraction=cfg.lottery.fraction,
+            scope=cfg.lottery.scope,
+            rewind_step=cfg.lottery.rewind_step,
+            ceiling=estimate(seed_interval(ceilings)) if ceilings else None,
+            curves=curves,
+        )
 
 
 def _examples(

@@ -3,101 +3,105 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from weak2strong.prune.results import PruneResults
 from weak2strong.report import ResultTable, format_interval, lines_with_intervals
 from weak2strong.runs.results import MetricRecord, metric_record
+from weak2strong.runs.typed import Estimate, to_json
 
 
-def metric_records(results: dict[str, Any]) -> list[MetricRecord]:
+def metric_records(results: PruneResults) -> list[MetricRecord]:
     """Test accuracy (and PGR on weak labels) of every method at every sparsity, over seeds."""
-    metric = results["metric"]
+    metric = results.metric
     records = []
-    for method, points in results["curves"].items():
+    for method, points in results.curves.items():
         for point in points:
-            where = {"remaining": round(1 - point["sparsity"], 6), "round": point["round"]}
-            records.append(metric_record(metric, method, point["metric"], kind="seeds", at=where))
-            if point.get("pgr"):
+            where = {"remaining": round(1 - point.sparsity, 6), "round": point.round}
+            records.append(
+                metric_record(metric, method, to_json(point.metric), kind="seeds", at=where)
+            )
+            if point.pgr:
                 records.append(
-                    metric_record("pgr", method, point["pgr"], kind="seeds", of=metric, at=where)
+                    metric_record(
+                        "pgr", method, to_json(point.pgr), kind="seeds", of=metric, at=where
+                    )
                 )
-    if results.get("ceiling"):
+    if results.ceiling:
         records.append(
-            metric_record(metric, "dense gold ceiling", results["ceiling"], kind="seeds")
+            metric_record(metric, "dense gold ceiling", to_json(results.ceiling), kind="seeds")
         )
     return records
 
 
-def _plus_minus(interval: dict[str, Any], digits: int) -> str:
+def _plus_minus(interval: Estimate, digits: int) -> str:
     """`0.641 ± 0.080`: the table stays narrow; results.json keeps the bounds."""
-    if interval.get("low") is None or interval.get("high") is None:
+    if interval.value is None or interval.low is None or interval.high is None:
         return format_interval(interval, digits)
-    half = (interval["high"] - interval["low"]) / 2
-    return f"{interval['value']:.{digits}f} ± {half:.{digits}f}"
+    half = (interval.high - interval.low) / 2
+    return f"{interval.value:.{digits}f} ± {half:.{digits}f}"
 
 
-def prune_tables(results: dict[str, Any]) -> list[ResultTable]:
-    curves = results["curves"]
-    rounds = curves["imp"]
+def prune_tables(results: PruneResults) -> list[ResultTable]:
+    curves = results.curves
     methods = list(curves)
     rows = []
-    for point in rounds:
-        row = [f"{1 - point['sparsity']:.1%}"]
+    for point in curves["imp"]:
+        row = [f"{1 - point.sparsity:.1%}"]
         for method in methods:
-            points = {p["round"]: p for p in curves[method]}
-            entry = points.get(point["round"])
-            cell = _plus_minus(entry["metric"], 3) if entry else ""
-            if entry and entry.get("pgr"):
-                cell += f"\nPGR {_plus_minus(entry['pgr'], 2)}"
+            entry = {p.round: p for p in curves[method]}.get(point.round)
+            cell = _plus_minus(entry.metric, 3) if entry else ""
+            if entry and entry.pgr:
+                cell += f"\nPGR {_plus_minus(entry.pgr, 2)}"
             row.append(cell)
         rows.append(row)
-    seeds = len(results["seeds"])
+    seeds = len(results.seeds)
     title = (
-        f"{results['task']}: test {results['metric']} by weights remaining, labels "
-        f"{results['labels']} (mean over {seeds} seed{'s' if seeds > 1 else ''} ± 95% t-interval)"
+        f"{results.task}: test {results.metric} by weights remaining, labels "
+        f"{results.labels} (mean over {seeds} seed{'s' if seeds > 1 else ''} ± 95% t-interval)"
     )
     notes = []
-    if results.get("weak_accuracy") is not None:
+    if results.weak_accuracy is not None:
         notes.append(
-            f"weak supervisor {results['labels']}: {results['weak_accuracy']:.3f}; dense ceiling "
-            f"(gold labels): {format_interval(results['ceiling'], 3)}"
+            f"weak supervisor {results.labels}: {results.weak_accuracy:.3f}; dense ceiling "
+            f"(gold labels): {format_interval(results.ceiling, 3)}"
         )
     return [ResultTable(title, ["weights remaining", *methods], rows, notes)]
 
 
-def plot_prune_summary(results: dict[str, Any], path: Path) -> Path:
+def plot_prune_summary(results: PruneResults, path: Path) -> Path:
     series = {}
-    for method, points in results["curves"].items():
+    for method, points in results.curves.items():
         series[method] = (
-            [100 * (1 - p["sparsity"]) for p in points],
-            [p["metric"]["value"] for p in points],
-            [p["metric"]["low"] for p in points],
-            [p["metric"]["high"] for p in points],
+            [100 * (1 - p.sparsity) for p in points],
+            [p.metric.value for p in points],
+            [p.metric.low for p in points],
+            [p.metric.high for p in points],
         )
-    references = {}
-    if results.get("weak_accuracy") is not None:
-        references["weak supervisor"] = results["weak_accuracy"]
-        if results.get("ceiling"):
-            references["dense gold ceiling"] = results["ceiling"]["value"]
-    shown = [v for _, values, _, _ in series.values() for v in values] + list(references.values())
+    references: dict[str, float] = {}
+    if results.weak_accuracy is not None:
+        references["weak supervisor"] = results.weak_accuracy
+        if results.ceiling and results.ceiling.value is not None:
+            references["dense gold ceiling"] = results.ceiling.value
+    shown = [v for _, values, _, _ in series.values() for v in values if v is not None]
+    shown += list(references.values())
     return lines_with_intervals(
         path,
-        series,
-        title=f"{results['task']}: lottery tickets ({results['labels']} labels; "
-        f"bands: 95% t-interval over {len(results['seeds'])} seeds)",
+        series,  # type: ignore[arg-type]
+        title=f"{results.task}: lottery tickets ({results.labels} labels; "
+        f"bands: 95% t-interval over {len(results.seeds)} seeds)",
         xlabel="% of prunable weights remaining",
-        ylabel=f"test {results['metric']}",
+        ylabel=f"test {results.metric}",
         invert_x=True,
         reference_lines=references,
         ylim=(min(shown) - 0.05, max(shown) + 0.05),
     )
 
 
-def headline(results: dict[str, Any]) -> dict[str, float]:
+def headline(results: PruneResults) -> dict[str, float]:
     """The dense student and each method at the highest sparsity reached."""
-    curves = results["curves"]
-    numbers = {"dense": curves["imp"][0]["metric"]["value"]}
+    curves = results.curves
+    numbers: dict[str, float] = {"dense": curves["imp"][0].metric.value}  # type: ignore[dict-item]
     for method, points in curves.items():
         last = points[-1]
-        numbers[f"{method} at {1 - last['sparsity']:.1%}"] = last["metric"]["value"]
+        numbers[f"{method} at {1 - last.sparsity:.1%}"] = last.metric.value  # type: ignore[assignment]
     return numbers

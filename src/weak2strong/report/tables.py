@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from weak2strong.runs.typed import Estimate, to_json
+
 
 @dataclass
 class ResultTable:
@@ -28,13 +30,16 @@ class ResultTable:
     notes: list[str] = field(default_factory=list)  # lines shown under the table
 
 
-def format_interval(interval: Mapping[str, float | None] | None, digits: int = 3) -> str:
+def format_interval(interval: Mapping[str, Any] | Estimate | None, digits: int = 3) -> str:
     """`0.812 [0.790, 0.834]`, or `undefined` when the value is None."""
-    if not interval or interval.get("value") is None:
+    values: Mapping[str, Any] = (
+        to_json(interval) if isinstance(interval, Estimate) else interval or {}
+    )
+    if values.get("value") is None:
         return "undefined"
-    text = f"{interval['value']:.{digits}f}"
-    if interval.get("low") is not None and interval.get("high") is not None:
-        text += f" [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
+    text = f"{values['value']:.{digits}f}"
+    if values.get("low") is not None and values.get("high") is not None:
+        text += f" [{values['low']:.{digits}f}, {values['high']:.{digits}f}]"
     return text
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from weak2strong.runs.typed import estimate, optional_estimate
 from weak2strong.search.config import SearchConfig
 from weak2strong.search.decoders import CBSSettings, best_of_first, curve_cbs_settings
 from weak2strong.search.methods import cbs_label
+from weak2strong.search.results import CurvePoint
 
 
 def curve_cbs(config: SearchConfig) -> list[CBSSettings]:
@@ -44,7 +46,7 @@ def curve_points(
     curve_outputs: dict[str, dict[str, Any]],
     table: dict[str, Any],
     prompts: int,
-) -> list[dict[str, Any]]:
+) -> list[CurvePoint]:
     """One entry per (decoder, N): mean reward, reward − sample, tokens, seconds."""
     points = []
     for n in sorted(set(config.curve)):
@@ -56,14 +58,14 @@ def curve_points(
         ):
             output = outputs[key] if key in outputs else curve_outputs[key]
             points.append(
-                {
-                    "method": decoder,
-                    "n": n,
-                    "label": label,
-                    "reward": table["models"][key],
-                    "reward_minus_sample": table.get("difference", {}).get(key),
-                    "tokens_per_prompt": output["sampled_tokens"] / prompts,
-                    "seconds": output["seconds"],
-                }
+                CurvePoint(
+                    method=decoder,
+                    n=n,
+                    label=label,
+                    reward=estimate(table["models"][key]),
+                    reward_minus_sample=optional_estimate(table.get("difference", {}).get(key)),
+                    tokens_per_prompt=output["sampled_tokens"] / prompts,
+                    seconds=output["seconds"],
+                )
             )
     return points

@@ -19,6 +19,7 @@ from weak2strong.models import load_causal_lm, load_tokenizer, resolve
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.runs.results import PROMPTS, absolute
+from weak2strong.runs.typed import estimate, optional_estimate, to_json
 from weak2strong.scoring.held_out import HeldOutRewards
 from weak2strong.scoring.scorers import check_scorer_name, scorer_description, scorer_fingerprint
 from weak2strong.search import backends, methods
@@ -28,6 +29,7 @@ from weak2strong.search.decoders import CBSSettings, Decoded, check_tokenizers_s
 from weak2strong.search.lm import LanguageModel, check_template
 from weak2strong.search.methods import Batch, cbs_label, method_label
 from weak2strong.search.pair import ModelPair
+from weak2strong.search.results import MethodOutcome, SearchResults
 from weak2strong.search.samplers import Sampler
 from weak2strong.search.summary import metric_records
 from weak2strong.settings import check_settings
@@ -282,45 +284,46 @@ class Search:
         )
         results = self._results(outputs, table)
         if cfg.curve:
-            results["curve"] = curve_points(cfg, outputs, curve_outputs, table, len(self.prompts))
+            results.curve = curve_points(cfg, outputs, curve_outputs, table, len(self.prompts))
+        payload = to_json(results)
         run.write_results(
-            results,
+            payload,
             metric_records(results),
             self._examples(outputs, rewards),
             floor=PROMPTS,
             warnings=[f"search steers by it: {self.tune_warning}"] if self.tune_warning else [],
         )
-        return results
+        return payload
 
-    def _results(self, outputs: dict[str, dict[str, Any]], table: dict[str, Any]) -> dict[str, Any]:
+    def _results(self, outputs: dict[str, dict[str, Any]], table: dict[str, Any]) -> SearchResults:
         cfg = self.config
-        results: dict[str, Any] = {
-            "large": absolute(cfg.large),
-            "tuned": absolute(self.tuned_path()),
-            "untuned": absolute(cfg.pair.untuned),
-            "prompts": cfg.prompts,
-            "test_prompts": len(self.prompts),
-            "new_tokens": cfg.sampling.new_tokens,
-            "backend": cfg.backend,
-            "scorer": cfg.scorer.name,
-            "gold_scorer": scorer_description(cfg.scorer),
-            "methods": {},
-            "skipped": dict(self.skipped),
-            # of this invocation (cached steps loaded nothing): model loads, engine start
-            "startup_seconds": {role: round(value, 3) for role, value in self.startup.items()},
-            "dtypes": self.dtypes(),
-        }
-        for method, output in outputs.items():
-            results["methods"][method] = {
-                "label": method_label(method, cfg),  # type: ignore[arg-type]
-                "reward": table["models"][method],
-                "reward_minus_sample": table.get("difference", {}).get(method),
-                "sampled_tokens": output["sampled_tokens"],
-                "tokens_per_prompt": output["sampled_tokens"] / len(self.prompts),
-                "seconds": output["seconds"],
-                "finished_fraction": float(np.mean(output["finished"])),
-            }
-        return results
+        prompts = len(self.prompts)
+        return SearchResults(
+            large=absolute(cfg.large),
+            tuned=absolute(self.tuned_path()),
+            untuned=absolute(cfg.pair.untuned),
+            prompts=cfg.prompts,
+            test_prompts=prompts,
+            new_tokens=cfg.sampling.new_tokens,
+            backend=cfg.backend,
+            scorer=cfg.scorer.name,
+            gold_scorer=scorer_description(cfg.scorer),
+            methods={
+                method: MethodOutcome(
+                    label=method_label(method, cfg),  # type: ignore[arg-type]
+                    reward=estimate(table["models"][method]),
+                    reward_minus_sample=optional_estimate(table.get("difference", {}).get(method)),
+                    sampled_tokens=output["sampled_tokens"],
+                    tokens_per_prompt=output["sampled_tokens"] / prompts,
+                    seconds=output["seconds"],
+                    finished_fraction=float(np.mean(output["finished"])),
+                )
+                for method, output in outputs.items()
+            },
+            skipped=dict(self.skipped),
+            startup_seconds={role: round(value, 3) for role, value in self.startup.items()},
+            dtypes=self.dtypes(),
+        )
 
     def _examples(
         self, outputs: dict[str, dict[str, Any]], rewards: dict[str, list[float]]

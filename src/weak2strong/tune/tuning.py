@@ -30,12 +30,14 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
 from weak2strong.runs.results import SCHEMA, SampleFloor, absolute, metric_record
+from weak2strong.runs.typed import from_json, to_json
 from weak2strong.scoring import paired_bootstrap_means
 from weak2strong.scoring.scorers import scorer_fingerprint
 from weak2strong.settings import check_settings
 from weak2strong.tune.config import TuneConfig
 from weak2strong.tune.dpo import train_dpo
 from weak2strong.tune.pairs import held_out_pairs, review_pairs, sampled_pairs, sft_examples
+from weak2strong.tune.results import TuneResults
 from weak2strong.tune.saving import save_merged
 from weak2strong.tune.sft import SFTConfig, completion_log_probs, train_sft
 from weak2strong.tune.summary import TRAINING_KEYS, chance_warning
@@ -88,8 +90,9 @@ TRAINERS: dict[str, Callable[[TuneConfig, Run, Path], dict[str, Any]]] = {
 def default_tuned_model(config: TuneConfig, runs_dir: str | Path) -> tuple[str, str | None]:
     """The tuned model a search or an ExPO uses when given none: `w2s tune`'s run for these
     settings (trained once, then cached), and the warning to repeat if it is at chance."""
-    _, results = Tune(config, runs_dir).run()
-    return str(results["model"]), chance_warning(results)
+    _, payload = Tune(config, runs_dir).run()
+    results = from_json(TuneResults, payload)
+    return results.model, chance_warning(results)
 
 
 class Tune:
@@ -143,27 +146,32 @@ class Tune:
             summary = {key: value for key, value in cached.items() if key in TRAINING_KEYS}
         else:
             summary = TRAINERS[self.config.method](self.config, run, model_dir)
-        results = {
-            "method": self.config.method,
-            "base": absolute(self.config.base),
-            "model": str(model_dir.resolve()),
-        }
-        results.update(summary)
         run.phase("held-out evaluation")
-        evaluation = self._evaluate(run, model_dir)
-        results.update(evaluation)
+        results = from_json(
+            TuneResults,
+            {
+                "method": self.config.method,
+                "base": absolute(self.config.base),
+                "model": str(model_dir.resolve()),
+                **summary,
+                **self._evaluate(run, model_dir),
+            },
+        )
         records = [
-            metric_record("held-out preference accuracy", "tuned", evaluation["heldout_accuracy"]),
-            metric_record("held-out reward margin", "tuned", evaluation["heldout_margin"]),
+            metric_record(
+                "held-out preference accuracy", "tuned", to_json(results.heldout_accuracy)
+            ),
+            metric_record("held-out reward margin", "tuned", to_json(results.heldout_margin)),
         ]
         warning = chance_warning(results)
+        payload = to_json(results)
         run.write_results(
-            results,
+            payload,
             records,
             floor=SampleFloor("held-out pairs", 20),
             warnings=[warning] if warning else [],
         )
-        return results
+        return payload
 
     def _evaluate(self, run: Run, model_dir: Path) -> dict[str, Any]:
         """Held-out preference accuracy of the implicit reward log π_tuned(y|x) − log π_base(y|x)."""
