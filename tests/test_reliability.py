@@ -278,7 +278,7 @@ def _answer(text: object = "ok", **fields: object) -> bytes:
     ],
 )
 def test_bad_answers_are_refused_in_the_start_up_probe(body, fragment):
-    from weak2strong.search.api_backend import ApiSettings, CompletionsClient
+    from weak2strong.models.openai_api import ApiSettings, CompletionsClient
 
     with _answering(body) as url:
         client = CompletionsClient(ApiSettings(base_url=url, max_retries=0), "served")
@@ -287,17 +287,14 @@ def test_bad_answers_are_refused_in_the_start_up_probe(body, fragment):
 
 
 def test_completions_longer_than_max_tokens_allow_and_slow_servers_are_named():
+    from weak2strong.models.formatting import PromptFormat
     from weak2strong.models.generation import SamplingConfig
-    from weak2strong.search.api_backend import (
-        ApiSampler,
-        ApiSettings,
-        CompletionsClient,
-        parse_completions,
-    )
+    from weak2strong.models.openai_api import ApiSettings, CompletionsClient, parse_completions
+    from weak2strong.search.api_backend import ApiSampler
 
     # 10,000 characters for the probe's 1 token
     with _answering(_answer(text="word " * 2000)) as url, pytest.raises(W2SError, match="ignores"):
-        ApiSampler("served", "{prompt}", SamplingConfig(), ApiSettings(base_url=url))
+        ApiSampler("served", PromptFormat(), SamplingConfig(), ApiSettings(base_url=url))
     with _answering(_answer(text="x" * 200)) as url:
         client = CompletionsClient(ApiSettings(base_url=url, max_retries=0), "served")
         answer = client.complete_all([{"prompt": "p", "n": 1, "max_tokens": 8}])[0]

@@ -107,6 +107,7 @@ def test_imdb_prompts_and_preference_reviews_never_reach_the_gold_scorers_traini
     scorer never trains on, whatever the experiment's seed."""
     import torch
 
+    from weak2strong.data.prompt_files import texts_of
     from weak2strong.data.prompts import (
         IMDB_PROMPT_POOL,
         imdb_split,
@@ -144,7 +145,7 @@ def test_imdb_prompts_and_preference_reviews_never_reach_the_gold_scorers_traini
 
     for seed in (0, 1, 2):
         prompts = load_prompts("imdb", 100, 50, seed=seed)
-        assert set(prompts.train) <= openings(pool)
-        assert set(prompts.test) <= openings(data.texts("test"))
+        assert set(texts_of(prompts.train)) <= openings(pool)
+        assert set(texts_of(prompts.test)) <= openings(data.texts("test"))
     tuned_from, _ = reviews_by_class(TuneConfig())
     assert {opening for opening, _ in tuned_from[:50]} <= openings(pool)

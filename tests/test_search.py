@@ -11,8 +11,10 @@ import torch
 
 from tests.conftest import assert_results_layout, read_examples
 from tests.tiny import tiny_causal_lm
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
+from weak2strong.models.formatting import PromptFormat
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.decoders import (
     CBSSettings,
@@ -28,7 +30,7 @@ from weak2strong.search.pair import ModelPair, PairScorer
 from weak2strong.search.samplers import sequence_seeds
 from weak2strong.search.transformers_backend import TransformersSampler
 
-PROMPTS = ["This movie was", "I went to see the film and"]
+PROMPTS = [Prompt.of_text("This movie was"), Prompt.of_text("I went to see the film and")]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,8 @@ def pair(smollm) -> ModelPair:
     """Two real members with different templates: raw text vs the chat template."""
     model, tokenizer = smollm
     return ModelPair(
-        LanguageModel("plain", model, tokenizer, "Movie review: {prompt}"),
-        LanguageModel("chat", model, tokenizer, "chat"),
+        LanguageModel("plain", model, tokenizer, PromptFormat("Movie review: {prompt}")),
+        LanguageModel("chat", model, tokenizer, PromptFormat("chat")),
     )
 
 
@@ -59,7 +61,7 @@ def bert_tokenized_lm(tmp_path_factory) -> LanguageModel:
         tmp_path_factory.mktemp("bert-llama"), tokenizer_of="minilm-l6", eos_token="[SEP]"
     )
     model, tokenizer = load_causal_lm(str(folder), device="cpu")
-    return LanguageModel(str(folder), model.eval(), tokenizer, "{prompt}")
+    return LanguageModel(str(folder), model.eval(), tokenizer)
 
 
 def full_scores(pair: ModelPair, prompts, texts, finished) -> np.ndarray:
@@ -69,7 +71,7 @@ def full_scores(pair: ModelPair, prompts, texts, finished) -> np.ndarray:
     return scorer.update(range(len(prompts)), texts, finished)
 
 
-def manual_logprob(lm: LanguageModel, prompt: str, text: str, finished: bool) -> float:
+def manual_logprob(lm: LanguageModel, prompt: Prompt, text: str, finished: bool) -> float:
     ids = lm.prompt_ids(prompt)
     response = lm.response_ids(text) + ([lm.eos_id] if finished else [])
     with torch.no_grad():
@@ -322,9 +324,9 @@ def test_cbs_rejects_empty_beams(large, pair, settings, message):
 def test_template_without_prompt_is_refused(smollm):
     model, tokenizer = smollm
     with pytest.raises(W2SError, match="placeholder"):
-        LanguageModel("x", model, tokenizer, "Review:")
+        LanguageModel("x", model, tokenizer, PromptFormat("Review:"))
     with pytest.raises(W2SError, match="missing"):
-        LanguageModel("x", model, tokenizer, "")
+        LanguageModel("x", model, tokenizer, PromptFormat(""))
 
 
 def test_search_cli_end_to_end(run_cli, tmp_path):

@@ -48,6 +48,30 @@ def tiny_causal_lm(
     return folder
 
 
+def tiny_reward_model(folder: Path, *, seed: int = 0) -> Path:
+    """A 2-layer Llama reward model (one logit) with SmolLM2's tokenizer and chat template."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from weak2strong.models import load_tokenizer
+
+    tokenizer = load_tokenizer(SMOLLM)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=1,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_encoder(folder: Path, *, seed: int = 0) -> Path:
     """A 2-layer BERT with MiniLM's WordPiece tokenizer, saved to `folder`."""
     from transformers import BertConfig, BertModel

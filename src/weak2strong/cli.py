@@ -242,6 +242,62 @@ def tasks_list() -> None:
     print_table(console, ResultTable("tasks", ["task", "description", "size"], rows, [note]))
 
 
+@app.command("winrate")
+@click.argument("annotations")
+@click.option(
+    "--glm",
+    type=click.Choice(["length_controlled_v1", "length_controlled_minimal"]),
+    default=None,
+    help="The length-controlled GLM; default: AlpacaEval 2.0's v1 with --gamed, else minimal.",
+)
+@click.option(
+    "--gamed",
+    default=None,
+    help="AlpacaEval's df_gamed.csv (instruction difficulties and gamed baselines, for v1).",
+)
+@click.option("--samples", default=200, show_default=True, help="Bootstrap resamples.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print {win_rate, length_controlled_win_rate, n}."
+)
+def winrate(
+    annotations: str, glm: str | None, gamed: str | None, samples: int, as_json: bool
+) -> None:
+    """Win rate and length-controlled win rate (AlpacaEval 2.0) of an ANNOTATIONS JSON
+    (instruction, output_1 the baseline's, output_2 the model's, preference in [1, 2])."""
+    import json
+    from typing import cast
+
+    from weak2strong.report import print_table
+    from weak2strong.scoring.winrate import (
+        GamedBaselines,
+        GLMName,
+        annotation_win_rates,
+        read_annotations,
+        win_rate_table,
+    )
+
+    rows = read_annotations(annotations)
+    baselines = GamedBaselines.read(gamed) if gamed else None
+    chosen = glm or ("length_controlled_v1" if baselines else "length_controlled_minimal")
+    rates = annotation_win_rates(
+        rows,
+        glm=cast(GLMName, chosen),
+        gamed=baselines,
+        samples=samples,
+    )
+    if as_json:
+        numbers = {
+            "win_rate": rates.win_rate.value,
+            "length_controlled_win_rate": rates.length_controlled_win_rate.value,
+            "n": rates.win_rate.n,
+        }
+        print(json.dumps(numbers))
+        return
+    model = str(rows[0].get("generator_2", "model"))
+    baseline = str(rows[0].get("generator_1", "baseline"))
+    print_table(console, win_rate_table(f"{model} against {baseline}", {model: rates}))
+
+
 def _quiet_worker() -> None:
     """A process other than the main one: no tables, bars or library chatter on the console."""
     import warnings

@@ -4,6 +4,7 @@ The CLI turns it into a single line on stderr and exit code 2; anything else is 
 and keeps its traceback.
 """
 
+import re
 import reprlib
 
 
@@ -17,6 +18,14 @@ def shown(value: object, limit: int = 80) -> str:
     bounded = reprlib.Repr()
     bounded.maxlevel, bounded.maxstring, bounded.maxother = 3, limit, limit
     return clipped(bounded.repr(value), limit)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """User or model text without control characters (a CRLF line break becomes LF)."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
 
 
 def clipped(text: str, limit: int = 80) -> str:

@@ -21,7 +21,9 @@ import pytest
 pytest.importorskip("vllm")
 
 from tests.test_search import PROMPTS, full_scores
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.models import resolve
+from weak2strong.models.formatting import PromptFormat
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.decoders import CBSSettings, best_of_n, chunk_beam_search
 from weak2strong.search.lm import LanguageModel
@@ -32,15 +34,15 @@ from weak2strong.search.vllm_backend import VLLMSampler, VLLMSettings
 SMOLLM = "smollm2-135m-instruct"
 MORE_PROMPTS = [
     *PROMPTS,
-    "The acting in this picture",
-    "Honestly, the plot of this film",
-    "My favourite scene was when",
+    Prompt.of_text("The acting in this picture"),
+    Prompt.of_text("Honestly, the plot of this film"),
+    Prompt.of_text("My favourite scene was when"),
 ]
 
 
 @pytest.fixture(scope="module")
 def engine() -> VLLMSampler:
-    return VLLMSampler(SMOLLM, "{prompt}", SamplingConfig(), VLLMSettings(max_model_len=512))
+    return VLLMSampler(SMOLLM, PromptFormat(), SamplingConfig(), VLLMSettings(max_model_len=512))
 
 
 class RecordingScorer(PairScorer):
@@ -106,7 +108,7 @@ def test_stop_ids_of_the_generation_config_end_a_response(engine):
     configured = GenerationConfig.from_pretrained(resolve(SMOLLM).location).eos_token_id
     configured = {configured} if isinstance(configured, int) else set(configured or [])
     assert configured <= engine.lm.eos_ids
-    engine.start(["Say hi."] * 8, seed=0)
+    engine.start([Prompt.of_text("Say hi.")] * 8, seed=0)
     engine.extend(range(8), 48)
     for tokens, done in zip(engine.responses, engine.finished, strict=True):
         assert not set(tokens) & engine.lm.eos_ids  # a stop id ends the text, never joins it

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from weak2strong.data.prompts import PROMPT_SET_HELP, PromptOptions
 from weak2strong.extrapolate.recipe import apply_recipe
+from weak2strong.models.formatting import PromptFormat
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.scoring.scorers import ScorerConfig
 from weak2strong.settings import setting
@@ -41,7 +43,14 @@ class ExtrapolateConfig:
     select_by: Literal["none", "reward"] = setting(
         "none", help="none: write every α; reward: sweep them and keep the best"
     )
-    prompts: str = setting("imdb", help="held-out prompts of the sweep: imdb or rtp")
+    prompts: str = setting("imdb", help="held-out prompts of the sweep: " + PROMPT_SET_HELP)
+    prompt_options: PromptOptions = setting(
+        help="how a prompt file or dataset is read", factory=PromptOptions
+    )
+    template: str = setting(
+        "{prompt}", help="the sweep's prompt format: text with {prompt}, or chat"
+    )
+    system: str = setting("", help="the sweep's system prompt")
     test_prompts: int = setting(100, help="prompts every candidate generates on")
     samples_per_prompt: int = setting(1, help="samples per prompt, their reward averaged")
     prompt_words: int = setting(8, help="words of each review that make an imdb prompt")
@@ -56,6 +65,9 @@ class ExtrapolateConfig:
         False, help="replace an existing output (only a checkpoint w2s wrote)", hash=False
     )
     show_progress: bool = setting(True, help="progress bars", hash=False)
+
+    def prompt_format(self) -> PromptFormat:
+        return PromptFormat(self.template, self.system)
 
     def __post_init__(self) -> None:
         if self.recipe is not None:

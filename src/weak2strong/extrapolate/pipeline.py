@@ -6,12 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from weak2strong.data.prompts import PROMPT_SETS, prompts_digest
 from weak2strong.errors import W2SError
 from weak2strong.extrapolate.checkpoint import Checkpoint, check_output_folder, parse_size
 from weak2strong.extrapolate.config import ExtrapolateConfig, alpha_label
 from weak2strong.extrapolate.planning import plan_extrapolation
 from weak2strong.extrapolate.results import ExtrapolateResults
-from weak2strong.extrapolate.sweep import RewardSweep
+from weak2strong.extrapolate.sweep import RewardSweep, sweep_prompts
 from weak2strong.extrapolate.writer import Writer
 from weak2strong.fileio import check_writable, key_digest
 from weak2strong.models.loading import model_fingerprint
@@ -51,6 +52,8 @@ class Extrapolate:
         self.config = config
         self.runs_dir = runs_dir
         self.run_hash = config_hash(config)
+        # read now: a bad prompt file fails before a default model is tuned or a folder made
+        self.prompts = sweep_prompts(config) if config.select_by == "reward" else []
 
     def checkpoint_names(self) -> list[str]:
         cfg = self.config
@@ -80,11 +83,13 @@ class Extrapolate:
         inputs: dict[str, Any] = {"checkpoints": inputs_key}
         if cfg.select_by == "reward":
             inputs["scorer"] = scorer_fingerprint(cfg.scorer)
+            if cfg.prompts not in PROMPT_SETS:  # a file or dataset: its content, not its name
+                inputs["prompts"] = prompts_digest(self.prompts)
         with Run.open("extrapolate", cfg, self.runs_dir, inputs) as run:
             base = out_base or run.path / "model"
             if cfg.select_by == "none":
                 return run, _write_all(run, writer, base)
-            return run, RewardSweep(cfg, writer, base).run(run, self.tune_warning)
+            return run, RewardSweep(cfg, writer, base, self.prompts).run(run, self.tune_warning)
 
 
 def _check_free(writer: Writer, out_base: Path) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weak2strong.runs.typed import OMIT_IF_NONE, Estimate
+from weak2strong.scoring.winrate import WinRates
 
 
 @dataclass(kw_only=True)
@@ -37,3 +38,5 @@ class ExtrapolateResults:
     best_alpha: float | None = field(default=None, metadata=OMIT_IF_NONE)
     out: str | None = field(default=None, metadata=OMIT_IF_NONE)
     gold_scorer: dict[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
+    # with the judge:pairwise scorer: each model's AlpacaEval win rates against the reference
+    win_rates: dict[str, WinRates] | None = field(default=None, metadata=OMIT_IF_NONE)

@@ -15,6 +15,7 @@ from weak2strong.report import (
 )
 from weak2strong.runs.results import MetricRecord, metric_record
 from weak2strong.runs.typed import to_json
+from weak2strong.scoring.winrate import win_rate_table
 
 
 def metric_records(results: ExtrapolateResults) -> list[MetricRecord]:
@@ -117,7 +118,12 @@ def extrapolate_tables(results: ExtrapolateResults) -> list[ResultTable]:
     )
     columns = ["model", "α", "mean reward", "reward − aligned"]
     notes = [kept] + ([scorer_note(results.gold_scorer)] if results.gold_scorer else [])
-    return [ResultTable(title, columns, rows, notes)]
+    judged = (
+        [win_rate_table("AlpacaEval win rates (judge:pairwise)", results.win_rates)]
+        if results.win_rates
+        else []
+    )
+    return [ResultTable(title, columns, rows, notes), *judged]
 
 
 def plot_extrapolate_summary(results: ExtrapolateResults, path: Path) -> Path | None:

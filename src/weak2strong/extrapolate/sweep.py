@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from weak2strong import distributed
-from weak2strong.data.prompts import load_prompts
+from weak2strong.data.prompts import Prompt, held_out_prompts
 from weak2strong.extrapolate.card import command_line, write_model_card
 from weak2strong.extrapolate.checkpoint import PROVENANCE_FILE, staged_folder
 from weak2strong.extrapolate.config import ALIGNED_LABEL, ExtrapolateConfig, alpha_label
@@ -29,6 +29,7 @@ from weak2strong.models import load_causal_lm
 from weak2strong.models.generation import sample_completions
 from weak2strong.runs import Run
 from weak2strong.runs.config import non_default_settings
+from weak2strong.runs.exports import export_generations
 from weak2strong.runs.results import PROMPTS, absolute
 from weak2strong.runs.typed import estimate, optional_estimate, to_json
 from weak2strong.scoring.held_out import HeldOutRewards
@@ -48,19 +49,26 @@ def best_label(rows: dict[str, dict[str, Any]], higher: bool) -> str:
     return max(eligible, key=lambda label: sign * float(np.mean(rows[label]["rewards"])))
 
 
+def sweep_prompts(config: ExtrapolateConfig) -> list[Prompt]:
+    """The sweep's held-out prompts, read (and a bad file refused) before any run folder."""
+    config.prompt_format().check("extrapolate")
+    return held_out_prompts(
+        config.prompts,
+        config.test_prompts,
+        seed=config.seed,
+        prompt_words=config.prompt_words,
+        options=config.prompt_options,
+    )
+
+
 class RewardSweep:
-    def __init__(self, config: ExtrapolateConfig, writer: Writer, out: Path) -> None:
+    def __init__(
+        self, config: ExtrapolateConfig, writer: Writer, out: Path, prompts: list[Prompt]
+    ) -> None:
         self.config = config
         self.writer = writer
         self.names = writer.names
         self.out = out
-        prompts = load_prompts(
-            config.prompts,
-            1,
-            config.test_prompts,
-            seed=config.seed,
-            prompt_words=config.prompt_words,
-        ).test
         self.evaluation = HeldOutRewards(
             config.scorer, prompts, config.samples_per_prompt, show_progress=config.show_progress
         )
@@ -70,19 +78,24 @@ class RewardSweep:
         """`samples_per_prompt` completions per prompt, a prompt's samples side by side."""
         cfg = self.config
         model, tokenizer = load_causal_lm(folder)
+        prompt_format = cfg.prompt_format()
+        prompt_format.check(folder, tokenizer)
         return sample_completions(
             model,
             tokenizer,
-            self.evaluation.repeated_prompts(),
+            prompt_format.texts(self.evaluation.repeated_prompts(), tokenizer),
             cfg.sampling,
             seed=cfg.seed,
             description=description,
             show_progress=cfg.show_progress,
+            add_special_tokens=not prompt_format.is_chat,
         )
 
     def _scored(self, folder: str, description: str) -> dict[str, Any]:
         responses = self._generate(folder, description)
-        return {"responses": responses, "rewards": self.evaluation.prompt_means(responses)}
+        scores = self.evaluation.scores(responses)
+        means = self.evaluation.per_prompt(scores).mean(1)
+        return {"responses": responses, "scores": scores, "rewards": means.tolist()}
 
     def run(self, run: Run, tune_warning: str | None) -> dict[str, Any]:
         cfg = self.config
@@ -98,6 +111,10 @@ class RewardSweep:
         for alpha in candidates:
             rows[alpha_label(alpha)] = self._score_candidate(run, alpha, candidates_dir)
             self._keep_only_best(rows, candidates_dir)
+        for label, row in rows.items():
+            export_generations(
+                run.path, label, self.prompts, row["responses"], cfg.samples_per_prompt
+            )
         table = self.evaluation.table(
             {label: row["rewards"] for label, row in rows.items()},
             baseline=ALIGNED_LABEL,
@@ -110,6 +127,15 @@ class RewardSweep:
             rows[best]["alpha"], candidates_dir, self._selection(rows, table, best)
         )
         results = self._results(rows, table, best, written)
+        results.win_rates = self.evaluation.report_win_rates(
+            run,
+            "judge-win-rates",
+            {label: row["responses"] for label, row in rows.items()},
+            # one score per response (steps cached before they were kept: the prompt means)
+            {label: row.get("scores", row["rewards"]) for label, row in rows.items()},
+            samples=cfg.bootstrap_samples,
+            seed=cfg.seed,
+        )
         payload = to_json(results)
         run.write_results(
             payload,
@@ -208,7 +234,7 @@ class RewardSweep:
             {
                 "model": label,
                 "alpha": row["alpha"],
-                "prompt": prompt,
+                "prompt": prompt.text,
                 "responses": row["responses"][i * k : (i + 1) * k],
                 "reward": row["rewards"][i],  # the mean over the prompt's samples
             }

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from weak2strong.data.prompts import load_prompts
+from weak2strong.data.prompt_files import texts_of
+from weak2strong.data.prompts import PROMPT_SET_HELP, PromptOptions, load_prompts
 from weak2strong.errors import W2SError
 from weak2strong.fileio import key_digest
 from weak2strong.generalize.results import GenerativeResults
@@ -17,6 +18,7 @@ from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.generation import SamplingConfig, sample_completions
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
+from weak2strong.runs.exports import export_generations
 from weak2strong.runs.results import PROMPTS, absolute
 from weak2strong.runs.typed import from_json, to_json
 from weak2strong.scoring.held_out import HeldOutRewards
@@ -49,7 +51,10 @@ class GenerativeConfig:
     """
 
     seed: int = setting(0, help="seed of the prompts, sampling and training")
-    prompts: str = setting("imdb", help="prompt set: imdb (review openings) or rtp")
+    prompts: str = setting("imdb", help=PROMPT_SET_HELP)
+    prompt_options: PromptOptions = setting(
+        help="how a prompt file or dataset is read", factory=PromptOptions
+    )
     scorer: ScorerConfig = setting(help="the gold scorer", factory=ScorerConfig)
     weak: str = setting("smollm2-135m-instruct", help="the weak LM")
     strong: str = setting("qwen2.5-coder-0.5b-instruct", help="the strong LM")
@@ -88,13 +93,16 @@ class GenerativeGeneralize:
         self.config = config
         if config.ceiling_candidates < 1:
             raise W2SError("ceiling_candidates must be at least 1")
-        self.prompts = load_prompts(
+        split = load_prompts(
             config.prompts,
             config.train_prompts,
             config.test_prompts,
             seed=config.seed,
             prompt_words=config.prompt_words,
+            options=config.prompt_options,
         )
+        # generative mode continues text: a chat prompt is continued as its text
+        self.train_texts, self.test_texts = texts_of(split.train), texts_of(split.test)
         resolve(config.weak)
         resolve(config.strong)
         check_scorer_name(config.scorer.name)
@@ -112,7 +120,7 @@ class GenerativeGeneralize:
         # plus the opening, and the scored text is what each model wrote
         self.evaluation = HeldOutRewards(
             config.scorer,
-            self.prompts.test,
+            split.test,
             config.samples_per_prompt,
             reads_prompt=False,
             show_progress=config.show_progress,
@@ -147,14 +155,14 @@ class GenerativeGeneralize:
     def test_prompts(self) -> list[str]:
         """Each test prompt `samples_per_prompt` times in a row (a prompt's samples together)."""
         k = self.config.samples_per_prompt
-        return [prompt for prompt in self.prompts.test for _ in range(k)]
+        return [prompt for prompt in self.test_texts for _ in range(k)]
 
     def _fine_tuned_completions(self, targets: list[str], tag: str, curves_name: str) -> list[str]:
         model, tokenizer = load_causal_lm(self.config.strong)
         tuned = train_sft(
             model,
             tokenizer,
-            self.prompts.train,
+            self.train_texts,
             targets,
             self.config.sft,
             self.config.seed,
@@ -164,9 +172,9 @@ class GenerativeGeneralize:
 
     def _best_of_candidates(self) -> list[str]:
         k = self.config.ceiling_candidates
-        repeated = [prompt for prompt in self.prompts.train for _ in range(k)]
+        repeated = [prompt for prompt in self.train_texts for _ in range(k)]
         candidates = self._sample(self.config.strong, repeated, "ceiling candidates")
-        scores = np.asarray(self.evaluation.scores(candidates)).reshape(len(self.prompts.train), k)
+        scores = np.asarray(self.evaluation.scores(candidates)).reshape(len(self.train_texts), k)
         best = scores.argmax(1) if self.evaluation.higher_is_better else scores.argmin(1)
         return [candidates[row * k + int(column)] for row, column in enumerate(best)]
 
@@ -178,7 +186,7 @@ class GenerativeGeneralize:
     def inputs(self) -> dict[str, Any]:
         cfg = self.config
         return {
-            "prompts": key_digest([self.prompts.train, self.prompts.test]),
+            "prompts": key_digest([self.train_texts, self.test_texts]),
             "weak": model_fingerprint(cfg.weak),
             "strong": model_fingerprint(cfg.strong),
             "scorer": scorer_fingerprint(cfg.scorer),
@@ -192,6 +200,10 @@ class GenerativeGeneralize:
 
     def _run(self, run: Run) -> dict[str, Any]:
         outputs = self._completions(run)
+        for name, texts in outputs.items():
+            export_generations(
+                run.path, name, self.evaluation.prompts, texts, self.config.samples_per_prompt
+            )
         scores = run.cached_json("gold-scores", lambda: self.evaluation.scores_of(outputs))
         results = self._results(scores)
         payload = to_json(results)
@@ -206,7 +218,7 @@ class GenerativeGeneralize:
         weak_train = run.cached_json(
             "weak-train-completions",
             lambda: self._sample(
-                cfg.weak, [self.instruction + p for p in self.prompts.train], "weak (train prompts)"
+                cfg.weak, [self.instruction + p for p in self.train_texts], "weak (train prompts)"
             ),
         )
         outputs = {
@@ -265,8 +277,8 @@ class GenerativeGeneralize:
             "strong": absolute(cfg.strong),
             "weak_instruction": self.instruction,
             "sizes": {
-                "train_prompts": len(self.prompts.train),
-                "test_prompts": len(self.prompts.test),
+                "train_prompts": len(self.train_texts),
+                "test_prompts": len(self.test_texts),
             },
             "samples_per_prompt": k,
             # a prompt's samples averaged first: the intervals resample prompts, not samples
@@ -305,5 +317,5 @@ class GenerativeGeneralize:
                     for name in outputs
                 },
             }
-            for row, prompt in enumerate(self.prompts.test)
+            for row, prompt in enumerate(self.test_texts)
         )

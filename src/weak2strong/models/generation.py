@@ -40,8 +40,11 @@ def sample_completions(
     seed: int,
     description: str = "sampling",
     show_progress: bool = True,
+    add_special_tokens: bool = True,
 ) -> list[str]:
     """One sampled continuation per prompt (only the new text), in prompt order.
+
+    `add_special_tokens=False` for prompts that already hold them (chat-formatted text).
 
     Each batch of prompts is seeded by its position, so the samples are the same however
     the batches are shared between processes.
@@ -50,7 +53,12 @@ def sample_completions(
     device = next(model.parameters()).device
 
     def complete(indices: list[int]) -> list[str]:
-        batch = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True)
+        batch = tokenizer(
+            [prompts[i] for i in indices],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=add_special_tokens,
+        )
         batch = batch.to(device)
         torch.manual_seed(seed + indices[0])
         output = model.generate(

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from weak2strong.errors import printable
 from weak2strong.runs.typed import Estimate, to_json
 
 
@@ -45,12 +46,6 @@ def format_interval(interval: Mapping[str, Any] | Estimate | None, digits: int =
 
 # Control characters (ANSI escapes, NUL, carriage returns) in names or generated text would
 # restyle a terminal or break a page; tabs and line breaks are kept.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """User or model text without control characters (a CRLF line break becomes LF)."""
-    return _CONTROL.sub("", text.replace("\r\n", "\n"))
 
 
 def plain(text: object) -> Text:

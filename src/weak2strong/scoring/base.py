@@ -8,11 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from weak2strong.data.prompt_files import Prompt
+from weak2strong.models.openai_api import ApiSettings
 from weak2strong.settings import setting
+
+
+@dataclass
+class JudgeSettings:
+    model: str = setting("", help="the judge: the served model's name")
+    api: ApiSettings = setting(help="the judge's server", factory=ApiSettings)
+    reference: str = setting(
+        "",
+        help="judge:pairwise: the reference outputs, an AlpacaEval model_outputs.json "
+        "(matched by instruction), or a model that writes them in this run",
+    )
+    reference_new_tokens: int = setting(256, help="tokens of a generated reference output")
+    position_swap: bool = setting(True, help="ask both orders and average (cancels order bias)")
+    logprobs: bool = setting(True, help="read the verdict's log-probabilities when served")
+    grade_tokens: int = setting(512, help="judge:grade: tokens of the judge's explanation")
 
 
 @dataclass
@@ -20,7 +37,7 @@ class ScorerConfig:
     name: str = setting(
         "sentiment",
         help="gold scorer: sentiment, toxicity, lexicon:vader|afinn, hf:<model>, "
-        "python:<module>:<function>",
+        "python:<module>:<function>, judge:pairwise (AlpacaEval), judge:grade (MT-Bench)",
     )
     encoder: str = setting("minilm-l6", help="encoder of the sentiment/toxicity scorers")
     max_train: int = setting(4000, help="label-stratified cap on the scorer's training data")
@@ -33,6 +50,9 @@ class ScorerConfig:
     higher_is_better: bool = setting(
         True, help="direction of hf: and python: scorers (the built-in ones know theirs)"
     )
+    judge: JudgeSettings = setting(
+        help="judge:pairwise and judge:grade: the LLM judge", factory=JudgeSettings
+    )
 
 
 class Scorer(Protocol):
@@ -40,6 +60,17 @@ class Scorer(Protocol):
     higher_is_better: bool
 
     def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class ResponseScorer(Protocol):
+    """A scorer that reads the prompt and the response apart (a reward model through its
+    chat template, a judge, a two-argument python: function); text-only scorers read the
+    prompt's text followed by the response."""
+
+    def score_responses(
+        self, prompts: Sequence[Prompt], responses: Sequence[str]
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""`python:<module>:<function>`: a user function from a list of texts to a list of floats."""
+"""`python:<module>:<function>`: a user function to a list of floats.
+
+One parameter: it receives texts (a prompt's text followed by its response, or a response
+alone). Two parameters: it receives the prompts' texts and the responses apart.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from weak2strong import distributed
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.errors import W2SError
 from weak2strong.fileio import sha256_file
 from weak2strong.scoring.base import ScorerConfig, ScorerKind, as_configured, no_check, no_quality
@@ -39,21 +44,46 @@ class FunctionScorer:
         if not callable(function):
             raise W2SError(f"scorer '{config.name}': {module_name} has no function {function_name}")
         self.function = function
+        self.reads_pairs = _positional_parameters(function) >= 2
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
+    def _scores(self, columns: tuple[Sequence[str], ...]) -> np.ndarray:
         def call(indices: list[int]) -> list[float]:
-            batch = [texts[i] for i in indices]
-            values = list(self.function(batch))
-            if len(values) != len(batch):
+            values = list(self.function(*([column[i] for i in indices] for column in columns)))
+            if len(values) != len(indices):
                 raise W2SError(
-                    f"scorer '{self.name}' returned {len(values)} scores for {len(batch)} texts"
+                    f"scorer '{self.name}' returned {len(values)} scores for {len(indices)} texts"
                 )
             return [float(value) for value in values]
 
         return np.asarray(
-            distributed.map_items(call, len(texts), FUNCTION_BATCH, description=self.name),
+            distributed.map_items(call, len(columns[0]), FUNCTION_BATCH, description=self.name),
             dtype=np.float64,
         )
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        if self.reads_pairs:
+            raise W2SError(
+                f"scorer '{self.name}' takes (prompts, responses); here only texts are scored "
+                "(a completion alone): give it one parameter"
+            )
+        return self._scores((texts,))
+
+    def score_responses(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        if self.reads_pairs:
+            return self._scores(([p.text for p in prompts], responses))
+        return self._scores(([p.text + r for p, r in zip(prompts, responses, strict=True)],))
+
+
+def _positional_parameters(function: Any) -> int:
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: one argument
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in parameters if p.kind in kinds and p.default is p.empty]
+    return len(required)
 
 
 def _fingerprint(config: ScorerConfig) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""`hf:<model>`: any Hugging Face sequence-classification model as a reward."""
+"""`hf:<model>`: any Hugging Face sequence-classification model as a reward.
+
+A reward model with a chat template (Skywork-Reward, the UltraRM/Starling-RM family) scores
+the conversation, prompt and response as turns in its own template; one without scores the
+prompt's text followed by the response, as text classifiers do.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import numpy as np
 import torch
 
 from weak2strong import distributed
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.errors import W2SError
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.scoring.base import ScorerConfig, ScorerKind, as_configured, no_check, no_quality
@@ -32,8 +38,21 @@ class SequenceClassifierScorer:
         positive = [i for i, n in names.items() if n.startswith("pos")]
         self.positive = int(positive[0]) if positive else labels - 1
 
+    def conversation(self, prompt: Prompt, response: str) -> str:
+        """The prompt and response in the reward model's chat template (special tokens included)."""
+        messages = [*prompt.chat(), {"role": "assistant", "content": response}]
+        return str(self.tokenizer.apply_chat_template(messages, tokenize=False))
+
+    def score_responses(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        if not getattr(self.tokenizer, "chat_template", None):
+            return self.score([p.text + r for p, r in zip(prompts, responses, strict=True)])
+        texts = [self.conversation(p, r) for p, r in zip(prompts, responses, strict=True)]
+        return self.score(texts, add_special_tokens=False)
+
     @torch.no_grad()
-    def score(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def score(
+        self, texts: Sequence[str], batch_size: int = 32, add_special_tokens: bool = True
+    ) -> np.ndarray:
         if not texts:
             return np.zeros(0)
         device = next(self.model.parameters()).device
@@ -45,6 +64,7 @@ class SequenceClassifierScorer:
                 padding=True,
                 truncation=True,
                 max_length=self.max_length,
+                add_special_tokens=add_special_tokens,
             ).to(device)
             logits = self.model(**batch).logits.float()
             if logits.shape[-1] == 1:

@@ -4,7 +4,9 @@
   (`weak2strong.scoring.classifier`);
 - `hf:<model>`: any Hugging Face sequence-classification model (`scoring.hf_reward`);
 - `python:<module>:<function>`: a user function (`scoring.function`);
-- `lexicon:vader` / `lexicon:afinn`: a sentiment lexicon's raw polarity (`scoring.lexicon`).
+- `lexicon:vader` / `lexicon:afinn`: a sentiment lexicon's raw polarity (`scoring.lexicon`);
+- `judge:pairwise` / `judge:grade`: an LLM judge over an OpenAI-compatible API
+  (`scoring.judge`), AlpacaEval-style against reference outputs or MT-Bench-style 1–10.
 
 Every command that scores text goes through `load_scorer`; what a command needs to know of a
 scorer before loading it (its direction, fingerprint, units) comes from its kind.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from weak2strong.scoring import classifier, function, hf_reward, lexicon
+from weak2strong.scoring import classifier, function, hf_reward, judge, lexicon
 from weak2strong.scoring.base import Scorer, ScorerConfig, ScorerKind
 
 __all__ = [
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 # by prefix; a name without one of these prefixes is a built-in name
-KINDS: tuple[ScorerKind, ...] = (hf_reward.KIND, function.KIND, lexicon.KIND)
+KINDS: tuple[ScorerKind, ...] = (hf_reward.KIND, function.KIND, lexicon.KIND, judge.KIND)
 BUILT_IN = classifier.KIND
 
 

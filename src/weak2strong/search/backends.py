@@ -42,7 +42,7 @@ REGISTRY: dict[BackendName, Backend] = {
     ),
     "vllm": Backend(
         make=lambda config, _: VLLMSampler(
-            config.large, config.large_template, config.sampling, config.vllm
+            config.large, config.large_format(), config.sampling, config.vllm
         ),
         reused=True,
         at_setup=False,
@@ -51,7 +51,7 @@ REGISTRY: dict[BackendName, Backend] = {
     ),
     "api": Backend(
         make=lambda config, _: ApiSampler(
-            config.large, config.large_template, config.sampling, config.api
+            config.large, config.large_format(), config.sampling, config.api
         ),
         reused=True,
         at_setup=True,

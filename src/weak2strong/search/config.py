@@ -6,9 +6,11 @@ import typing
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from weak2strong.data.prompts import PROMPT_SET_HELP, PromptOptions
+from weak2strong.models.formatting import PromptFormat
 from weak2strong.models.generation import SamplingConfig
+from weak2strong.models.openai_api import ApiSettings
 from weak2strong.scoring.scorers import ScorerConfig
-from weak2strong.search.api_backend import ApiSettings
 from weak2strong.search.decoders import CBSSettings
 from weak2strong.search.vllm_backend import VLLMSettings
 from weak2strong.settings import setting
@@ -34,6 +36,14 @@ class PairConfig:
     untuned_template: str = setting(
         "{prompt}", help="the untuned model's prompt: text with {prompt}, or chat"
     )
+    tuned_system: str = setting("", help="the tuned model's system prompt")
+    untuned_system: str = setting("", help="the untuned model's system prompt")
+
+    def tuned_format(self) -> PromptFormat:
+        return PromptFormat(self.tuned_template, self.tuned_system)
+
+    def untuned_format(self) -> PromptFormat:
+        return PromptFormat(self.untuned_template, self.untuned_system)
 
 
 @dataclass
@@ -50,6 +60,7 @@ class SearchConfig:
     large_template: str = setting(
         "{prompt}", help="the large model's prompt: text with {prompt}, or chat"
     )
+    large_system: str = setting("", help="the large model's system prompt")
     pair: PairConfig = setting(help="the small tuned/untuned pair", factory=PairConfig)
     tune: TuneConfig = setting(
         help="how the tuned model is made when pair.tuned is empty (its seed is the search's)",
@@ -59,7 +70,10 @@ class SearchConfig:
     methods: list[Literal["sample", "bon", "cbs", "eft", "all"]] = setting(
         help="sample, bon, cbs, eft, or all", factory=lambda: ["sample", "bon", "cbs"]
     )
-    prompts: str = setting("imdb", help="held-out prompt set: imdb or rtp")
+    prompts: str = setting("imdb", help=PROMPT_SET_HELP)
+    prompt_options: PromptOptions = setting(
+        help="how a prompt file or dataset is read", factory=PromptOptions
+    )
     test_prompts: int = setting(50, help="prompts decoded by every method")
     prompt_words: int = setting(8, help="words of each review that make an imdb prompt")
     sampling: SamplingConfig = setting(
@@ -83,3 +97,6 @@ class SearchConfig:
     scorer: ScorerConfig = setting(help="the gold reward", factory=ScorerConfig)
     bootstrap_samples: int = setting(1000, help="resamples of the prompts for the intervals")
     show_progress: bool = setting(True, help="progress bars", hash=False)
+
+    def large_format(self) -> PromptFormat:
+        return PromptFormat(self.large_template, self.large_system)

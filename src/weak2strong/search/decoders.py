@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.errors import W2SError
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.lm import CachedRows, LanguageModel
@@ -48,7 +49,7 @@ def best_of_first(candidate_scores: Sequence[Sequence[float]], n: int) -> list[i
 
 def sample(
     sampler: Sampler,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     new_tokens: int,
     seed: int,
     prompt_ids: Sequence[int] | None = None,
@@ -63,7 +64,7 @@ def sample(
 def best_of_n(
     sampler: Sampler,
     scorer: PairScorer,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     n: int,
     new_tokens: int,
     seed: int,
@@ -119,7 +120,7 @@ def curve_cbs_settings(n: int, chunk_length: int) -> CBSSettings:
 def chunk_beam_search(
     sampler: Sampler,
     scorer: PairScorer,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     settings: CBSSettings,
     new_tokens: int,
     seed: int,
@@ -194,7 +195,7 @@ def check_tokenizers_share_vocabulary(tokenizers: dict[str, Any], large: str) ->
 def emulated_fine_tuning(
     large: LanguageModel,
     pair: ModelPair,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     beta: float,
     settings: SamplingConfig,
     new_tokens: int,

@@ -1,4 +1,4 @@
-"""Causal LMs with their own prompt template, and a KV cache of independently growing rows.
+"""Causal LMs with their own prompt format, and a KV cache of independently growing rows.
 
 `CachedRows` is the one piece of cache bookkeeping that the large-model sampler, the
 small-model scorer and EFT share. Rows grow by different numbers of tokens, so a step's
@@ -12,55 +12,37 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.errors import W2SError
-
-CHAT_TEMPLATE = "chat"
-
-
-def check_template(template: str, who: str, tokenizer: Any = None) -> None:
-    """A template is '{prompt}'-style text or 'chat'; 'chat' needs a tokenizer that has one."""
-    if not template:
-        raise W2SError(f"{who}: the prompt template is missing (use '{{prompt}}' or 'chat')")
-    if template == CHAT_TEMPLATE:
-        if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
-            raise W2SError(f"{who}: template 'chat' but the tokenizer has no chat template")
-        return
-    if "{prompt}" not in template:
-        raise W2SError(f"{who}: prompt template {template!r} has no {{prompt}} placeholder")
+from weak2strong.models.formatting import PromptFormat
 
 
 @dataclass
 class LanguageModel:
-    """A causal LM, its tokenizer and the template that turns a task prompt into its input."""
+    """A causal LM, its tokenizer and the format that turns a task prompt into its input."""
 
     name: str
     model: Any
     tokenizer: Any
-    template: str = "{prompt}"
+    format: PromptFormat = field(default_factory=PromptFormat)
 
     def __post_init__(self) -> None:
-        check_template(self.template, self.name, self.tokenizer)
+        self.format.check(self.name, self.tokenizer)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def prompt_ids(self, prompt: str) -> list[int]:
-        if self.template == CHAT_TEMPLATE:
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        else:
-            ids = self.tokenizer(self.template.replace("{prompt}", prompt))["input_ids"]
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        ids = self.format.token_ids(prompt, self.tokenizer)
         if not ids:
-            raise W2SError(f"{self.name}: the templated prompt {prompt!r} has no tokens")
-        return list(ids)
+            raise W2SError(f"{self.name}: the formatted prompt {prompt.text!r} has no tokens")
+        return ids
 
     def response_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []

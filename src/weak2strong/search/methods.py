@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.search.config import METHODS, MethodName, SearchConfig
 from weak2strong.search.decoders import (
     CBSSettings,
@@ -38,7 +39,7 @@ class Models(Protocol):
 
 @dataclass(frozen=True)
 class Batch:
-    prompts: list[str]
+    prompts: list[Prompt]
     prompt_ids: Sequence[int] | None  # their indices in the run: they pick the seeds
     cbs: CBSSettings | None = None  # a curve point's settings instead of the configured ones
 

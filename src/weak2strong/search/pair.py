@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.search.lm import CachedRows, LanguageModel
 
 
@@ -48,7 +49,7 @@ class ResponseLogProb:
         self.token_logprobs: list[list[float]] = []
         self.prompt_last: list[int] = []  # per row, the last token of its templated prompt
 
-    def start(self, prompts: Sequence[str]) -> None:
+    def start(self, prompts: Sequence[Prompt]) -> None:
         prompt_ids = [self.lm.prompt_ids(prompt) for prompt in prompts]
         self.rows.prefill(prompt_ids)
         self.tokens = [[] for _ in prompts]
@@ -103,7 +104,7 @@ class PairScorer:
         self.tuned = ResponseLogProb(pair.tuned)
         self.untuned = ResponseLogProb(pair.untuned)
 
-    def start(self, prompts: Sequence[str]) -> None:
+    def start(self, prompts: Sequence[Prompt]) -> None:
         self.tuned.start(prompts)
         self.untuned.start(prompts)
 

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 
 from weak2strong import distributed
-from weak2strong.data.prompts import load_prompts
+from weak2strong.data.prompts import Prompt, held_out_prompts, prompts_digest
 from weak2strong.errors import W2SError
-from weak2strong.fileio import key_digest
 from weak2strong.models import load_causal_lm, load_tokenizer, resolve
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
+from weak2strong.runs.exports import export_generations
 from weak2strong.runs.results import PROMPTS, absolute
 from weak2strong.runs.typed import estimate, optional_estimate, to_json
 from weak2strong.scoring.held_out import HeldOutRewards
@@ -26,7 +26,7 @@ from weak2strong.search import backends, methods
 from weak2strong.search.config import METHODS, MethodName, SearchConfig
 from weak2strong.search.curve import curve_best_of_n, curve_cbs, curve_points
 from weak2strong.search.decoders import CBSSettings, Decoded, check_tokenizers_share_vocabulary
-from weak2strong.search.lm import LanguageModel, check_template
+from weak2strong.search.lm import LanguageModel
 from weak2strong.search.methods import Batch, cbs_label, method_label
 from weak2strong.search.pair import ModelPair
 from weak2strong.search.results import MethodOutcome, SearchResults
@@ -52,12 +52,12 @@ def _check_settings(config: SearchConfig, chosen: list[MethodName]) -> None:
             )
         if not {"bon", "cbs"} <= set(chosen):
             raise W2SError("a compute curve needs the bon and cbs methods (--method all)")
-    for who, template in (
-        ("large", config.large_template),
-        ("pair.tuned", config.pair.tuned_template),
-        ("pair.untuned", config.pair.untuned_template),
+    for who, prompt_format in (
+        ("large", config.large_format()),
+        ("pair.tuned", config.pair.tuned_format()),
+        ("pair.untuned", config.pair.untuned_format()),
     ):
-        check_template(template, who)
+        prompt_format.check(who)
 
 
 def _eft_impossible(config: SearchConfig) -> str | None:
@@ -116,13 +116,13 @@ class Search:
             chosen.remove("eft")
             self.skipped["eft"] = reason
         self.methods = chosen
-        self.prompts = load_prompts(
+        self.prompts = held_out_prompts(
             config.prompts,
-            1,
             config.test_prompts,
             seed=config.seed,
             prompt_words=config.prompt_words,
-        ).test
+            options=config.prompt_options,
+        )
         self.evaluation = HeldOutRewards(
             config.scorer, self.prompts, show_progress=config.show_progress, maximised_by="search"
         )
@@ -145,14 +145,14 @@ class Search:
     def _lm(self, role: str) -> LanguageModel:
         if role not in self._models:
             cfg = self.config
-            name, template = {
-                "large": (cfg.large, cfg.large_template),
-                "tuned": (self.tuned_path(), cfg.pair.tuned_template),
-                "untuned": (cfg.pair.untuned, cfg.pair.untuned_template),
+            name, prompt_format = {
+                "large": (cfg.large, cfg.large_format()),
+                "tuned": (self.tuned_path(), cfg.pair.tuned_format()),
+                "untuned": (cfg.pair.untuned, cfg.pair.untuned_format()),
             }[role]
             started = time.perf_counter()
             model, tokenizer = load_causal_lm(name)
-            self._models[role] = LanguageModel(name, model, tokenizer, template)
+            self._models[role] = LanguageModel(name, model, tokenizer, prompt_format)
             self.startup[role] = time.perf_counter() - started
         lm: LanguageModel = self._models[role]
         return lm
@@ -188,7 +188,7 @@ class Search:
     def decode(
         self,
         method: MethodName,
-        prompts: list[str],
+        prompts: list[Prompt],
         prompt_ids: list[int] | None = None,
         cbs: CBSSettings | None = None,
     ) -> Decoded:
@@ -230,7 +230,7 @@ class Search:
             else {"served": cfg.large, "base_url": cfg.api.base_url}
         )
         return {
-            "prompts": key_digest(self.prompts),
+            "prompts": prompts_digest(self.prompts),
             "large": large,
             "tuned": model_fingerprint(self.tuned_path()),
             "untuned": model_fingerprint(cfg.pair.untuned),
@@ -241,7 +241,8 @@ class Search:
         with Run.open("search", self.config, self.runs_dir, self.inputs()) as run:
             return run, self._run(run)
 
-    def _run(self, run: Run) -> dict[str, Any]:
+    def _decoded(self, run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Every method's outputs, and the compute curve's, each a cached step."""
         cfg = self.config
         labels = [f"decode: {method_label(method, cfg)}" for method in self.methods]
         points = curve_cbs(cfg)
@@ -255,6 +256,8 @@ class Search:
             )
         if not outputs:
             raise W2SError("no method could run: " + "; ".join(self.skipped.values()))
+        for name, output in outputs.items():
+            export_generations(run.path, name, self.prompts, output["responses"])
         curve_outputs: dict[str, dict[str, Any]] = {}
         for settings, label in zip(points, curve_labels, strict=True):
             run.phase(label)
@@ -263,6 +266,11 @@ class Search:
                 step, functools.partial(self._decode_all, "cbs", settings)
             )
         curve_outputs.update(curve_best_of_n(cfg, outputs.get("bon"), len(self.prompts)))
+        return outputs, curve_outputs
+
+    def _run(self, run: Run) -> dict[str, Any]:
+        cfg = self.config
+        outputs, curve_outputs = self._decoded(run)
         run.phase(f"gold reward {cfg.scorer.name}")
         scorer_key = f"gold-{cfg.scorer.name.replace(':', '_').replace('/', '_')}"
         rewards = run.cached_json(
@@ -283,6 +291,14 @@ class Search:
             seed=cfg.seed,
         )
         results = self._results(outputs, table)
+        results.win_rates = self.evaluation.report_win_rates(
+            run,
+            f"{scorer_key}-win-rates",
+            _responses(outputs),
+            rewards,
+            samples=cfg.bootstrap_samples,
+            seed=cfg.seed,
+        )
         if cfg.curve:
             results.curve = curve_points(cfg, outputs, curve_outputs, table, len(self.prompts))
         payload = to_json(results)
@@ -331,7 +347,7 @@ class Search:
         return (
             {
                 "method": method,
-                "prompt": prompt,
+                "prompt": prompt.text,
                 "response": output["responses"][row],
                 "pair_score": output["pair_scores"][row],
                 "reward": rewards[method][row],

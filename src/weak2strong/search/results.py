@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weak2strong.runs.typed import OMIT_IF_NONE, Estimate
+from weak2strong.scoring.winrate import WinRates
 
 
 @dataclass(kw_only=True)
@@ -52,3 +53,5 @@ class SearchResults:
     startup_seconds: dict[str, float] = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)  # what each model computed in
     curve: list[CurvePoint] | None = field(default=None, metadata=OMIT_IF_NONE)
+    # with the judge:pairwise scorer: each method's AlpacaEval win rates against the reference
+    win_rates: dict[str, WinRates] | None = field(default=None, metadata=OMIT_IF_NONE)

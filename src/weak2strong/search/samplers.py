@@ -20,6 +20,7 @@ from typing import Protocol
 
 import torch
 
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.lm import LanguageModel
 
@@ -117,7 +118,7 @@ class Sampler(Protocol):
     dtype: str  # what the large model computes in, for results.json
 
     def start(
-        self, prompts: Sequence[str], seed: int, prompt_ids: Sequence[int] | None = None
+        self, prompts: Sequence[Prompt], seed: int, prompt_ids: Sequence[int] | None = None
     ) -> None: ...
 
     def extend(self, parents: Sequence[int], max_tokens: int) -> None: ...

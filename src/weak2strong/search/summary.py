@@ -15,6 +15,7 @@ from weak2strong.report import (
 )
 from weak2strong.runs.results import MetricRecord, metric_record
 from weak2strong.runs.typed import to_json
+from weak2strong.scoring.winrate import win_rate_table
 from weak2strong.search.results import CurvePoint, SearchResults
 
 
@@ -78,7 +79,12 @@ def search_tables(results: SearchResults) -> list[ResultTable]:
         notes.append(
             f"{results.backend} backend; seconds exclude start-up ({loads}); dtypes: {dtypes}"
         )
-    return [ResultTable(title, columns, rows, notes=notes), *curve_tables(results)]
+    judged = (
+        [win_rate_table("AlpacaEval win rates (judge:pairwise)", results.win_rates)]
+        if results.win_rates
+        else []
+    )
+    return [ResultTable(title, columns, rows, notes=notes), *judged, *curve_tables(results)]
 
 
 def curve_tables(results: SearchResults) -> list[ResultTable]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.lm import CachedRows, LanguageModel
 from weak2strong.search.samplers import Rows, row_generators, token_sampler
@@ -20,7 +21,7 @@ class TransformersSampler(Rows):
         self.dtype = str(next(lm.model.parameters()).dtype).removeprefix("torch.")
 
     def start(
-        self, prompts: Sequence[str], seed: int, prompt_ids: Sequence[int] | None = None
+        self, prompts: Sequence[Prompt], seed: int, prompt_ids: Sequence[int] | None = None
     ) -> None:
         self.rows.prefill([self.lm.prompt_ids(prompt) for prompt in prompts])
         self._start_rows(len(prompts), seed, prompt_ids)

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from weak2strong.data.prompt_files import Prompt
 from weak2strong.errors import W2SError
+from weak2strong.models.formatting import PromptFormat
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.search.lm import LanguageModel
 from weak2strong.search.samplers import Rows, request_groups
@@ -64,7 +66,7 @@ class VLLMSampler(Rows):
     per distinct parent, continuing the parent's tokens; scoring stays in transformers."""
 
     def __init__(
-        self, name: str, template: str, settings: SamplingConfig, engine: VLLMSettings
+        self, name: str, prompt_format: PromptFormat, settings: SamplingConfig, engine: VLLMSettings
     ) -> None:
         super().__init__()
         settings.validate()
@@ -87,13 +89,13 @@ class VLLMSampler(Rows):
         except OSError:  # a checkpoint without generation_config.json
             generation = None
         # the large model's every stop id (generation config and tokenizer), as for transformers
-        self.lm = LanguageModel(name, _NoModel(generation), load_tokenizer(name), template)
+        self.lm = LanguageModel(name, _NoModel(generation), load_tokenizer(name), prompt_format)
         self.settings = settings
         self.prompt_ids: list[list[int]] = []
         self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
 
     def start(
-        self, prompts: Sequence[str], seed: int, prompt_ids: Sequence[int] | None = None
+        self, prompts: Sequence[Prompt], seed: int, prompt_ids: Sequence[int] | None = None
     ) -> None:
         self.prompt_ids = [self.lm.prompt_ids(prompt) for prompt in prompts]
         self._start_rows(len(prompts), seed, prompt_ids)

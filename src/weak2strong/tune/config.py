@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from weak2strong.data.prompts import PROMPT_SET_HELP, PromptOptions
 from weak2strong.models.adapters import LoraSettings
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.scoring.scorers import ScorerConfig
@@ -30,7 +31,10 @@ class TuneConfig:
     seed: int = setting(0, help="seed of the data and the training")
     method: Literal["dpo", "sft"] = setting("dpo", help="dpo (TRL) or sft")
     base: str = setting("smollm2-135m-instruct", help="the model to tune")
-    prompts: str = setting("imdb", help="prompt set: imdb (review openings) or rtp")
+    prompts: str = setting("imdb", help=PROMPT_SET_HELP)
+    prompt_options: PromptOptions = setting(
+        help="how a prompt file or dataset is read", factory=PromptOptions
+    )
     train_prompts: int = setting(256, help="training pairs (dpo) or examples (sft)")
     prompt_words: int = setting(8, help="words of a review that make its prompt")
     preferences: Literal["reviews", "sampled"] = setting(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from weak2strong.data.prompts import imdb_prompt_pool, imdb_split, load_prompts
+from weak2strong.data.prompts import Prompt, imdb_prompt_pool, imdb_split, load_prompts
 from weak2strong.data.tasks import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
@@ -17,16 +17,26 @@ from weak2strong.scoring.held_out import HeldOutRewards
 from weak2strong.tune.config import TuneConfig
 
 
+def sampled_prompts(cfg: TuneConfig) -> list[Prompt]:
+    """The prompts whose two samples make a pair."""
+    return load_prompts(
+        cfg.prompts,
+        cfg.train_prompts,
+        1,
+        seed=cfg.seed,
+        prompt_words=cfg.prompt_words,
+        options=cfg.prompt_options,
+    ).train
+
+
 def sampled_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
     """Two sampled completions of the base model per prompt, ranked by the labeler."""
-    prompts = load_prompts(
-        cfg.prompts, cfg.train_prompts, 1, seed=cfg.seed, prompt_words=cfg.prompt_words
-    ).train
+    prompts = sampled_prompts(cfg)
     model, tokenizer = load_causal_lm(cfg.base)
     completions = sample_completions(
         model,
         tokenizer,
-        [prompt for prompt in prompts for _ in range(2)],
+        [prompt.text for prompt in prompts for _ in range(2)],
         cfg.sampling,
         seed=cfg.seed,
         description="preference candidates",
@@ -42,7 +52,7 @@ def sampled_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
         if np.isclose(scores[row, 0], scores[row, 1]):
             continue  # a tie says nothing about the preference
         chosen, rejected = (first, second) if scores[row, 0] > scores[row, 1] else (second, first)
-        pairs["prompt"].append(prompt)
+        pairs["prompt"].append(prompt.text)
         pairs["chosen"].append(chosen)
         pairs["rejected"].append(rejected)
     if len(pairs["prompt"]) < 2:

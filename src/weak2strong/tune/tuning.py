@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from weak2strong import distributed
-from weak2strong.data.prompts import IMDB_PROMPT_POOL, imdb_split
+from weak2strong.data.prompts import IMDB_PROMPT_POOL, PROMPT_SETS, imdb_split, prompts_digest
 from weak2strong.errors import W2SError
 from weak2strong.fileio import read_json
 from weak2strong.models import load_causal_lm, resolve
@@ -36,7 +36,13 @@ from weak2strong.scoring.scorers import scorer_fingerprint
 from weak2strong.settings import check_settings
 from weak2strong.tune.config import TuneConfig
 from weak2strong.tune.dpo import train_dpo
-from weak2strong.tune.pairs import held_out_pairs, review_pairs, sampled_pairs, sft_examples
+from weak2strong.tune.pairs import (
+    held_out_pairs,
+    review_pairs,
+    sampled_pairs,
+    sampled_prompts,
+    sft_examples,
+)
 from weak2strong.tune.results import TuneResults
 from weak2strong.tune.saving import save_merged
 from weak2strong.tune.sft import SFTConfig, completion_log_probs, train_sft
@@ -116,12 +122,15 @@ class Tune:
     def inputs(self) -> dict[str, Any]:
         cfg = self.config
         data = imdb_split() if cfg.prompts == "imdb" else None
-        return {
+        inputs: dict[str, Any] = {
             "base": model_fingerprint(cfg.base),
             "reviews": data.fingerprint() if data is not None else cfg.prompts,
             "review_pool": f"{IMDB_PROMPT_POOL} train reviews reserved for prompts",
             "labeler": scorer_fingerprint(cfg.labeler) if cfg.preferences == "sampled" else None,
         }
+        if cfg.preferences == "sampled" and cfg.prompts not in PROMPT_SETS:
+            inputs["prompts"] = prompts_digest(sampled_prompts(cfg))  # a file's content
+        return inputs
 
     def run(self) -> tuple[Run, dict[str, Any]]:
         with Run.open("tune", self.config, self.runs_dir, self.inputs()) as run:
