@@ -4,6 +4,7 @@ outputs the field's own loaders read."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -191,3 +192,30 @@ def test_a_search_judged_alpaca_eval_style_writes_what_alpaca_eval_and_fastchat_
     assert set(answers) == {"sample", "bon", "cbs"}
     cbs_turns = [answers["cbs"][i]["choices"][0]["turns"][0] for i in range(12)]
     assert cbs_turns == list(outputs["output"])  # outputs: the last method's, cbs
+
+
+def test_an_in_process_judge_reads_its_next_token_probabilities(tmp_path, references):
+    from weak2strong.scoring.judge_backends import LocalJudge
+    from weak2strong.scoring.judge_prompts import pairwise_messages
+
+    folder = tiny_causal_lm(tmp_path / "judge")
+    settings = JudgeSettings(model=str(folder), backend="transformers", reference=references)
+    local = LocalJudge(settings)
+    conversation = pairwise_messages("Say hi.", "Hi!", "Hello there.")
+    (probability,) = local.first_wins([conversation])
+    tokenizer, model = local.tokenizer, local.model
+    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    with torch.no_grad():
+        probabilities = model(**ids).logits[0, -1].float().softmax(-1)
+    first = probabilities[local.ids["m"]].sum()
+    second = probabilities[local.ids["M"]].sum()
+    assert local.ids["m"] and local.ids["M"]
+    assert probability == pytest.approx(float(first / (first + second)), rel=1e-4)
+    scorer = JudgeScorer("judge:pairwise", settings, show_progress=False)
+    scores = scorer.score_responses(PROMPTS, RESPONSES)
+    assert ((scores > 0) & (scores < 1)).all()
+    grades = JudgeScorer(
+        "judge:grade", dataclasses.replace(settings, grade_tokens=4), show_progress=False
+    ).score_responses(PROMPTS[:2], RESPONSES[:2])
+    assert grades.tolist() == [5.5, 5.5]  # a random model writes no [[rating]]: the midpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -89,3 +90,85 @@ def test_tiny_dpo_run_saves_a_merged_checkpoint_and_caches_it(tmp_path):
     assert again == results
     assert (run.path / "model" / "model.safetensors").stat().st_mtime_ns == stamp
     assert json.loads((run.path / "results.json").read_text())["method"] == "dpo"
+
+
+def test_preference_files_in_the_fields_layouts(tmp_path):
+    from weak2strong.data.preferences import read_preference_pairs
+
+    rows = [
+        {"prompt": "Say hi.", "chosen": "Hi!", "rejected": "No."},  # text
+        {  # UltraFeedback-binarized: conversations ending with the response
+            "prompt": "Name a colour.",
+            "chosen": [
+                {"role": "user", "content": "Name a colour."},
+                {"role": "assistant", "content": "Blue."},
+            ],
+            "rejected": [
+                {"role": "user", "content": "Name a colour."},
+                {"role": "assistant", "content": "Seven."},
+            ],
+        },
+        {  # HH-RLHF: transcripts sharing everything before the last assistant turn
+            "chosen": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Help me?\n\nAssistant: Sure.",
+            "rejected": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Help me?\n\nAssistant: No.",
+        },
+    ]
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), "utf-8")
+    text, chat, transcript = read_preference_pairs(str(path))
+    assert (text.prompt.text, text.chosen, text.rejected) == ("Say hi.", "Hi!", "No.")
+    assert (chat.prompt.text, chat.chosen, chat.rejected) == ("Name a colour.", "Blue.", "Seven.")
+    assert transcript.prompt.messages == (
+        ("user", "Hi"),
+        ("assistant", "Hello"),
+        ("user", "Help me?"),
+    )
+    assert (transcript.chosen, transcript.rejected) == ("Sure.", "No.")
+    for bad, message in (
+        ({"prompt": "x", "chosen": "a"}, "row 1: no 'rejected' field"),
+        (
+            {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: c\n\nAssistant: d"},
+            "differ before the response",
+        ),
+        (
+            {"prompt": "x", "chosen": [{"role": "user", "content": "x"}], "rejected": []},
+            "must end with the assistant",
+        ),
+    ):
+        path.write_text(json.dumps(bad) + "\n", "utf-8")
+        with pytest.raises(W2SError, match=message):
+            read_preference_pairs(str(path))
+
+
+def test_dpo_on_a_preference_file_in_the_base_models_chat_template(tmp_path):
+    from tests.tiny import tiny_causal_lm
+
+    base = tiny_causal_lm(tmp_path / "tiny")
+    pairs = [
+        {
+            "prompt": [{"role": "user", "content": f"Question {i}?"}],
+            "chosen": [{"role": "assistant", "content": f"A helpful answer {i}."}],
+            "rejected": [{"role": "assistant", "content": "No."}],
+        }
+        for i in range(10)
+    ]
+    path = tmp_path / "ultrafeedback.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in pairs), "utf-8")
+    config = TuneConfig(
+        base=str(base),
+        preferences="file",
+        preference_data=str(path),
+        template="chat",
+        system="Be helpful.",
+        train_prompts=6,
+        eval_pairs=4,
+        training=TuneTraining(batch_size=2, max_length=64, learning_rate=1e-3),
+        show_progress=False,
+    )
+    run, results = Tune(config, tmp_path / "runs").run()
+    assert results["pairs"] == 6 and results["heldout_pairs"] == 4 and results["steps"] == 3
+    stored = json.loads((run.path / "steps" / "preference-pairs-file.json").read_text())
+    assert all(p.startswith("<|im_start|>system\nBe helpful.") for p in stored["prompt"])
+    assert all(p.endswith("<|im_start|>assistant\n") for p in stored["prompt"])
+    with pytest.raises(W2SError, match="has 10 pairs; train_prompts \\+ eval_pairs asks for 12"):
+        Tune(dataclasses.replace(config, train_prompts=8), tmp_path / "runs").run()

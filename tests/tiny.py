@@ -91,3 +91,56 @@ def tiny_encoder(folder: Path, *, seed: int = 0) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# Tiny random models of the architectures the paper recipes (configs/paper) name: (config
+# class, model class, sizes, the local tokenizer that stands in for the hub one).
+_LM_SIZES = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+}
+STAND_INS: dict[str, tuple[str, str, dict, str]] = {
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 2048}, SMOLLM),
+    "llama": ("LlamaConfig", "LlamaForCausalLM", _LM_SIZES, SMOLLM),
+    "mistral": ("MistralConfig", "MistralForCausalLM", _LM_SIZES, SMOLLM),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", _LM_SIZES, SMOLLM),
+    "llama-reward": ("LlamaConfig", "LlamaForSequenceClassification", {**_LM_SIZES, "num_labels": 1}, SMOLLM),
+    "distilbert-classifier": (
+        "DistilBertConfig",
+        "DistilBertForSequenceClassification",
+        {"n_layers": 2, "dim": 32, "hidden_dim": 64, "n_heads": 2, "num_labels": 2,
+         "id2label": {0: "NEGATIVE", 1: "POSITIVE"}, "label2id": {"NEGATIVE": 0, "POSITIVE": 1}},
+        MINILM,
+    ),
+    "deberta-v2-reward": (
+        "DebertaV2Config",
+        "DebertaV2ForSequenceClassification",
+        {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64,
+         "num_attention_heads": 2, "num_labels": 1},
+        MINILM,
+    ),
+}  # fmt: skip
+
+
+def tiny_stand_in(folder: Path, architecture: str, *, seed: int = 0) -> Path:
+    """A tiny random model of `architecture` (a key of STAND_INS), saved to `folder`."""
+    import transformers
+
+    from weak2strong.models import load_tokenizer
+
+    config_name, model_name, sizes, tokenizer_of = STAND_INS[architecture]
+    tokenizer = load_tokenizer(tokenizer_of)
+    special = {
+        key: getattr(tokenizer, key)
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id")
+        if getattr(tokenizer, key) is not None
+    }
+    config = getattr(transformers, config_name)(vocab_size=len(tokenizer), **special, **sizes)
+    torch.manual_seed(seed)
+    getattr(transformers, model_name)(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

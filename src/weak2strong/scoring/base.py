@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -19,8 +19,14 @@ from weak2strong.settings import setting
 
 @dataclass
 class JudgeSettings:
-    model: str = setting("", help="the judge: the served model's name")
+    model: str = setting(
+        "", help="the judge: the served model's name (api), or a model to load (transformers)"
+    )
+    backend: Literal["api", "transformers"] = setting(
+        "api", help="api: a server's chat endpoint; transformers: the model in this process"
+    )
     api: ApiSettings = setting(help="the judge's server", factory=ApiSettings)
+    batch_size: int = setting(4, help="transformers: judgements per forward pass", hash=False)
     reference: str = setting(
         "",
         help="judge:pairwise: the reference outputs, an AlpacaEval model_outputs.json "

@@ -1,4 +1,4 @@
-"""An LLM judge behind an OpenAI-compatible chat endpoint (vLLM, TGI, llama.cpp, a hosted API).
+"""An LLM judge, served (an OpenAI-compatible chat endpoint) or in-process.
 
 - `judge:pairwise` (AlpacaEval 2.0): each response against a reference output for the same
   instruction, with AlpacaEval's classifier prompt (`alpaca_eval_clf_gpt4_turbo`: answer
@@ -10,6 +10,9 @@
 - `judge:grade` (MT-Bench single-answer grading): FastChat's `single-v1` prompt, a rating
   1–10 read from `[[rating]]`.
 
+`scorer.judge.backend=transformers` loads the judge in this process instead (its chat template,
+the next-token probabilities of the two identifiers).
+
 The reference outputs come from an AlpacaEval-format file (`model_outputs.json`, matched by
 instruction) or are generated in the run by a named model. The API key is read from the
 environment at run time and never stored.
@@ -20,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,64 +33,19 @@ from weak2strong import distributed
 from weak2strong.data.prompt_files import Prompt
 from weak2strong.errors import W2SError, clipped
 from weak2strong.fileio import read_json, sha256_file
-from weak2strong.models.openai_api import CompletionsClient
 from weak2strong.scoring.base import JudgeSettings, ScorerConfig, ScorerKind, no_quality
+from weak2strong.scoring.judge_backends import LocalJudge, ServedJudge
+from weak2strong.scoring.judge_prompts import (
+    MIDPOINT,
+    RATING,
+    RATING_BACKUP,
+    grade_messages,
+    pairwise_messages,
+)
 
 log = logging.getLogger(__name__)
 
 JUDGE_MODES = ("pairwise", "grade")
-FIRST, SECOND = "m", "M"  # AlpacaEval's model identifiers: m is shown first
-
-# AlpacaEval 2.0's classifier prompt (alpaca_eval_clf_gpt4_turbo, Apache-2.0), as messages
-PAIRWISE_SYSTEM = (
-    "You are a highly efficient assistant, who evaluates and selects the best large language "
-    "model (LLMs) based on the quality of their responses to a given instruction. This process "
-    "will be used to create a leaderboard reflecting the most accurate and human-preferred "
-    "answers."
-)
-PAIRWISE_USER = """I require a leaderboard for various large language models. I'll provide you with prompts given to these models and their corresponding outputs. Your task is to assess these responses, and select the model that produces the best output from a human perspective.
-
-## Instruction
-
-{
-    "instruction": \"\"\"{instruction}\"\"\",
-}
-
-## Model Outputs
-
-Here are the unordered outputs from the models. Each output is associated with a specific model, identified by a unique model identifier.
-
-{
-    {
-        "model_identifier": "m",
-        "output": \"\"\"{output_1}\"\"\"
-    },
-    {
-        "model_identifier": "M",
-        "output": \"\"\"{output_2}\"\"\"
-    }
-}
-
-## Task
-
-Evaluate the models based on the quality and relevance of their outputs, and select the model that generated the best output. Answer by providing the model identifier of the best model. We will use your output as the name of the best model, so make sure your output only contains one of the following model identifiers and nothing else (no quotes, no spaces, no new lines, ...): m or M.
-
-## Best Model Identifier"""
-
-# FastChat llm_judge's single-v1 prompt (MT-Bench single-answer grading, Apache-2.0)
-GRADE_SYSTEM = "You are a helpful assistant."
-GRADE_USER = """[Instruction]
-Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the user question displayed below. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of detail of the response. Begin your evaluation by providing a short explanation. Be as objective as possible. After providing your explanation, you must rate the response on a scale of 1 to 10 by strictly following this format: "[[rating]]", for example: "Rating: [[5]]".
-
-[Question]
-{question}
-
-[The Start of Assistant's Answer]
-{answer}
-[The End of Assistant's Answer]"""
-RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
-RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")  # FastChat's fallback
-MIDPOINT = 5.5  # an unreadable rating: counted, warned about, and scored as the midpoint
 
 
 def judge_mode(name: str) -> str:
@@ -102,7 +58,7 @@ def judge_mode(name: str) -> str:
 def check_judge(name: str, settings: JudgeSettings) -> None:
     mode = judge_mode(name)
     if not settings.model:
-        raise W2SError(f"scorer '{name}' needs the judge's served model: scorer.judge.model")
+        raise W2SError(f"scorer '{name}' needs the judge's model: scorer.judge.model")
     if mode == "pairwise" and not settings.reference:
         raise W2SError(
             f"scorer '{name}' needs reference outputs: scorer.judge.reference (an AlpacaEval "
@@ -119,39 +75,6 @@ def reference_fingerprint(reference: str) -> dict[str, Any]:
     return {"model": model_fingerprint(reference)}
 
 
-def _verdict_probability(choice: dict[str, Any], url: str) -> float | None:
-    """P(the first output wins) from the identifiers' log-probabilities (None: not served)."""
-    content = (choice.get("logprobs") or {}).get("content")
-    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
-        return None
-    top = content[0].get("top_logprobs")
-    if not isinstance(top, list):
-        return None
-    found: dict[str, list[float]] = {FIRST: [], SECOND: []}
-    for entry in top:
-        if not isinstance(entry, dict) or not isinstance(entry.get("logprob"), int | float):
-            raise W2SError(f"{url} answered with top_logprobs that are not {{token, logprob}}")
-        token = str(entry.get("token", "")).strip()
-        if token in found:
-            found[token].append(float(entry["logprob"]))
-    if not found[FIRST] and not found[SECOND]:
-        return None
-    first = float(np.logaddexp.reduce(found[FIRST])) if found[FIRST] else -math.inf
-    second = float(np.logaddexp.reduce(found[SECOND])) if found[SECOND] else -math.inf
-    return float(np.exp(first - np.logaddexp(first, second)))
-
-
-def _message(answer: dict[str, Any], url: str) -> tuple[dict[str, Any], str]:
-    choices = answer.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise W2SError(f"{url} answered without a list of choices: not a chat completions answer")
-    message = choices[0].get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str):
-        raise W2SError(f"{url} answered with a message whose content is not text")
-    return choices[0], content
-
-
 class JudgeScorer:
     """A judge as a scorer of (prompt, response) pairs."""
 
@@ -163,7 +86,9 @@ class JudgeScorer:
         self.mode = judge_mode(name)
         self.settings = settings
         self.show_progress = show_progress
-        self.client = CompletionsClient(settings.api, settings.model, "chat/completions")
+        self.judge: ServedJudge | LocalJudge = (
+            ServedJudge(settings) if settings.backend == "api" else LocalJudge(settings)
+        )
         self.unreadable = 0  # verdicts or ratings the judge gave in no readable form
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
@@ -171,26 +96,12 @@ class JudgeScorer:
 
     def score_responses(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         if self.mode == "grade":
-            return self._scores(len(prompts), lambda i: self._grade(prompts[i], responses[i]))
-        references = self.references(prompts)
-        return self._scores(
-            len(prompts), lambda i: self._win(prompts[i].text, references[i], responses[i])
-        )
-
-    def _scores(self, count: int, one: Any) -> np.ndarray:
-        def batch(indices: list[int]) -> list[float]:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(self.settings.api.max_concurrency) as pool:
-                return list(pool.map(one, indices))
-
-        values = distributed.map_items(
-            batch,
-            count,
-            self.settings.api.max_concurrency * 4,
-            description=f"judge {self.settings.model}",
-            show_progress=self.show_progress,
-        )
+            judged = self._judged(len(prompts), lambda rows: self._grades(prompts, responses, rows))
+        else:
+            references = self.references(prompts)
+            judged = self._judged(
+                len(prompts), lambda rows: self._wins(prompts, references, responses, rows)
+            )
         if self.unreadable:
             log.warning(
                 "the judge %s gave %d answer(s) in no readable form (counted as ties or the "
@@ -198,66 +109,62 @@ class JudgeScorer:
                 self.settings.model,
                 self.unreadable,
             )
-        return np.asarray(values, dtype=np.float64)
+        return np.asarray(judged, dtype=np.float64)
 
-    # ---- pairwise
+    def _judged(self, count: int, batch: Any) -> list[float]:
+        size = (
+            self.settings.api.max_concurrency * 4
+            if self.settings.backend == "api"
+            else self.settings.batch_size
+        )
+        return distributed.map_items(
+            batch,
+            count,
+            size,
+            description=f"judge {self.settings.model}",
+            show_progress=self.show_progress,
+        )
 
-    def _first_wins(self, instruction: str, output_1: str, output_2: str) -> float:
-        body: dict[str, Any] = {
-            "messages": [
-                {"role": "system", "content": PAIRWISE_SYSTEM},
-                {
-                    "role": "user",
-                    "content": PAIRWISE_USER.replace("{instruction}", instruction)
-                    .replace("{output_1}", output_1)
-                    .replace("{output_2}", output_2),
-                },
-            ],
-            "max_tokens": 1,
-            "temperature": 0.0,
-        }
-        if self.settings.logprobs:
-            body |= {"logprobs": True, "top_logprobs": 5}
-        choice, content = _message(self.client.complete(body), self.client.url)
-        probability = _verdict_probability(choice, self.client.url)
-        if probability is not None:
-            return probability
-        verdict = content.strip()
-        if verdict[:1] in (FIRST, SECOND):
-            return 1.0 if verdict[:1] == FIRST else 0.0
-        self.unreadable += 1
-        return 0.5
-
-    def _win(self, instruction: str, reference: str, response: str) -> float:
-        """P(the response beats the reference), both orders averaged when swapping."""
-        wins = 1 - self._first_wins(instruction, reference, response)
+    def _wins(
+        self,
+        prompts: Sequence[Prompt],
+        references: Sequence[str],
+        responses: Sequence[str],
+        rows: list[int],
+    ) -> list[float]:
+        """P(each response beats its reference); both orders averaged when swapping."""
+        conversations = [
+            pairwise_messages(prompts[i].text, references[i], responses[i]) for i in rows
+        ]
+        if self.settings.position_swap:
+            conversations += [
+                pairwise_messages(prompts[i].text, responses[i], references[i]) for i in rows
+            ]
+        verdicts = self.judge.first_wins(conversations)
+        self.unreadable += sum(verdict is None for verdict in verdicts)
+        first = [0.5 if v is None else v for v in verdicts]
+        wins = [1 - p for p in first[: len(rows)]]
         if not self.settings.position_swap:
             return wins
-        return (wins + self._first_wins(instruction, response, reference)) / 2
+        return [(a + b) / 2 for a, b in zip(wins, first[len(rows) :], strict=True)]
 
-    # ---- single-answer grading
-
-    def _grade(self, prompt: Prompt, response: str) -> float:
-        body = {
-            "messages": [
-                {"role": "system", "content": GRADE_SYSTEM},
-                {
-                    "role": "user",
-                    "content": GRADE_USER.replace("{question}", prompt.text).replace(
-                        "{answer}", response
-                    ),
-                },
-            ],
-            "max_tokens": self.settings.grade_tokens,
-            "temperature": 0.0,
-        }
-        _, content = _message(self.client.complete(body), self.client.url)
-        match = RATING.search(content) or RATING_BACKUP.search(content)
-        if match is None or not 1 <= float(match.group(1)) <= 10:
-            self.unreadable += 1
-            log.info("unreadable rating: %s", clipped(content, 120))
-            return MIDPOINT
-        return float(match.group(1))
+    def _grades(
+        self, prompts: Sequence[Prompt], responses: Sequence[str], rows: list[int]
+    ) -> list[float]:
+        answers = self.judge.answers(
+            [grade_messages(prompts[i].text, responses[i]) for i in rows],
+            self.settings.grade_tokens,
+        )
+        grades = []
+        for content in answers:
+            match = RATING.search(content) or RATING_BACKUP.search(content)
+            if match is None or not 1 <= float(match.group(1)) <= 10:
+                self.unreadable += 1
+                log.info("unreadable rating: %s", clipped(content, 120))
+                grades.append(MIDPOINT)
+            else:
+                grades.append(float(match.group(1)))
+        return grades
 
     # ---- reference outputs
 
@@ -316,10 +223,13 @@ def _generated_references(
 
 def _fingerprint(config: ScorerConfig) -> dict[str, Any]:
     judge = config.judge
+    from weak2strong.models.loading import model_fingerprint
+
+    served = judge.backend == "api"
     return {
         "name": config.name,
-        "judge": judge.model,
-        "base_url": judge.api.base_url,
+        "judge": judge.model if served else model_fingerprint(judge.model),
+        "base_url": judge.api.base_url if served else None,
         "reference": reference_fingerprint(judge.reference) if judge.reference else None,
     }
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from weak2strong.data.prompts import PROMPT_SET_HELP, PromptOptions
 from weak2strong.models.adapters import LoraSettings
+from weak2strong.models.formatting import PromptFormat
 from weak2strong.models.generation import SamplingConfig
 from weak2strong.scoring.scorers import ScorerConfig
 from weak2strong.settings import setting
@@ -37,11 +38,19 @@ class TuneConfig:
     )
     train_prompts: int = setting(256, help="training pairs (dpo) or examples (sft)")
     prompt_words: int = setting(8, help="words of a review that make its prompt")
-    preferences: Literal["reviews", "sampled"] = setting(
+    preferences: Literal["reviews", "sampled", "file"] = setting(
         "reviews",
-        help="dpo pairs: reviews (human labels: a positive continuation over a negative one) "
-        "or sampled (two samples ranked by the labeler)",
+        help="dpo pairs: reviews (human labels: a positive continuation over a negative one), "
+        "sampled (two samples ranked by the labeler), or file (preference_data)",
     )
+    preference_data: str = setting(
+        "",
+        help="preferences=file: a file (.jsonl, .json, .csv, .tsv) or dataset of prompt, "
+        "chosen, rejected (text, chat conversations, or HH-RLHF transcripts)",
+    )
+    preference_split: str = setting("", help="the split of a preference dataset")
+    template: str = setting("{prompt}", help="the base model's prompt: text with {prompt}, or chat")
+    system: str = setting("", help="the base model's system prompt")
     labeler: ScorerConfig = setting(
         help="dpo with sampled pairs: ranks the two completions of each prompt",
         factory=lambda: ScorerConfig(name="lexicon:vader"),
@@ -59,3 +68,6 @@ class TuneConfig:
     lora: LoraSettings = setting(help="LoRA adapters (rank 0: every weight)", factory=LoraSettings)
     training: TuneTraining = setting(help="the optimisation", factory=TuneTraining)
     show_progress: bool = setting(True, help="progress bars", hash=False)
+
+    def prompt_format(self) -> PromptFormat:
+        return PromptFormat(self.template, self.system)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from weak2strong.data.preferences import PreferencePair, read_preference_pairs
 from weak2strong.data.prompts import Prompt, imdb_prompt_pool, imdb_split, load_prompts
 from weak2strong.data.tasks import TaskConfig, load_task
 from weak2strong.errors import W2SError
-from weak2strong.models import load_causal_lm
+from weak2strong.models import load_causal_lm, load_tokenizer
 from weak2strong.models.generation import sample_completions
 from weak2strong.scoring.held_out import HeldOutRewards
 from weak2strong.tune.config import TuneConfig
@@ -33,26 +34,30 @@ def sampled_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
     """Two sampled completions of the base model per prompt, ranked by the labeler."""
     prompts = sampled_prompts(cfg)
     model, tokenizer = load_causal_lm(cfg.base)
+    prompt_format = cfg.prompt_format()
+    prompt_format.check(cfg.base, tokenizer)
+    texts = prompt_format.texts(prompts, tokenizer)
     completions = sample_completions(
         model,
         tokenizer,
-        [prompt.text for prompt in prompts for _ in range(2)],
+        [text for text in texts for _ in range(2)],
         cfg.sampling,
         seed=cfg.seed,
         description="preference candidates",
         show_progress=cfg.show_progress,
+        add_special_tokens=not prompt_format.is_chat,
     )
     labeler = HeldOutRewards(cfg.labeler, prompts, 2, show_progress=cfg.show_progress)
     scores = labeler.per_prompt(labeler.scores(completions))
     if not labeler.higher_is_better:
         scores = -scores
     pairs: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
-    for row, prompt in enumerate(prompts):
+    for row in range(len(prompts)):
         first, second = completions[2 * row], completions[2 * row + 1]
         if np.isclose(scores[row, 0], scores[row, 1]):
             continue  # a tie says nothing about the preference
         chosen, rejected = (first, second) if scores[row, 0] > scores[row, 1] else (second, first)
-        pairs["prompt"].append(prompt.text)
+        pairs["prompt"].append(texts[row])
         pairs["chosen"].append(chosen)
         pairs["rejected"].append(rejected)
     if len(pairs["prompt"]) < 2:
@@ -85,7 +90,44 @@ def reviews_by_class(cfg: TuneConfig) -> tuple[list[tuple[str, str]], list[tuple
     return split
 
 
+def split_preference_data(cfg: TuneConfig) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """preferences=file: `train_prompts` training pairs and `eval_pairs` held-out ones, by seed."""
+    if not cfg.preference_data:
+        raise W2SError("preferences=file needs preference_data (a file or dataset)")
+    pairs = read_preference_pairs(cfg.preference_data, cfg.preference_split)
+    needed = cfg.train_prompts + cfg.eval_pairs
+    if len(pairs) < needed:
+        raise W2SError(
+            f"{cfg.preference_data} has {len(pairs)} pairs; train_prompts + eval_pairs "
+            f"asks for {needed}"
+        )
+    order = np.random.default_rng(cfg.seed).permutation(len(pairs))
+    return (
+        [pairs[i] for i in order[: cfg.train_prompts]],
+        [pairs[i] for i in order[cfg.train_prompts : needed]],
+    )
+
+
+def formatted(cfg: TuneConfig, pairs: list[PreferencePair]) -> dict[str, list[str]]:
+    """Pairs with each prompt in the base model's format, as DPO and the evaluation read them."""
+    tokenizer = load_tokenizer(cfg.base)
+    prompt_format = cfg.prompt_format()
+    prompt_format.check(cfg.base, tokenizer)
+    return {
+        "prompt": [prompt_format.text(pair.prompt, tokenizer) for pair in pairs],
+        "chosen": [pair.chosen for pair in pairs],
+        "rejected": [pair.rejected for pair in pairs],
+    }
+
+
+def file_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
+    return formatted(cfg, split_preference_data(cfg)[0])
+
+
 def sft_examples(cfg: TuneConfig) -> dict[str, list[str]]:
+    if cfg.preferences == "file":  # the chosen responses are the demonstrations
+        pairs = file_pairs(cfg)
+        return {"prompt": pairs["prompt"], "completion": pairs["chosen"]}
     target, _ = reviews_by_class(cfg)
     chosen = target[: cfg.train_prompts]
     return {"prompt": [p for p, _ in chosen], "completion": [c for _, c in chosen]}
@@ -96,7 +138,10 @@ def review_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
 
 
 def held_out_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
-    """Pairs from reviews that no training pair used (both methods train on fewer)."""
+    """Pairs no training pair used: from the preference data, or from reviews (both
+    methods train on fewer)."""
+    if cfg.preferences == "file":
+        return formatted(cfg, split_preference_data(cfg)[1])
     return pairs_from_reviews(cfg, cfg.eval_pairs, start=cfg.train_prompts)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from weak2strong import distributed
 from weak2strong.data.prompts import IMDB_PROMPT_POOL, PROMPT_SETS, imdb_split, prompts_digest
 from weak2strong.errors import W2SError
-from weak2strong.fileio import read_json
+from weak2strong.fileio import key_digest, read_json
 from weak2strong.models import load_causal_lm, resolve
 from weak2strong.models.loading import model_fingerprint
 from weak2strong.runs import Run
@@ -37,11 +37,13 @@ from weak2strong.settings import check_settings
 from weak2strong.tune.config import TuneConfig
 from weak2strong.tune.dpo import train_dpo
 from weak2strong.tune.pairs import (
+    file_pairs,
     held_out_pairs,
     review_pairs,
     sampled_pairs,
     sampled_prompts,
     sft_examples,
+    split_preference_data,
 )
 from weak2strong.tune.results import TuneResults
 from weak2strong.tune.saving import save_merged
@@ -52,6 +54,7 @@ from weak2strong.tune.summary import TRAINING_KEYS, chance_warning
 PAIRS: dict[str, Callable[[TuneConfig], dict[str, list[str]]]] = {
     "reviews": review_pairs,
     "sampled": sampled_pairs,
+    "file": file_pairs,
 }
 
 
@@ -130,6 +133,11 @@ class Tune:
         }
         if cfg.preferences == "sampled" and cfg.prompts not in PROMPT_SETS:
             inputs["prompts"] = prompts_digest(sampled_prompts(cfg))  # a file's content
+        if cfg.preferences == "file":
+            train, held_out = split_preference_data(cfg)
+            inputs["preference_pairs"] = key_digest(
+                [[pair.prompt.key(), pair.chosen, pair.rejected] for pair in train + held_out]
+            )
         return inputs
 
     def run(self) -> tuple[Run, dict[str, Any]]:
