@@ -193,14 +193,25 @@ def test_tune_dpo_under_two_processes_saves_one_model(run_cli, run_torchrun, tmp
 
 
 def test_search_under_two_processes_gives_the_same_texts(run_cli, run_torchrun, tmp_path):
+    """On an AlpacaEval-format prompt file, in chat templates, judged in-process against
+    reference outputs: the same texts, judgements and win rates, written once."""
     large = str(tiny_causal_lm(tmp_path / "tiny-large", seed=0))
     small = str(tiny_causal_lm(tmp_path / "tiny-small", seed=1))
+    instructions = [f"Give tip {i}." for i in range(5)]
+    (tmp_path / "eval.json").write_text(json.dumps([{"instruction": t} for t in instructions]))
+    (tmp_path / "reference.json").write_text(
+        json.dumps([{"instruction": t, "output": "A tip."} for t in instructions])
+    )
     args = [
         "search", "--method", "sample", "--method", "bon", "--method", "cbs",
         "--large", large, "--tuned", small, "--untuned", large, "--set", "test_prompts=5",
+        "--set", f"prompts={tmp_path / 'eval.json'}", "--set", "large_template=chat",
+        "--set", "pair.tuned_template=chat", "--set", "pair.untuned_template=chat",
         "--set", "sampling.new_tokens=8", "--set", "sampling.batch_size=2", "--set", "bon_n=4",
         "--set", "cbs.width=2", "--set", "cbs.successors=2", "--set", "cbs.chunk_length=4",
-        "--set", "scorer.name=lexicon:vader",
+        "--set", "scorer.name=judge:pairwise", "--set", "scorer.judge.backend=transformers",
+        "--set", f"scorer.judge.model={small}", "--set", "scorer.judge.batch_size=2",
+        "--set", f"scorer.judge.reference={tmp_path / 'reference.json'}",
     ]  # fmt: skip
     _run_both(run_cli, run_torchrun, args)
     one, two, first, second = _compare_runs(tmp_path, "search")
@@ -211,7 +222,9 @@ def test_search_under_two_processes_gives_the_same_texts(run_cli, run_torchrun, 
         assert texts[0]["responses"] == texts[1]["responses"], method
         assert texts[0]["sampled_tokens"] == texts[1]["sampled_tokens"], method
         reward = [r["methods"][method]["reward"]["value"] for r in (first, second)]
-        assert reward[0] == pytest.approx(reward[1], abs=1e-9)
+        assert reward[0] == pytest.approx(reward[1], abs=1e-4)
+        rates = [r["win_rates"][method]["win_rate"]["value"] for r in (first, second)]
+        assert rates[0] == pytest.approx(rates[1], abs=1e-2)
     # 5 prompts in batches of 2: the processes decode batches {0, 2} and {1}
     assert _inference_rows((two / "run.log").read_text(), "cbs(2,2,4)") == [[3, 2]]
 

@@ -7,13 +7,16 @@ start their own, as a user's runs do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,12 +144,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_api_backend_against_a_real_vllm_server(tmp_path):
+@pytest.fixture(scope="module")
+def vllm_server():
+    """vLLM's own OpenAI-compatible server on localhost, serving SmolLM2 as `smollm2`."""
     port = _free_port()
     serve = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", resolve(SMOLLM).location, "--served-model-name", "smollm2",
-        "--port", str(port), "--max-model-len", "1024",
+        "--port", str(port), "--max-model-len", "2048",
     ]  # fmt: skip
     server = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -159,31 +164,64 @@ def test_api_backend_against_a_real_vllm_server(tmp_path):
                 break
             except OSError:
                 time.sleep(2)
-        search = [
-            sys.executable, "-m", "weak2strong.cli", "search", "--backend", "api",
-            "--method", "sample", "--method", "bon", "--method", "cbs",
-            "--large", "smollm2", "--tuned", SMOLLM, "--untuned", SMOLLM,
-            "--set", "pair.untuned_template=chat",
-            "--set", f"api.base_url=http://127.0.0.1:{port}/v1",
-            "--set", "test_prompts=4", "--set", "sampling.new_tokens=8", "--set", "bon_n=4",
-            "--set", "cbs.width=2", "--set", "cbs.successors=2", "--set", "cbs.chunk_length=4",
-            "--set", "scorer.name=lexicon:vader",
-        ]  # fmt: skip
-        env = dict(os.environ, HF_HUB_OFFLINE="1")
-        result = subprocess.run(
-            search, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        (run_dir,) = (tmp_path / "runs").glob("search-*")
-        results = json.loads((run_dir / "results.json").read_text())
-        assert set(results["methods"]) == {"sample", "bon", "cbs"}
-        for method, entry in results["methods"].items():
-            assert entry["sampled_tokens"] > 0, method  # from the server's usage reports
-        decoded = json.loads((run_dir / "steps" / "decoded-cbs.json").read_text())
-        assert len(decoded["responses"]) == 4 and all(decoded["responses"])
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         server.terminate()
         try:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_api_backend_against_a_real_vllm_server(tmp_path, vllm_server):
+    search = [
+        sys.executable, "-m", "weak2strong.cli", "search", "--backend", "api",
+        "--method", "sample", "--method", "bon", "--method", "cbs",
+        "--large", "smollm2", "--tuned", SMOLLM, "--untuned", SMOLLM,
+        "--set", "pair.untuned_template=chat",
+        "--set", f"api.base_url={vllm_server}",
+        "--set", "test_prompts=4", "--set", "sampling.new_tokens=8", "--set", "bon_n=4",
+        "--set", "cbs.width=2", "--set", "cbs.successors=2", "--set", "cbs.chunk_length=4",
+        "--set", "scorer.name=lexicon:vader",
+    ]  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        search, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").glob("search-*")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert set(results["methods"]) == {"sample", "bon", "cbs"}
+    for method, entry in results["methods"].items():
+        assert entry["sampled_tokens"] > 0, method  # from the server's usage reports
+    decoded = json.loads((run_dir / "steps" / "decoded-cbs.json").read_text())
+    assert len(decoded["responses"]) == 4 and all(decoded["responses"])
+
+
+def test_the_judge_over_a_real_vllm_server_reads_its_log_probabilities(vllm_server):
+    from weak2strong.data.prompt_files import Prompt
+    from weak2strong.models.openai_api import ApiSettings
+    from weak2strong.scoring.base import JudgeSettings
+    from weak2strong.scoring.judge import JudgeScorer
+    from weak2strong.scoring.judge_backends import ServedJudge
+    from weak2strong.scoring.judge_prompts import pairwise_messages
+
+    settings = JudgeSettings(model="smollm2", api=ApiSettings(base_url=vllm_server))
+    served = ServedJudge(settings)
+    conversations = [
+        pairwise_messages("Name a colour.", "Blue.", "I refuse to answer."),
+        pairwise_messages("Name a colour.", "I refuse to answer.", "Blue."),
+    ]
+    verdicts = served.first_wins(conversations)
+    assert all(v is not None and 0 < v < 1 for v in verdicts)  # log-probabilities, not text
+    references = [{"instruction": "Name a colour.", "output": "Blue."}]
+    path = Path(tempfile.mkdtemp()) / "references.json"
+    path.write_text(json.dumps(references), "utf-8")
+    pairwise = JudgeScorer(
+        "judge:pairwise", JudgeSettings(model="smollm2", api=settings.api, reference=str(path))
+    )
+    (win,) = pairwise.score_responses([Prompt.of_text("Name a colour.")], ["Green."])
+    assert 0 < win < 1 and pairwise.unreadable == 0
+    grade = JudgeScorer("judge:grade", dataclasses.replace(settings, grade_tokens=64))
+    (rating,) = grade.score_responses([Prompt.of_text("Name a colour.")], ["Blue."])
+    assert 1 <= rating <= 10

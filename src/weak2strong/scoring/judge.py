@@ -201,7 +201,8 @@ def _reference_file(path: str) -> dict[str, str]:
 def _generated_references(
     model_name: str, prompts: tuple[Prompt, ...], new_tokens: int, show_progress: bool
 ) -> list[str]:
-    """The reference model's own answers (its chat template when it has one), seed 0."""
+    """The reference model's own answers (its chat template when it has one), seed 0; one
+    per distinct prompt, so a prompt's several responses meet the same reference."""
     from weak2strong.models import load_causal_lm
     from weak2strong.models.formatting import PromptFormat
     from weak2strong.models.generation import SamplingConfig, sample_completions
@@ -209,16 +210,19 @@ def _generated_references(
     model, tokenizer = load_causal_lm(model_name)
     chat = bool(getattr(tokenizer, "chat_template", None))
     prompt_format = PromptFormat("chat" if chat else "{prompt}")
-    return sample_completions(
+    distinct = list(dict.fromkeys(prompts))
+    outputs = sample_completions(
         model,
         tokenizer,
-        prompt_format.texts(list(prompts), tokenizer),
+        prompt_format.texts(distinct, tokenizer),
         dataclasses.replace(SamplingConfig(), new_tokens=new_tokens),
         seed=0,
         description=f"reference outputs ({model_name})",
         show_progress=show_progress,
         add_special_tokens=not chat,
     )
+    by_prompt = dict(zip(distinct, outputs, strict=True))
+    return [by_prompt[prompt] for prompt in prompts]
 
 
 def _fingerprint(config: ScorerConfig) -> dict[str, Any]:
