@@ -161,3 +161,21 @@ def test_each_model_formats_a_prompt_its_own_way():
     no_chat = load_tokenizer("minilm-l6")
     with pytest.raises(W2SError, match="no chat template"):
         PromptFormat("chat").check("large", no_chat)
+
+
+def test_a_bad_prompt_file_stops_every_command_before_a_run_folder(run_cli, tmp_path):
+    from tests.tiny import tiny_causal_lm
+
+    model = str(tiny_causal_lm(tmp_path / "tiny"))
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "fine"}, {"query": "no prompt field"}])
+    vader = ["--set", "scorer.name=lexicon:vader"]
+    commands = [
+        ["search", "--large", model, "--tuned", model, "--untuned", model, *vader],
+        ["extrapolate", "--sft", model, "--aligned", model, "--set", "select_by=reward", *vader],
+        ["tune", "--base", model, "--set", "preferences=sampled"],
+    ]
+    for command in commands:
+        result = run_cli(*command, "--set", f"prompts={bad}")
+        assert result.returncode == 2, (command[0], result.stderr)
+        assert "bad.jsonl: row 2: no prompt field" in result.stderr, result.stderr
+        assert not (tmp_path / "runs").exists()
