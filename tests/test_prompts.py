@@ -126,6 +126,11 @@ def test_held_out_and_training_prompts_of_a_file(tmp_path):
         held_out_prompts(path, 11, seed=0)
     split = load_prompts(path, 6, 4, seed=0)
     assert not set(split.train) & set(split.test) and len(split.train) == 6
+    # a seed's held-out prompts are the same whatever the training prompts asked for
+    assert split.test == held_out_prompts(path, 4, seed=0) == load_prompts(path, 2, 4, seed=0).test
+    for name in ("instructions", "rtp"):
+        held_out = held_out_prompts(name, 16, seed=0)
+        assert not set(held_out) & set(load_prompts(name, 64, 8, seed=0).train)
     train_file = write_jsonl(tmp_path / "train.jsonl", [{"prompt": f"train {i}"} for i in range(5)])
     own = load_prompts(path, 5, 10, seed=0, options=PromptOptions(train=str(train_file)))
     assert {p.text for p in own.train} == {f"train {i}" for i in range(5)}

@@ -172,3 +172,39 @@ def test_dpo_on_a_preference_file_in_the_base_models_chat_template(tmp_path):
     assert all(p.endswith("<|im_start|>assistant\n") for p in stored["prompt"])
     with pytest.raises(W2SError, match="has 10 pairs; train_prompts \\+ eval_pairs asks for 12"):
         Tune(dataclasses.replace(config, train_prompts=8), tmp_path / "runs").run()
+
+
+def test_teacher_preferences_choose_a_stronger_models_answers_over_the_base_models(tmp_path):
+    from tests.tiny import tiny_causal_lm
+    from weak2strong.models.generation import SamplingConfig
+    from weak2strong.tune.pairs import PAIR_SOURCES
+
+    base = tiny_causal_lm(tmp_path / "base")
+    # another family: the teacher's answers reach the base model as text
+    teacher = tiny_causal_lm(tmp_path / "teacher", tokenizer_of="qwen2.5-coder-0.5b-instruct")
+    prompts = tmp_path / "instructions.jsonl"
+    prompts.write_text("".join(json.dumps({"instruction": f"Task {i}."}) + "\n" for i in range(12)))
+    config = TuneConfig(
+        base=str(base),
+        prompts=str(prompts),
+        preferences="teacher",
+        teacher=str(teacher),
+        template="chat",
+        train_prompts=6,
+        eval_pairs=4,
+        sampling=SamplingConfig(new_tokens=6, batch_size=6),
+        show_progress=False,
+    )
+    train, held_out = PAIR_SOURCES["teacher"](config), held_out_pairs(config)
+    assert len(train["prompt"]) == 6 and len(held_out["prompt"]) == 4
+    assert all(p.endswith("<|im_start|>assistant\n") for p in train["prompt"] + held_out["prompt"])
+    assert not set(train["prompt"]) & set(held_out["prompt"])
+    assert train["chosen"] != train["rejected"]
+    # SFT on the same prompts learns the teacher's answers
+    examples = sft_examples(dataclasses.replace(config, method="sft"))
+    assert examples == {"prompt": train["prompt"], "completion": train["chosen"]}
+    # the base's answers are the rejected ones: a teacher that is the base prefers nothing
+    same = PAIR_SOURCES["teacher"](dataclasses.replace(config, teacher=str(base)))
+    assert same["chosen"] == same["rejected"]
+    other = dataclasses.replace(config, teacher=str(base))
+    assert Tune(other, tmp_path / "runs").inputs() != Tune(config, tmp_path / "runs").inputs()

@@ -114,12 +114,16 @@ def _imdb(train_size: int, test_size: int, seed: int, prompt_words: int) -> Prom
 def _split_by_seed(
     name: str, prompts: list[Prompt], train: int, test: int, seed: int
 ) -> PromptSplit:
+    """Training prompts from the head of the seed's permutation, held-out ones from its tail
+    (in their order): the held-out prompts of a seed do not depend on how many training
+    prompts are asked for, so a command's held-out prompts are never another command's
+    training prompts of the same seed (tune's preferences, then an ExPO sweep)."""
     if train + test > len(prompts):
-        raise W2SError(f"{name} has {len(prompts)} prompts; asked for {train} + {test}")
+        asked = f"{train} training + {test} held-out" if train else str(test)
+        raise W2SError(f"{name} has {len(prompts)} prompts; asked for {asked}")
     order = np.random.default_rng(seed).permutation(len(prompts))
-    return PromptSplit(
-        [prompts[i] for i in order[:train]], [prompts[i] for i in order[train : train + test]]
-    )
+    held_out = np.sort(order[len(prompts) - test :])
+    return PromptSplit([prompts[i] for i in order[:train]], [prompts[i] for i in held_out])
 
 
 def _rtp(train_size: int, test_size: int, seed: int, prompt_words: int) -> PromptSplit:
@@ -211,13 +215,12 @@ def held_out_prompts(
     prompt_words: int = 8,
     options: PromptOptions | None = None,
 ) -> list[Prompt]:
-    """Held-out prompts alone (search, the ExPO sweep): a file or dataset gives `test_size`
-    of its prompts in their order, all of them when it has that many."""
+    """Held-out prompts alone (search, the ExPO sweep), those `load_prompts` holds out for the
+    same seed: `test_size` of them in their order, all of them when there are that many."""
     check_prompt_set(name)
     if name in PROMPT_SETS:
         return load_prompts(name, 1, test_size, seed=seed, prompt_words=prompt_words).test
     if test_size < 1:
         raise W2SError("test_prompts must be positive")
-    return _seeded_subset(
-        name, read_prompt_source(name, options or PromptOptions()), test_size, seed
-    )
+    prompts = read_prompt_source(name, options or PromptOptions())
+    return _split_by_seed(name, prompts, 0, test_size, seed).test

@@ -86,7 +86,9 @@ class LocalJudge:
         import torch
 
         with torch.no_grad():
-            logits = self.model(**self._inputs(conversations)).logits[:, -1].float()
+            # the verdict's distribution alone: no output head over the whole prompt
+            outputs = self.model(**self._inputs(conversations), logits_to_keep=1)
+            logits = outputs.logits[:, -1].float()
         log_probs = logits.log_softmax(-1)
         return [
             first_share(row[self.ids[FIRST]].tolist(), row[self.ids[SECOND]].tolist())

@@ -38,10 +38,16 @@ class TuneConfig:
     )
     train_prompts: int = setting(256, help="training pairs (dpo) or examples (sft)")
     prompt_words: int = setting(8, help="words of a review that make its prompt")
-    preferences: Literal["reviews", "sampled", "file"] = setting(
+    preferences: Literal["reviews", "sampled", "file", "teacher"] = setting(
         "reviews",
         help="dpo pairs: reviews (human labels: a positive continuation over a negative one), "
-        "sampled (two samples ranked by the labeler), or file (preference_data)",
+        "sampled (two samples ranked by the labeler), file (preference_data), or teacher "
+        "(the teacher's answer to each prompt over the base model's own)",
+    )
+    teacher: str = setting(
+        "qwen2.5-coder-1.5b-instruct",
+        help="preferences=teacher: the stronger model whose answers (in its chat template, "
+        "with `system`) are chosen; sft: they are the demonstrations",
     )
     preference_data: str = setting(
         "",

@@ -1,10 +1,13 @@
 """`w2s tune`'s training and held-out data: preference pairs and SFT examples.
 
-Pairs come from real reviews with human labels (`reviews`) or from two sampled completions
-per prompt ranked by a labeler (`sampled`); see `weak2strong.tune.tuning`.
+Pairs come from real reviews with human labels (`reviews`), two sampled completions per
+prompt ranked by a labeler (`sampled`), a file or dataset (`file`), or a stronger model's
+answers over the base model's (`teacher`); see `weak2strong.tune.tuning`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -13,6 +16,7 @@ from weak2strong.data.prompts import Prompt, imdb_prompt_pool, imdb_split, load_
 from weak2strong.data.tasks import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm, load_tokenizer
+from weak2strong.models.formatting import PromptFormat
 from weak2strong.models.generation import sample_completions
 from weak2strong.scoring.held_out import HeldOutRewards
 from weak2strong.tune.config import TuneConfig
@@ -28,6 +32,45 @@ def sampled_prompts(cfg: TuneConfig) -> list[Prompt]:
         prompt_words=cfg.prompt_words,
         options=cfg.prompt_options,
     ).train
+
+
+def teacher_prompts(cfg: TuneConfig) -> tuple[list[Prompt], list[Prompt]]:
+    """preferences=teacher: `train_prompts` training prompts and `eval_pairs` held-out ones."""
+    split = load_prompts(
+        cfg.prompts,
+        cfg.train_prompts,
+        cfg.eval_pairs,
+        seed=cfg.seed,
+        prompt_words=cfg.prompt_words,
+        options=cfg.prompt_options,
+    )
+    return split.train, split.test
+
+
+def answers(
+    cfg: TuneConfig, model_name: str, prompt_format: PromptFormat, prompts: list[Prompt]
+) -> list[str]:
+    model, tokenizer = load_causal_lm(model_name)
+    prompt_format.check(model_name, tokenizer)
+    return sample_completions(
+        model,
+        tokenizer,
+        prompt_format.texts(prompts, tokenizer),
+        cfg.sampling,
+        seed=cfg.seed,
+        description=f"answers of {model_name}",
+        show_progress=cfg.show_progress,
+        add_special_tokens=not prompt_format.is_chat,
+    )
+
+
+def teacher_pairs(cfg: TuneConfig, prompts: list[Prompt]) -> dict[str, list[str]]:
+    """The teacher's answer chosen over the base model's: distillation as a preference, as
+    UltraFeedback's binarized pairs mostly prefer the strongest model's answer."""
+    chosen = answers(cfg, cfg.teacher, PromptFormat("chat", cfg.system), prompts)
+    rejected = answers(cfg, cfg.base, cfg.prompt_format(), prompts)
+    pairs = [PreferencePair(p, c, r) for p, c, r in zip(prompts, chosen, rejected, strict=True)]
+    return formatted(cfg, pairs)
 
 
 def sampled_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
@@ -124,9 +167,13 @@ def file_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
     return formatted(cfg, split_preference_data(cfg)[0])
 
 
+def training_teacher_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
+    return teacher_pairs(cfg, teacher_prompts(cfg)[0])
+
+
 def sft_examples(cfg: TuneConfig) -> dict[str, list[str]]:
-    if cfg.preferences == "file":  # the chosen responses are the demonstrations
-        pairs = file_pairs(cfg)
+    if cfg.preferences in ("file", "teacher"):  # the chosen responses are the demonstrations
+        pairs = PAIR_SOURCES[cfg.preferences](cfg)
         return {"prompt": pairs["prompt"], "completion": pairs["chosen"]}
     target, _ = reviews_by_class(cfg)
     chosen = target[: cfg.train_prompts]
@@ -137,11 +184,22 @@ def review_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
     return pairs_from_reviews(cfg, cfg.train_prompts, start=0)
 
 
+# where DPO's training pairs come from, by `preferences`
+PAIR_SOURCES: dict[str, Callable[[TuneConfig], dict[str, list[str]]]] = {
+    "reviews": review_pairs,
+    "sampled": sampled_pairs,
+    "file": file_pairs,
+    "teacher": training_teacher_pairs,
+}
+
+
 def held_out_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
     """Pairs no training pair used: from the preference data, or from reviews (both
     methods train on fewer)."""
     if cfg.preferences == "file":
         return formatted(cfg, split_preference_data(cfg)[1])
+    if cfg.preferences == "teacher":
+        return teacher_pairs(cfg, teacher_prompts(cfg)[1])
     return pairs_from_reviews(cfg, cfg.eval_pairs, start=cfg.train_prompts)
 
 

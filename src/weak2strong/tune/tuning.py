@@ -1,13 +1,15 @@
 """`w2s tune`: the tuned member of a small model pair, by DPO (TRL) or SFT, saved merged.
 
-DPO prompts are IMDB review openings (the seed's controlled-sentiment setting). Its pairs
-come from one of two sources:
+DPO prompts are IMDB review openings by default (the seed's controlled-sentiment setting).
+Its pairs come from one of four sources:
 - `reviews` (default): real continuations with human labels. Half the prompts open a
   target-class review (chosen: its own continuation, rejected: another class's review's),
   half open an other-class review (rejected: its own, chosen: a target-class review's), so
   fitting the prompt is no cue and only the label separates chosen from rejected.
 - `sampled`: two sampled completions of the base model per prompt, ranked by a labeler
   (default VADER, not the gold reward, which would then score its own student).
+- `file`: prompt, chosen, rejected from a file or dataset.
+- `teacher`: a stronger model's answer to each prompt chosen over the base model's own.
 On 256 prompts and one CPU epoch, `sampled`+VADER taught SmolLM2 nothing a search could
 use (the tuned/untuned log-ratio of real reviews ranked their sentiment at AUROC 0.47);
 so did SFT on positive reviews (0.47), which learns the genre rather than the sentiment.
@@ -37,30 +39,22 @@ from weak2strong.settings import check_settings
 from weak2strong.tune.config import TuneConfig
 from weak2strong.tune.dpo import train_dpo
 from weak2strong.tune.pairs import (
-    file_pairs,
+    PAIR_SOURCES,
     held_out_pairs,
-    review_pairs,
-    sampled_pairs,
     sampled_prompts,
     sft_examples,
     split_preference_data,
+    teacher_prompts,
 )
 from weak2strong.tune.results import TuneResults
 from weak2strong.tune.saving import save_merged
 from weak2strong.tune.sft import SFTConfig, completion_log_probs, train_sft
 from weak2strong.tune.summary import TRAINING_KEYS, chance_warning
 
-# where DPO's preference pairs come from, by `preferences`
-PAIRS: dict[str, Callable[[TuneConfig], dict[str, list[str]]]] = {
-    "reviews": review_pairs,
-    "sampled": sampled_pairs,
-    "file": file_pairs,
-}
-
 
 def _dpo(cfg: TuneConfig, run: Run, model_dir: Path) -> dict[str, Any]:
     pairs = run.cached_json(
-        f"preference-pairs-{cfg.preferences}", lambda: PAIRS[cfg.preferences](cfg)
+        f"preference-pairs-{cfg.preferences}", lambda: PAIR_SOURCES[cfg.preferences](cfg)
     )
     return {"pairs": len(pairs["prompt"]), **train_dpo(cfg, pairs, model_dir)}
 
@@ -133,6 +127,10 @@ class Tune:
         }
         if cfg.preferences == "sampled" and cfg.prompts not in PROMPT_SETS:
             inputs["prompts"] = prompts_digest(sampled_prompts(cfg))  # a file's content
+        if cfg.preferences == "teacher":
+            inputs["teacher"] = model_fingerprint(cfg.teacher)
+            if cfg.prompts not in PROMPT_SETS:
+                inputs["prompts"] = prompts_digest([p for s in teacher_prompts(cfg) for p in s])
         if cfg.preferences == "file":
             train, held_out = split_preference_data(cfg)
             inputs["preference_pairs"] = key_digest(
