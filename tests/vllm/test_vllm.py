@@ -204,7 +204,11 @@ def test_the_judge_over_a_real_vllm_server_reads_its_log_probabilities(vllm_serv
     from weak2strong.scoring.base import JudgeSettings
     from weak2strong.scoring.judge import JudgeScorer
     from weak2strong.scoring.judge_backends import ServedJudge
-    from weak2strong.scoring.judge_prompts import pairwise_messages
+    from weak2strong.scoring.judge_prompts import (
+        message_of,
+        pairwise_messages,
+        verdict_probability,
+    )
 
     settings = JudgeSettings(model="smollm2", api=ApiSettings(base_url=vllm_server))
     served = ServedJudge(settings)
@@ -213,7 +217,16 @@ def test_the_judge_over_a_real_vllm_server_reads_its_log_probabilities(vllm_serv
         pairwise_messages("Name a colour.", "I refuse to answer.", "Blue."),
     ]
     verdicts = served.first_wins(conversations)
-    assert all(v is not None and 0 < v < 1 for v in verdicts)  # log-probabilities, not text
+    assert all(v is not None and 0 <= v <= 1 for v in verdicts)
+    # read from the identifiers' log-probabilities, not from the text (a tiny judge may
+    # leave one identifier out of the top 5, and then its share is exactly 0 or 1)
+    bodies = [
+        {"messages": m, "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": 5}
+        for m in conversations
+    ]
+    for answer in served.client.complete_all(bodies):
+        choice, _ = message_of(answer, vllm_server)
+        assert verdict_probability(choice, vllm_server) is not None, choice
     references = [{"instruction": "Name a colour.", "output": "Blue."}]
     path = Path(tempfile.mkdtemp()) / "references.json"
     path.write_text(json.dumps(references), "utf-8")
