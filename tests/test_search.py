@@ -180,8 +180,9 @@ def test_best_of_n_for_smaller_n_is_read_off_the_candidates_of_a_larger_n(large,
         )
         chosen = best_of_first(eight.candidate_scores, n)
         assert [eight.candidates[p][i] for p, i in enumerate(chosen)] == direct.texts
+        # scored in batches of 8 rows against n rows: float32 sums in another order
         assert [eight.candidate_scores[p][i] for p, i in enumerate(chosen)] == pytest.approx(
-            direct.pair_scores
+            direct.pair_scores, rel=1e-5
         )
     # best-of-1 is plain sampling: the same first candidate
     plain = sample(TransformersSampler(large, settings), PROMPTS, 8, seed=5)
