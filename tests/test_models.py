@@ -16,6 +16,7 @@ from weak2strong.models import (
     load_encoder,
     resolve,
 )
+from weak2strong.models.loading import cpu_multiplies_bfloat16, inference_dtype, model_fingerprint
 from weak2strong.models.registry import EmbeddedModel
 
 SMOLLM = "smollm2-135m-instruct"
@@ -34,7 +35,7 @@ def test_smollm_offline_next_token_is_sensible(smollm, monkeypatch):
         logits = model(**inputs).logits[0, -1]
     top5 = [tokenizer.decode(index).strip() for index in logits.topk(5).indices]
     assert top5[0] == "Paris", top5
-    assert next(model.parameters()).dtype == torch.float32
+    assert next(model.parameters()).dtype == inference_dtype("cpu")
 
 
 def test_converted_copy_reloads_fast_with_identical_logits(smollm):
@@ -129,6 +130,29 @@ def test_unprepared_model_without_wheels_says_how_to_get_it(tmp_path, monkeypatc
         pytest.skip("the large model's wheels are installed here")
     with pytest.raises(W2SError, match="w2s assets prepare qwen2.5-coder-1.5b-instruct"):
         resolve("qwen2.5-1.5b-instruct")
+
+
+@pytest.mark.parametrize("cpu_bfloat16", ["0", "1", "auto"])
+def test_auto_dtype_is_bfloat16_on_a_cpu_only_when_asked_and_float32_for_training(
+    tmp_path, monkeypatch, cpu_bfloat16
+):
+    folder = str(tiny_causal_lm(tmp_path / "tiny"))
+    monkeypatch.setenv("W2S_CPU_BFLOAT16", cpu_bfloat16)
+    inference, _ = load_causal_lm(folder, device="cpu")
+    training, _ = load_causal_lm(folder, device="cpu", training=True)
+    fingerprint = model_fingerprint(folder)
+    in_bfloat16 = cpu_bfloat16 == "1" or (cpu_bfloat16 == "auto" and cpu_multiplies_bfloat16())
+    expected = torch.bfloat16 if in_bfloat16 else torch.float32
+    assert next(inference.parameters()).dtype == expected
+    assert next(training.parameters()).dtype == torch.float32  # optimiser steps stay exact
+    # what a model computed in is part of every cache key that names the model
+    assert fingerprint["computes_in"] == str(expected).removeprefix("torch.")
+
+
+def test_a_bad_cpu_bfloat16_setting_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("W2S_CPU_BFLOAT16", "yes")
+    with pytest.raises(W2SError, match="W2S_CPU_BFLOAT16 must be 0, 1 or auto"):
+        inference_dtype("cpu")
 
 
 def test_local_folder_loads_through_the_same_function(tmp_path):

@@ -158,7 +158,7 @@ class GenerativeGeneralize:
         return [prompt for prompt in self.test_texts for _ in range(k)]
 
     def _fine_tuned_completions(self, targets: list[str], tag: str, curves_name: str) -> list[str]:
-        model, tokenizer = load_causal_lm(self.config.strong)
+        model, tokenizer = load_causal_lm(self.config.strong, training=True)
         tuned = train_sft(
             model,
             tokenizer,

@@ -158,6 +158,7 @@ class Generalize:
             model_name,
             revision=self.config.model_revision,
             trust_remote_code=self.config.trust_remote_code,
+            training=True,
         )
         settings = self.config.finetune
         return TextClassifier(

@@ -71,17 +71,30 @@ def _not_found(doing: str, name: str, reason: str) -> W2SError:
 def model_fingerprint(name: str, revision: str | None = None) -> dict[str, object]:
     """What identifies a model's weights, for cache keys: never the name alone. An embedded
     model is known by its registry entry, installed or not (loading it prepares it)."""
+    # the same weights give other outputs in another dtype: a machine that computes in
+    # bfloat16 never reuses a float32 machine's cached features, scores or samples
+    computes_in = str(inference_dtype(default_device())).removeprefix("torch.")
     model = embedded(name)
     if model is not None:
-        return {"name": model.key_name, "sha256": model.sha256}
+        return {"name": model.key_name, "sha256": model.sha256, "computes_in": computes_in}
     resolved = resolve(name)
     folder = Path(resolved.location)
     if folder.is_dir():
         weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
         # lists, not tuples: the fingerprint is compared with its JSON copy in inputs.json
         stamp = [[path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in weights]
-        return {"name": name, "folder": str(folder.resolve()), "weights": stamp}
-    return {"name": name, "hub_id": name, "revision": revision or "main"}
+        return {
+            "name": name,
+            "folder": str(folder.resolve()),
+            "weights": stamp,
+            "computes_in": computes_in,
+        }
+    return {
+        "name": name,
+        "hub_id": name,
+        "revision": revision or "main",
+        "computes_in": computes_in,
+    }
 
 
 # What a checkpoint is besides its weights; pickled weights (*.bin, *.pt) are never fetched.
@@ -111,12 +124,52 @@ def default_device() -> str:
     return str(distributed.device())
 
 
-def _dtype(dtype: str, device: str) -> torch.dtype:
+@functools.cache
+def cpu_multiplies_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX-BF16: Intel Xeon 4th
+    generation on), where bf16 inference is 3–4× faster than fp32; elsewhere it is emulated
+    and slower."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no way to tell without torch's private API
+        return False
+    return any(
+        line.startswith("flags") and "amx_bf16" in line.split() for line in cpuinfo.splitlines()
+    )
+
+
+def cpu_inference_in_bfloat16() -> bool:
+    """W2S_CPU_BFLOAT16: `auto` (bf16 where the CPU multiplies it in hardware), `1` (always)
+    or unset/`0` (float32).
+
+    Opt-in, because bf16 rounds away the last bits that differ when the same batch is
+    computed with other thread counts: under N processes, features and scores then match one
+    process to bf16 precision only, and a sampled token can change.
+    """
+    choice = os.environ.get("W2S_CPU_BFLOAT16", "0").strip().lower()
+    if choice not in ("0", "1", "auto", ""):
+        raise W2SError(f"W2S_CPU_BFLOAT16 must be 0, 1 or auto (got {choice!r})")
+    return choice == "1" or (choice == "auto" and cpu_multiplies_bfloat16())
+
+
+def inference_dtype(device: str) -> torch.dtype:
+    """What `dtype="auto"` computes in for inference: bf16 on GPUs, and on CPUs when
+    W2S_CPU_BFLOAT16 asks for it; float32 otherwise."""
+    import torch
+
+    if device.startswith("cuda") or (device == "cpu" and cpu_inference_in_bfloat16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _dtype(dtype: str, device: str, training: bool = False) -> torch.dtype:
     import torch
 
     if dtype == "auto":
-        # bf16 matmuls are far slower than fp32 on CPUs without AMX
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        if training and not device.startswith("cuda"):
+            # an optimiser step on bf16 weights loses updates smaller than their precision
+            return torch.float32
+        return inference_dtype(device)
     try:
         value = getattr(torch, dtype)
     except AttributeError:
@@ -198,11 +251,18 @@ def load_causal_lm(
     dtype: str = "auto",
     device: str | None = None,
     trust_remote_code: bool = False,
+    training: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal language model and its tokenizer, in eval mode on `device`."""
+    """Load a causal language model and its tokenizer, in eval mode on `device`.
+
+    dtype "auto": bfloat16 on GPUs (and on CPUs with W2S_CPU_BFLOAT16), float32 elsewhere
+    and for a model about to be trained on a CPU.
+    """
     from transformers import AutoModelForCausalLM
 
-    return _load(AutoModelForCausalLM, name, revision, dtype, device, trust_remote_code)
+    return _load(
+        AutoModelForCausalLM, name, revision, dtype, device, trust_remote_code, training=training
+    )
 
 
 def load_sequence_classifier(
@@ -243,6 +303,7 @@ def load_encoder(
     device: str | None = None,
     trust_remote_code: bool = False,
     config_overrides: dict[str, Any] | None = None,
+    training: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a bare transformer backbone (no LM head) and its tokenizer.
 
@@ -256,7 +317,16 @@ def load_encoder(
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return _load(AutoModel, name, revision, dtype, device, trust_remote_code, config_overrides)
+        return _load(
+            AutoModel,
+            name,
+            revision,
+            dtype,
+            device,
+            trust_remote_code,
+            config_overrides,
+            training=training,
+        )
     finally:
         hf_logging.set_verbosity(previous)
 
@@ -269,6 +339,8 @@ def _load(
     device: str | None,
     trust_remote_code: bool,
     config_overrides: dict[str, Any] | None = None,
+    *,
+    training: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     device = device or default_device()
     resolved = resolve(name)
@@ -277,7 +349,7 @@ def _load(
         resolved,
         **_weights_kwargs(resolved),
         revision=revision,
-        dtype=_dtype(dtype, device),
+        dtype=_dtype(dtype, device, training),
         trust_remote_code=trust_remote_code,
         **(config_overrides or {}),
     )

@@ -92,7 +92,7 @@ def train_dpo(cfg: TuneConfig, pairs: dict[str, list[str]], model_dir: Path) -> 
     from datasets import Dataset
     from trl import DPOTrainer
 
-    model, tokenizer = load_causal_lm(cfg.base)
+    model, tokenizer = load_causal_lm(cfg.base, training=True)
     scratch = model_dir.with_name("trainer-scratch")
     trainer = DPOTrainer(
         model=model,

@@ -61,7 +61,7 @@ def _dpo(cfg: TuneConfig, run: Run, model_dir: Path) -> dict[str, Any]:
 
 def _sft(cfg: TuneConfig, run: Run, model_dir: Path) -> dict[str, Any]:
     data = run.cached_json("sft-examples", lambda: sft_examples(cfg))
-    model, tokenizer = load_causal_lm(cfg.base)
+    model, tokenizer = load_causal_lm(cfg.base, training=True)
     training = cfg.training
     settings = SFTConfig(
         lora=cfg.lora,
