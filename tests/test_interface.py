@@ -128,6 +128,19 @@ def test_seeds_run_replicates_and_aggregate_them(run_cli, tmp_path):
     assert interval["value"] == pytest.approx(sum(values) / 3)
     assert interval["low"] <= interval["value"] <= interval["high"]
     assert "over 3 seeds" in result.stdout
+    # each student's gain over its weak supervisor, aggregated over the seeds and in words
+    (gain,) = [
+        r
+        for r in aggregate["metrics"]
+        if r["model"] == "w2s:naive" and r["metric"] == "gain" and r.get("baseline") == "weak"
+    ]
+    per_seed_gain = [
+        values_by_model(r)["w2s:naive"]["accuracy"] - values_by_model(r)["weak"]["accuracy"]
+        for r in per_seed
+    ]
+    assert gain["value"] == pytest.approx(sum(per_seed_gain) / 3)
+    verb = "beats" if gain["low"] > 0 else "does not clearly beat"
+    assert f"w2s:naive {verb} weak by {gain['value']:+.3f}" in " ".join(result.stdout.split())
     listing = run_cli("runs")
     assert "replicated (seed 1)" in listing.stdout and "#demo" in listing.stdout
     compared = run_cli("compare", "replicated (seed 0)", "replicated (seed 2)")

@@ -66,6 +66,23 @@ def test_paired_bootstrap_intervals_contain_the_point_and_pgr():
     assert pgr["low"] < pgr["value"] < pgr["high"]
     again = paired_bootstrap(labels, probs, weak="weak", ceiling="ceiling", samples=200, seed=1)
     assert again == result
+    # gain over the weak model, paired, signed so that + is better (also for log loss)
+    gain = result["accuracy"]["gain"]
+    assert set(gain) == {"w2s", "ceiling"}
+    expected = accuracy["w2s"]["value"] - accuracy["weak"]["value"]
+    assert gain["w2s"]["value"] == pytest.approx(expected)
+    assert gain["w2s"]["low"] <= gain["w2s"]["value"] <= gain["w2s"]["high"]
+    # paired: narrower than the two models' intervals side by side
+    assert gain["w2s"]["high"] - gain["w2s"]["low"] < (
+        accuracy["w2s"]["high"] - accuracy["w2s"]["low"]
+    ) + (accuracy["weak"]["high"] - accuracy["weak"]["low"])
+    assert gain["ceiling"]["low"] > 0  # 90% against 65% on 400 items
+    losses = paired_bootstrap(
+        labels, probs, weak="weak", ceiling="ceiling", metric_names=("log_loss",), samples=200
+    )["log_loss"]
+    loss_gain = losses["models"]["weak"]["value"] - losses["models"]["ceiling"]["value"]
+    assert losses["gain"]["ceiling"]["value"] == pytest.approx(loss_gain)
+    assert loss_gain > 0
 
 
 @pytest.mark.parametrize("classes", [2, 3])

@@ -14,6 +14,7 @@ from weak2strong.data import TaskConfig, load_task
 from weak2strong.errors import W2SError
 from weak2strong.models import load_causal_lm
 from weak2strong.runs.typed import from_json
+from weak2strong.scoring.lexicon import lexicon_scores
 from weak2strong.tune import Tune, TuneConfig, TuneTraining
 from weak2strong.tune.pairs import held_out_pairs, review_pairs, sft_examples
 from weak2strong.tune.results import TuneResults
@@ -46,6 +47,25 @@ def test_review_pairs_prefer_the_target_label_and_balance_the_prompts(tmp_path):
     trained |= set(sft_examples(held_out)["completion"])
     for side in ("chosen", "rejected"):  # continuations identify reviews (openings may repeat)
         assert not trained & set(evaluation[side]), side
+
+
+def test_filtered_review_pairs_agree_with_the_lexicon_and_leave_the_held_out_pairs_alone(
+    tmp_path,
+):
+    config = TuneConfig(train_prompts=32, eval_pairs=16, review_filter="lexicon:vader")
+    unfiltered = dataclasses.replace(config, review_filter="")
+    train, held_out = review_pairs(config), held_out_pairs(config)
+    assert len(train["prompt"]) == 32
+    assert (lexicon_scores("vader", train["chosen"]) > 0).all()
+    assert (lexicon_scores("vader", train["rejected"]) < 0).all()
+    # many stretches of a positive review read neutral or negative: the filter has work
+    assert (lexicon_scores("vader", review_pairs(unfiltered)["chosen"]) <= 0).any()
+    assert held_out == held_out_pairs(unfiltered)  # measured on unfiltered pairs
+    used = {text for key in ("chosen", "rejected") for text in train[key]}
+    assert not used & {text for key in ("chosen", "rejected") for text in held_out[key]}
+    with pytest.raises(W2SError, match="not a lexicon"):  # before any run folder
+        Tune(dataclasses.replace(config, review_filter="sentiment"), tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_unknown_method_and_preferences_are_refused(tmp_path):

@@ -15,6 +15,8 @@ class PairedTable:
 
     models: dict[str, Estimate]
     pgr: dict[str, Estimate] = field(default_factory=dict)
+    # model − weak in the metric's direction (+: better); the ceiling's is the gap
+    gain: dict[str, Estimate] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)

@@ -27,6 +27,13 @@ def _pgr_records(metric: str, table: PairedTable) -> list[MetricRecord]:
     ]
 
 
+def _gain_records(metric: str, table: PairedTable) -> list[MetricRecord]:
+    return [
+        metric_record("gain", name, to_json(entry), of=metric, baseline="weak")
+        for name, entry in table.gain.items()
+    ]
+
+
 def metric_records(results: GeneralizeResults | GenerativeResults) -> list[MetricRecord]:
     """results.json's `metrics`: every model's test metrics, then PGR of each in its direction."""
     if isinstance(results, GenerativeResults):
@@ -39,7 +46,7 @@ def metric_records(results: GeneralizeResults | GenerativeResults) -> list[Metri
         records += _records(metric, table, METRICS[metric].higher_is_better)
     for metric, table in results.bootstrap.items():
         records += _pgr_records(metric, table)
-    return records
+    return records + _gain_records("accuracy", results.bootstrap["accuracy"])
 
 
 def model_order(results: GeneralizeResults) -> list[str]:
@@ -66,7 +73,12 @@ def classification_table(results: GeneralizeResults) -> ResultTable:
         f"{results.task}: weak {results.weak} → strong {results.strong} "
         f"(A={sizes['weak_train_a']}, B={sizes['student_train_b']}, test={sizes['test']}; 95% bootstrap CI)"
     )
-    return ResultTable(title, ["model", *TABLE_METRICS, "PGR (accuracy)"], rows)
+    gains = [
+        f"{name} {format_interval(gain, signed=True)}"
+        for name, gain in boot["accuracy"].gain.items()
+    ]
+    notes = [f"accuracy − weak (the ceiling's: the gap): {'; '.join(gains)}"] if gains else []
+    return ResultTable(title, ["model", *TABLE_METRICS, "PGR (accuracy)"], rows, notes)
 
 
 def plot_summary(results: GeneralizeResults, path: Path) -> Path:

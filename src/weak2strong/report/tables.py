@@ -31,16 +31,20 @@ class ResultTable:
     notes: list[str] = field(default_factory=list)  # lines shown under the table
 
 
-def format_interval(interval: Mapping[str, Any] | Estimate | None, digits: int = 3) -> str:
-    """`0.812 [0.790, 0.834]`, or `undefined` when the value is None."""
+def format_interval(
+    interval: Mapping[str, Any] | Estimate | None, digits: int = 3, *, signed: bool = False
+) -> str:
+    """`0.812 [0.790, 0.834]` (signed: `+0.041 [-0.006, +0.088]`, for differences), or
+    `undefined` when the value is None."""
     values: Mapping[str, Any] = (
         to_json(interval) if isinstance(interval, Estimate) else interval or {}
     )
     if values.get("value") is None:
         return "undefined"
-    text = f"{values['value']:.{digits}f}"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    text = f"{values['value']:{spec}}"
     if values.get("low") is not None and values.get("high") is not None:
-        text += f" [{values['low']:.{digits}f}, {values['high']:.{digits}f}]"
+        text += f" [{values['low']:{spec}}, {values['high']:{spec}}]"
     return text
 
 

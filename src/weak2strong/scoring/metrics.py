@@ -243,6 +243,19 @@ def _intervals_with_pgr(
     models = {
         name: Interval(point[name], *_quantiles(boot[name], level), n).as_dict() for name in point
     }
+    # how much better than the weak model, in the metric's direction (+ is better)
+    sign = 1.0 if higher_is_better else -1.0
+    gain = {
+        name: Interval(
+            sign * (point[name] - point[weak]),
+            *_quantiles(
+                [sign * (s - w) for s, w in zip(boot[name], boot[weak], strict=True)], level
+            ),
+            n,
+        ).as_dict()
+        for name in point
+        if name != weak
+    }
     pgr: dict[str, dict[str, Any]] = {}
     for name in (n for n in point if n not in (weak, ceiling)):
         samples_pgr = [
@@ -260,4 +273,4 @@ def _intervals_with_pgr(
                 f" the weak model ({point[weak]:.4g}) by at least 0.001: no gap to recover"
             )
         pgr[name] = entry
-    return {"models": models, "pgr": pgr}
+    return {"models": models, "pgr": pgr, "gain": gain}

@@ -63,6 +63,12 @@ class TuneConfig:
     )
     target_label: str = setting("positive", help="the label whose reviews are preferred")
     completion_words: int = setting(24, help="words of a review's continuation")
+    review_filter: str = setting(
+        "",
+        help="reviews: keep only training continuations that a lexicon (lexicon:vader or "
+        "lexicon:afinn) reads with their review's label (a review's label is the whole "
+        "review's; many 24-word stretches carry no sentiment); held-out pairs stay unfiltered",
+    )
     eval_pairs: int = setting(
         64,
         help="held-out review pairs on which log π_tuned − log π_base (the score a search "

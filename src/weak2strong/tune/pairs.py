@@ -19,6 +19,7 @@ from weak2strong.models import load_causal_lm, load_tokenizer
 from weak2strong.models.formatting import PromptFormat
 from weak2strong.models.generation import sample_completions
 from weak2strong.scoring.held_out import HeldOutRewards
+from weak2strong.scoring.lexicon import lexicon_name, lexicon_scores
 from weak2strong.tune.config import TuneConfig
 
 
@@ -181,7 +182,28 @@ def sft_examples(cfg: TuneConfig) -> dict[str, list[str]]:
 
 
 def review_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
-    return pairs_from_reviews(cfg, cfg.train_prompts, start=0)
+    if not cfg.review_filter:
+        return pairs_from_reviews(cfg, cfg.train_prompts, start=0)
+    target, other = reviews_by_class(cfg)
+    # the held-out pairs' reviews (see held_out_pairs) are never training candidates
+    held_out = range(cfg.train_prompts, cfg.train_prompts + cfg.eval_pairs)
+    kept = [
+        _agreeing(cfg, [row for i, row in enumerate(rows) if i not in held_out], sign)
+        for rows, sign in ((target, 1.0), (other, -1.0))
+    ]
+    return _pairs_of(kept[0], kept[1], cfg.train_prompts, start=0)
+
+
+def _agreeing(cfg: TuneConfig, rows: list[tuple[str, str]], sign: float) -> list[tuple[str, str]]:
+    """The (opening, continuation) rows whose continuation the lexicon reads with the sign
+    of their class (+: the target label's)."""
+    name = lexicon_name(cfg.review_filter)
+    if name is None:
+        raise W2SError(
+            f"review_filter '{cfg.review_filter}' is not a lexicon (lexicon:vader, lexicon:afinn)"
+        )
+    polarity = lexicon_scores(name, [continuation for _, continuation in rows])
+    return [row for row, value in zip(rows, polarity, strict=True) if sign * value > 0]
 
 
 # where DPO's training pairs come from, by `preferences`
@@ -206,6 +228,14 @@ def held_out_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
 def pairs_from_reviews(cfg: TuneConfig, count: int, start: int) -> dict[str, list[str]]:
     """`count` pairs from the shuffled reviews of each class, from position `start` on."""
     target, other = reviews_by_class(cfg)
+    return _pairs_of(target, other, count, start)
+
+
+def _pairs_of(
+    target: list[tuple[str, str]], other: list[tuple[str, str]], count: int, start: int
+) -> dict[str, list[str]]:
+    """Half the pairs open a target-class review, half another; the chosen continuation is
+    always the target class's, so a review's own continuation is as often chosen as not."""
     half = count // 2
     if min(len(target), len(other)) < start + 2 * half:
         raise W2SError(f"not enough reviews for {count} preference pairs")
