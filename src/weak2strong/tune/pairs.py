@@ -194,14 +194,20 @@ def review_pairs(cfg: TuneConfig) -> dict[str, list[str]]:
     return _pairs_of(kept[0], kept[1], cfg.train_prompts, start=0)
 
 
-def _agreeing(cfg: TuneConfig, rows: list[tuple[str, str]], sign: float) -> list[tuple[str, str]]:
-    """The (opening, continuation) rows whose continuation the lexicon reads with the sign
-    of their class (+: the target label's)."""
+def review_filter_lexicon(cfg: TuneConfig) -> str:
+    """The lexicon `review_filter` names, or one error that says what it takes."""
     name = lexicon_name(cfg.review_filter)
     if name is None:
         raise W2SError(
             f"review_filter '{cfg.review_filter}' is not a lexicon (lexicon:vader, lexicon:afinn)"
         )
+    return name
+
+
+def _agreeing(cfg: TuneConfig, rows: list[tuple[str, str]], sign: float) -> list[tuple[str, str]]:
+    """The (opening, continuation) rows whose continuation the lexicon reads with the sign
+    of their class (+: the target label's)."""
+    name = review_filter_lexicon(cfg)
     polarity = lexicon_scores(name, [continuation for _, continuation in rows])
     return [row for row, value in zip(rows, polarity, strict=True) if sign * value > 0]
 

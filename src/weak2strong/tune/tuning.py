@@ -34,7 +34,6 @@ from weak2strong.runs import Run
 from weak2strong.runs.results import SCHEMA, SampleFloor, absolute, metric_record
 from weak2strong.runs.typed import from_json, to_json
 from weak2strong.scoring import paired_bootstrap_means
-from weak2strong.scoring.lexicon import lexicon_name
 from weak2strong.scoring.scorers import scorer_fingerprint
 from weak2strong.settings import check_settings
 from weak2strong.tune.config import TuneConfig
@@ -42,6 +41,7 @@ from weak2strong.tune.dpo import train_dpo
 from weak2strong.tune.pairs import (
     PAIR_SOURCES,
     held_out_pairs,
+    review_filter_lexicon,
     sampled_prompts,
     sft_examples,
     split_preference_data,
@@ -106,11 +106,8 @@ class Tune:
             raise W2SError("train_prompts must be at least 2")
         if config.eval_pairs < 2:
             raise W2SError("eval_pairs must be at least 2")
-        if config.review_filter and lexicon_name(config.review_filter) is None:
-            raise W2SError(
-                f"review_filter '{config.review_filter}' is not a lexicon "
-                "(lexicon:vader, lexicon:afinn)"
-            )
+        if config.review_filter:
+            review_filter_lexicon(config)  # a bad name stops here, before any run folder
         processes = distributed.num_processes()
         if config.method == "dpo" and config.training.batch_size % processes:
             # TRL takes a per-device batch; the global batch must split evenly to stay the same
