@@ -40,7 +40,10 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-# All four methods at demo scale, then one report (about 16 minutes on 2 CPU cores, set-up included).
+# All four methods at demo scale, then one report (about 20 minutes on 2 CPU cores, set-up
+# included). Inference runs in bfloat16 where the CPU multiplies it in hardware (AMX-BF16:
+# 2.6-4.4x faster, benchmarks/dtype.py), in float32 elsewhere; training stays in float32.
+demo: export W2S_CPU_BFLOAT16 ?= auto
 demo: assets
 	$(BIN)/w2s generalize --config configs/demo/generalize.yaml --seeds 0,1,2
 	$(BIN)/w2s search --config configs/demo/search.yaml

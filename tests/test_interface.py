@@ -139,8 +139,8 @@ def test_seeds_run_replicates_and_aggregate_them(run_cli, tmp_path):
         for r in per_seed
     ]
     assert gain["value"] == pytest.approx(sum(per_seed_gain) / 3)
-    verb = "beats" if gain["low"] > 0 else "does not clearly beat"
-    assert f"w2s:naive {verb} weak by {gain['value']:+.3f}" in " ".join(result.stdout.split())
+    said = "beats weak by" if gain["low"] > 0 else "does not clearly beat weak:"
+    assert f"w2s:naive {said} {gain['value']:+.3f}" in " ".join(result.stdout.split())
     listing = run_cli("runs")
     assert "replicated (seed 1)" in listing.stdout and "#demo" in listing.stdout
     compared = run_cli("compare", "replicated (seed 0)", "replicated (seed 2)")

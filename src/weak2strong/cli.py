@@ -148,7 +148,7 @@ def report(runs_dir: str, out: str, fmt: str) -> None:
     from rich.text import Text
 
     from weak2strong import distributed
-    from weak2strong.finished_runs import build_report
+    from weak2strong.finished_runs import build_report, effects_of
     from weak2strong.report import plain
 
     if not distributed.is_main():
@@ -160,6 +160,10 @@ def report(runs_dir: str, out: str, fmt: str) -> None:
     console.print(f"{runs} run{'' if runs == 1 else 's'}: {pages}")
     for skipped in built.skipped:
         console.print(Text("skipped", "yellow"), plain(f"{skipped.path}: {skipped.reason}"))
+    for name, sentences in effects_of(built):
+        console.print(Text(f"effects of {name}", "bold"))
+        for sentence in sentences:
+            console.print(plain(f"  {sentence}"), highlight=False)
     console.print(plain(f"report: {entry.resolve()}"))
 
 

@@ -242,11 +242,14 @@ def invoke(command: Command, common: dict[str, Any], overrides: list[str]) -> No
 
 
 def show_outcome(outcome: Any) -> None:
-    """After a run: its tables, where its folder and plot are."""
+    """After a run: its tables, its effects in words, where its folder and plot are."""
     from weak2strong.report import plain, print_table
+    from weak2strong.report.effects import effect_sentences
 
     for table in outcome.command.tables(outcome.results):
         print_table(console, table)
+    for sentence in effect_sentences(outcome.results.get("metrics", [])):
+        console.print(plain(f"effect: {sentence}"), highlight=False)
     plot = f"  plot: {outcome.plot}" if outcome.plot else ""
     console.print(plain(f"run folder: {outcome.folder}{plot}"))
 

@@ -127,6 +127,9 @@ def _read_run(folder: Path, scratch: Path) -> RunSection:
         headline=info.headline if info else {},
         settings=info.settings if info else "",
         metrics=list(results["metrics"]),
+        aggregates=[str(name) for name in results.get("runs", [])]
+        if command == "replicates"
+        else [],
     )
     summary = summary_of(command)
     existing = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
@@ -173,6 +176,18 @@ def collect(runs_dir: Path, scratch: Path) -> Report:
         if len(sections) > 1
     }
     return Report("weak2strong runs", str(runs_dir), ordered, skipped, comparisons=comparisons)
+
+
+def effects_of(report: Report) -> list[tuple[str, list[str]]]:
+    """Each run's effects in words, page by page, newest first; a run that a replicates run
+    aggregates (one seed of several) is left to the aggregate."""
+    sections = [section for page in report.pages.values() for section in page]
+    aggregated = {name for section in sections for name in section.aggregates}
+    return [
+        (section.name, section.effects)
+        for section in sections
+        if section.effects and section.name not in aggregated
+    ]
 
 
 # ---- listing and comparing runs

@@ -108,27 +108,8 @@ def replicates_tables(results: ReplicatesResults) -> list[ResultTable]:
             ]
         )
     title = f"{results.replicated} over {len(seeds)} seeds"
-    notes = [*effect_sentences(results), f"runs: {', '.join(results.runs)}"]
+    notes = [f"runs: {', '.join(results.runs)}"]
     return [ResultTable(title, columns, rows, notes)]
-
-
-def effect_sentences(results: ReplicatesResults) -> list[str]:
-    """Each gain over a baseline in words, with its interval over the seeds, e.g.
-    `w2s:confidence beats weak by +0.041 [+0.012, +0.070] accuracy (...)`."""
-    sentences = []
-    for record in results.metrics:
-        if record.metric != "gain" or record.baseline is None or record.value is None:
-            continue
-        interval = format_interval(record.to_json(), 3, signed=True)
-        shown = record.low is not None and record.low > 0
-        verb = "beats" if shown else "does not clearly beat"
-        sentences.append(
-            f"{record.model} {verb} {record.baseline} by {interval} {record.of} "
-            f"(mean of {len(results.seeds)} seeds, 95% t-interval"
-            + ("" if shown else ": it reaches 0")
-            + ")"
-        )
-    return sentences
 
 
 def replicates_headline(results: ReplicatesResults) -> dict[str, float]:

@@ -73,12 +73,7 @@ def classification_table(results: GeneralizeResults) -> ResultTable:
         f"{results.task}: weak {results.weak} → strong {results.strong} "
         f"(A={sizes['weak_train_a']}, B={sizes['student_train_b']}, test={sizes['test']}; 95% bootstrap CI)"
     )
-    gains = [
-        f"{name} {format_interval(gain, signed=True)}"
-        for name, gain in boot["accuracy"].gain.items()
-    ]
-    notes = [f"accuracy − weak (the ceiling's: the gap): {'; '.join(gains)}"] if gains else []
-    return ResultTable(title, ["model", *TABLE_METRICS, "PGR (accuracy)"], rows, notes)
+    return ResultTable(title, ["model", *TABLE_METRICS, "PGR (accuracy)"], rows)
 
 
 def plot_summary(results: GeneralizeResults, path: Path) -> Path:

@@ -26,10 +26,39 @@ def metric_records(results: PruneResults) -> list[MetricRecord]:
                         "pgr", method, to_json(point.pgr), kind="seeds", of=metric, at=where
                     )
                 )
+    records += _imp_differences(results)
     if results.ceiling:
         records.append(
             metric_record(metric, "dense gold ceiling", to_json(results.ceiling), kind="seeds")
         )
+    return records
+
+
+def _imp_differences(results: PruneResults) -> list[MetricRecord]:
+    """IMP minus each baseline at each round they share: per-seed differences (the same seed
+    draws both), mean with a t-interval over the seeds."""
+    from weak2strong.scoring import seed_interval
+
+    imp = {point.round: point for point in results.curves["imp"]}
+    records = []
+    for method, points in results.curves.items():
+        for point in points:
+            ticket = imp.get(point.round)
+            if method == "imp" or ticket is None:
+                continue
+            differences = [a - b for a, b in zip(ticket.per_seed, point.per_seed, strict=True)]
+            where = {"remaining": round(1 - ticket.sparsity, 6), "round": point.round}
+            records.append(
+                metric_record(
+                    "difference",
+                    "imp",
+                    seed_interval(differences),
+                    kind="seeds",
+                    of=results.metric,
+                    baseline=method,
+                    at=where,
+                )
+            )
     return records
 
 

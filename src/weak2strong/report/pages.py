@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from weak2strong.fileio import write_text
+from weak2strong.report.effects import effect_sentences
 from weak2strong.report.tables import (
     ResultTable,
     csv_table,
@@ -63,6 +64,12 @@ class RunSection:
     headline: dict[str, float] = field(default_factory=dict)
     settings: str = ""  # its non-default settings, key=value
     metrics: list[dict[str, Any]] = field(default_factory=list)  # results.json's records
+    aggregates: list[str] = field(default_factory=list)  # a replicates run: its seeds' runs
+
+    @property
+    def effects(self) -> list[str]:
+        """Each difference the run measured against a baseline, in words."""
+        return effect_sentences(self.metrics)
 
 
 @dataclass
@@ -138,6 +145,9 @@ def _section_html(report: Report, section: RunSection) -> str:
         f'<h2><a href="#{_e(section.name)}">{_e(section.name)}</a></h2>',
         f'<p class="muted">{_e(section.command)} run, started {_e(section.started or "?")}</p>',
     ]
+    if section.effects:
+        parts.append('<ul class="effects">' + "".join(f"<li>{_e(e)}</li>" for e in section.effects))
+        parts.append("</ul>")
     parts += [_table_html(t, report.csv_name(section)) for t in section.tables]
     if section.notes:
         parts.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in section.notes))
@@ -252,6 +262,8 @@ def write_markdown(report: Report, out: Path) -> Path:
                 markdown_text(f"{section.command} run, started {section.started}"),
             ]
             lines.append("")
+            lines += [f"- **effect**: {markdown_text(e)}" for e in section.effects]
+            lines += [""] if section.effects else []
             for table in section.tables:
                 lines.append(markdown_table(table))
             lines += [f"[metrics CSV]({report.csv_name(section)})", ""]
