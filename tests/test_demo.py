@@ -4,6 +4,7 @@ tiny size: the same files and commands, with sizes (and the large/strong models)
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -15,7 +16,8 @@ from weak2strong.runs.config import config_hash, load_config
 
 
 @pytest.mark.parametrize(
-    "target", ["demo", "demo-generalize", "demo-search", "demo-extrapolate", "demo-prune"]
+    "target",
+    ["demo", "demo-generalize", "demo-search", "demo-extrapolate", "demo-prune", "demo-lottery"],
 )
 def test_every_demo_config_loads_and_validates(target):
     commands = demo_commands(target)
@@ -55,5 +57,18 @@ def test_make_demo_at_tiny_size_runs_and_reports(demo_runs, run_cli, tmp_path):
     assert len(prune["curves"]["random"]) == 3
     report = run_cli("report", str(runs), "--out", "report")
     assert report.returncode == 0, report.stderr
+    said = " ".join(report.stdout.split())  # each effect in words, at the end of the run
+    for command in ("replicates", "search", "extrapolate", "prune"):
+        assert f"effects of {command}-" in said, command
+    assert "effects of generalize-" not in said  # each seed's run is left to their aggregate
+    for effect in (
+        r"w2s:confidence (beats weak by|does not clearly beat weak:) [+-]\S+ \[\S+, \S+\] "
+        r"accuracy \(mean of 2 seeds, 95% t-interval",
+        r"cbs (beats sample by|does not clearly beat sample:) [+-]\S+ \[",
+        r"α=8 (beats|does not clearly beat) aligned \(α=0\)",
+        r"imp (beats random by|does not clearly beat random:) .{0,40}accuracy at \d+\.\d% of "
+        r"weights remaining \(mean of 2 seeds",
+    ):
+        assert re.search(effect, said), effect
     pages = {path.stem for path in (tmp_path / "report").glob("*.html")}
     assert {"generalize", "search", "extrapolate", "prune"} <= pages

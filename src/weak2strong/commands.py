@@ -266,6 +266,27 @@ COMMANDS: dict[str, Command] = {
             ),
         ),
         Command(
+            "prune-lm",
+            "One-shot pruning of a causal LM by perplexity (magnitude, Wanda, SparseGPT, OWL, "
+            "N-of-M).",
+            "weak2strong.prune.language:LanguagePruneConfig",
+            "weak2strong.prune.language:LanguagePrune",
+            results_path="weak2strong.prune.language_summary:LanguagePruneResults",
+            page="prune",
+            tables_path="weak2strong.prune.language_summary:language_tables",
+            headline_path="weak2strong.prune.language_summary:language_headline",
+            shortcuts=(
+                _SEED,
+                Shortcut("--model", "model", "the causal LM to prune"),
+                Shortcut(
+                    "--method", "methods", "magnitude, wanda, sparsegpt (repeatable)", multiple=True
+                ),
+                Shortcut(
+                    "--sparsity", "sparsities", "0.5, 0.7, 2:4, ... (repeatable)", multiple=True
+                ),
+            ),
+        ),
+        Command(
             "replicates",
             "Runs of one config that differ only in their seed, aggregated "
             "(w2s <command> --seeds 0,1,2).",

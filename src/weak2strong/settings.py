@@ -98,11 +98,22 @@ _COUNTS = [
     "alpha",
     "train_examples",
     "test_examples",
+    "validation_examples",
+    "eval_every",
 ]
 RANGES: dict[str, Range] = {
     **dict.fromkeys(_COUNTS, COUNT),
     **dict.fromkeys(
-        ("weight_decay", "top_k", "rank", "hidden", "chunk_length", "rewind_step", "max_retries"),
+        (
+            "weight_decay",
+            "top_k",
+            "rank",
+            "hidden",
+            "chunk_length",
+            "rewind_step",
+            "max_retries",
+            "train_limit",
+        ),
         NON_NEGATIVE,
     ),
     **dict.fromkeys(("learning_rate", "temperature", "timeout", "beta"), POSITIVE),

@@ -1,10 +1,9 @@
-"""`w2s prune`: lottery tickets in a transformer text classifier, on gold or on weak labels.
+"""`w2s prune`: lottery tickets in a text classifier (on gold or weak labels) or in one of
+the literature's image classifiers.
 
-The default student is MiniLM-L6's first `student.layers` pretrained layers with a fresh
-linear head, fully fine-tuned on short IMDB reviews (the "initialisation" that IMP rewinds
-to is therefore the pretrained encoder plus the head's random init, as in Chen et al.
-2020's BERT tickets). The embeddings are frozen (never pruned; `train_embeddings` turns
-them on). The random-reinitialisation control draws the prunable weights afresh.
+The default student is a small pretrained text encoder with a fresh head (see
+`weak2strong.prune.text`); `network.architecture` picks an image classifier trained from
+scratch instead (LeNet-300-100, Conv-2/4/6, VGG-16, ResNet-20; `weak2strong.prune.images`).
 
 With `weak` set (e.g. `lexicon:vader`), the student learns from weak labels instead: the
 train split is halved, the weak supervisor is calibrated on half A's gold labels and labels
@@ -15,170 +14,32 @@ level then reports PGR = (ticket − weak) / (ceiling − weak) beside its accur
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from weak2strong.data import TaskConfig, load_task, split_halves
+from weak2strong.data import load_task, split_halves
+from weak2strong.data.images import load_images
 from weak2strong.errors import W2SError
-from weak2strong.models import load_encoder, resolve
-from weak2strong.models.adapters import LoraSettings
+from weak2strong.models import resolve
 from weak2strong.models.loading import model_fingerprint
-from weak2strong.prune.lottery import Lottery, LotterySettings, TicketProblem
+from weak2strong.models.vision import ARCHITECTURES
+from weak2strong.prune.config import PruneConfig
+from weak2strong.prune.images import ImageProblem
+from weak2strong.prune.lottery import Lottery, TicketProblem
 from weak2strong.prune.results import PruneResults, RoundPoint
-from weak2strong.prune.strategies import ScoringInputs
 from weak2strong.prune.summary import metric_records
+from weak2strong.prune.text import TextClassifierProblem
 from weak2strong.runs import Run
 from weak2strong.runs.results import TEST_EXAMPLES
 from weak2strong.runs.typed import Estimate, estimate, to_json
 from weak2strong.scoring import performance_gap_recovered, seed_interval
 from weak2strong.scoring.lexicon import calibrated_lexicon_probs, check_lexicon_task, lexicon_name
-from weak2strong.settings import check_settings, setting
-from weak2strong.training import TextClassifier, fit, one_hot, predict_proba
-from weak2strong.training.settings import AdamWSettings
-
-
-@dataclass
-class StudentSettings(AdamWSettings):
-    encoder: str = setting("minilm-l6", help="the pretrained encoder of the student")
-    layers: int = setting(2, help="pretrained layers kept; 0: all")
-    max_length: int = setting(48, help="tokens per text")
-    # dense gold student on 640 reviews, 3 seeds: 1 epoch at 3e-4 reached 0.65–0.73 (too
-    # unstable for a PGR); 2 epochs at 3e-4: 0.74–0.75 in 13 s per training
-    epochs: int = setting(2, help="epochs per training (every round trains in full)")
-    batch_size: int = setting(32, help="examples per optimiser step, across all processes")
-    learning_rate: float = setting(3e-4, help="AdamW learning rate")
-    weight_decay: float = setting(0.0, help="AdamW weight decay")
-    train_embeddings: bool = setting(
-        False, help="train the (never pruned) embeddings too; frozen they save a quarter"
-    )
-
-
-@dataclass
-class PruneConfig:
-    seeds: list[int] = setting(help="seeds: each a full IMP run", factory=lambda: [0, 1, 2])
-    task: TaskConfig = setting(help="the labelled data", factory=lambda: TaskConfig(name="imdb"))
-    train_examples: int = setting(640, help="training examples (weak: half B's size)")
-    test_examples: int = setting(320, help="test examples")
-    weak: str = setting(
-        "", help="empty: gold labels; lexicon:vader|afinn: weak-to-strong tickets with PGR"
-    )
-    weak_words: int = setting(
-        40, help="words of each text the weak supervisor reads (about the student's 48 tokens)"
-    )
-    weak_targets: Literal["hard", "soft"] = setting(
-        "hard", help="hard: the supervisor's decisions; soft: its calibrated probabilities"
-    )
-    student: StudentSettings = setting(help="the student network", factory=StudentSettings)
-    lottery: LotterySettings = setting(
-        help="IMP and its baselines",
-        factory=lambda: LotterySettings(
-            # the head stays dense (it is trained from scratch); the encoder's pooler is unused
-            exclude=[r"^head\.", r"\.pooler\."],
-            # the two controls fit the 15-minute budget; `--baseline all` adds the other four
-            baselines=["random", "reinit"],
-        ),
-    )
-    show_progress: bool = setting(True, help="progress bars", hash=False)
-
-
-class TextClassifierProblem:
-    """The default ticket problem: a small pretrained encoder + head on a text task."""
-
-    def __init__(
-        self,
-        settings: StudentSettings,
-        train_texts: list[str],
-        train_targets: np.ndarray,
-        test_texts: list[str],
-        test_labels: np.ndarray,
-        classes: int,
-        curves_name: str = "prune",
-    ) -> None:
-        self.settings = settings
-        self.curves_name = curves_name
-        # eager attention: GraSP differentiates twice, which fused CPU attention cannot
-        overrides: dict[str, Any] = {"attn_implementation": "eager"}
-        if settings.layers:
-            overrides["num_hidden_layers"] = settings.layers
-        backbone, self.tokenizer = load_encoder(
-            settings.encoder, device="cpu", dtype="float32", config_overrides=overrides
-        )
-        self.pretrained = backbone
-        self.classes = classes
-        self.train_texts = train_texts
-        self.train_targets = train_targets
-        self.test_texts = test_texts
-        self.test_labels = test_labels
-
-    def _classifier(self, backbone: nn.Module, seed: int) -> TextClassifier:
-        torch.manual_seed(seed)  # the head's initialisation
-        classifier = TextClassifier(
-            backbone,
-            self.tokenizer,
-            self.classes,
-            lora=LoraSettings(rank=0),
-            max_length=self.settings.max_length,
-        )
-        if not self.settings.train_embeddings:
-            backbone.get_submodule("embeddings").requires_grad_(False)
-        return classifier
-
-    def build(self, seed: int) -> nn.Module:
-        return self._classifier(copy.deepcopy(self.pretrained), seed)
-
-    def random_init(self, seed: int) -> nn.Module:
-        from transformers import AutoModel
-
-        torch.manual_seed(seed)
-        backbone = AutoModel.from_config(self.pretrained.config, attn_implementation="eager")
-        return self._classifier(backbone, seed)
-
-    def train(self, model: nn.Module, after_step: Any, seed: int) -> None:
-        fit(
-            model,
-            self.train_texts,
-            self.train_targets,
-            self.settings,
-            seed=seed,
-            after_step=after_step,
-            curves_name=f"{self.curves_name}/seed{seed}",
-        )
-
-    def evaluate(self, model: nn.Module) -> float:
-        probs = predict_proba(model, self.test_texts, description="evaluate")
-        return float((probs.argmax(1) == self.test_labels).mean())
-
-    def scoring(self, seed: int) -> ScoringInputs:
-        batch = self.train_texts[: self.settings.batch_size]
-        targets = torch.as_tensor(self.train_targets[: self.settings.batch_size].argmax(1))
-
-        def batch_logits(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-            return model(batch), targets
-
-        def ones_output(model: nn.Module) -> torch.Tensor:
-            classifier: Any = model
-            width = classifier.backbone.config.hidden_size
-            dtype = next(model.parameters()).dtype
-            ones = torch.ones(1, self.settings.max_length, width, dtype=dtype)
-            hidden = classifier.backbone(inputs_embeds=ones).last_hidden_state
-            output: torch.Tensor = classifier.head(hidden.mean(1))
-            return output
-
-        return ScoringInputs(batch_logits=batch_logits, ones_output=ones_output, seed=seed)
-
-    def problem(self) -> TicketProblem:
-        return TicketProblem(
-            build=self.build,
-            train=self.train,
-            evaluate=self.evaluate,
-            scoring=self.scoring,
-            random_init=self.random_init,
-        )
+from weak2strong.settings import check_settings
+from weak2strong.training import one_hot
 
 
 class Prune:
@@ -193,6 +54,12 @@ class Prune:
             raise W2SError("weak_words must be at least 1")
         if config.weak and lexicon_name(config.weak) is None:
             raise W2SError(f"weak supervisor '{config.weak}': use lexicon:vader or lexicon:afinn")
+        architecture = config.network.architecture
+        if architecture and architecture not in ARCHITECTURES:
+            known = ", ".join(ARCHITECTURES)
+            raise W2SError(f"unknown network.architecture '{architecture}' (known: {known})")
+        if architecture and config.weak:
+            raise W2SError("weak-to-strong tickets are for the text student: leave weak empty")
         self.config = config
         self.runs_dir = runs_dir
 
@@ -246,6 +113,8 @@ class Prune:
         return [e.text for e in half_b], targets, test_texts, test_labels, classes, info
 
     def run(self) -> tuple[Run, dict[str, Any]]:
+        if self.config.network.architecture:
+            return self._run_images()
         data = self._data()  # bad task / supervisor combinations fail before the run folder
         resolve(self.config.student.encoder)  # so does a student that is not there
         inputs = {
@@ -255,9 +124,25 @@ class Prune:
         }
         with Run.open("prune", self.config, self.runs_dir, inputs) as run:
             run.note_batch("student", self.config.student.batch_size)
-            return run, self._run(run, *data)
+            return run, self._run_text(run, *data)
 
-    def _run(
+    def _run_images(self) -> tuple[Run, dict[str, Any]]:
+        cfg = self.config
+        data = load_images(cfg.images.dataset, cfg.images.folder)
+        inputs = {"images": data.fingerprint, "network": cfg.network.architecture}
+        with Run.open("prune", cfg, self.runs_dir, inputs) as run:
+            run.note_batch("network", cfg.network.batch_size)
+            network = ImageProblem(cfg.network, data, cfg.images)
+            info = {
+                "task": data.name,
+                "network": cfg.network.architecture,
+                "test_examples": len(network.test_labels),
+                "task_fingerprint": data.fingerprint,
+                "train_examples": len(network.train_labels),
+            }
+            return run, self._tickets(run, network.problem(), info, len(network.test_labels))
+
+    def _run_text(
         self,
         run: Run,
         train_texts: list[str],
@@ -272,41 +157,52 @@ class Prune:
         student = TextClassifierProblem(
             cfg.student, train_texts, targets, test_texts, test_labels, classes, run.path.name
         )
-        lottery = Lottery(student.problem(), cfg.lottery, run)
+        ceiling = None
+        if cfg.weak:
+            ceiling = functools.partial(self._ceiling, run, student, gold_targets)
+        return self._tickets(run, student.problem(), info, len(test_labels), ceiling)
+
+    def _tickets(
+        self,
+        run: Run,
+        problem: TicketProblem,
+        info: dict[str, Any],
+        test_count: int,
+        ceiling: Callable[[int], float] | None = None,
+    ) -> dict[str, Any]:
+        """IMP and the baselines, seed by seed, each a cached step; then the results."""
+        cfg = self.config
+        lottery = Lottery(problem, cfg.lottery, run)
         per_seed: dict[str, dict[int, list[dict[str, Any]]]] = {"imp": {}}
         ceilings: list[float] = []
-        phases = [
-            f"seed {seed}: {part}"
-            for seed in cfg.seeds
-            for part in [
-                "IMP",
-                *cfg.lottery.baselines,
-                *(["dense gold ceiling"] if cfg.weak else []),
+        extra = ["dense gold ceiling"] if ceiling is not None else []
+        run.plan(
+            [
+                f"seed {seed}: {part}"
+                for seed in cfg.seeds
+                for part in ["IMP", *cfg.lottery.baselines, *extra]
             ]
-        ]
-        run.plan(phases)
+        )
         for seed in cfg.seeds:
             run.phase(f"seed {seed}: IMP")
             per_seed["imp"][seed] = lottery.imp(seed)
             for method in cfg.lottery.baselines:
                 run.phase(f"seed {seed}: {method}")
                 per_seed.setdefault(method, {})[seed] = lottery.baseline(method, seed)
-            if cfg.weak:
+            if ceiling is not None:
                 run.phase(f"seed {seed}: dense gold ceiling")
-                ceilings.append(self._ceiling(run, student, gold_targets, seed))
+                ceilings.append(ceiling(seed))
         results = self._summarise(per_seed, info, ceilings)
-        examples = _examples(per_seed, cfg.seeds, ceilings)
-        few = len(test_labels) < TEST_EXAMPLES.minimum
         payload = to_json(results)
         run.write_results(
             payload,
             metric_records(results),
-            examples,
+            _examples(per_seed, cfg.seeds, ceilings),
             warnings=[
-                f"each accuracy rests on {len(test_labels)} test examples (fewer than "
+                f"each accuracy rests on {test_count} test examples (fewer than "
                 f"{TEST_EXAMPLES.minimum}): too few to read a difference as real"
             ]
-            if few
+            if test_count < TEST_EXAMPLES.minimum
             else [],
         )
         return payload
@@ -356,6 +252,7 @@ class Prune:
                         metric=estimate(seed_interval(metrics)),
                         per_seed=metrics,
                         pgr=pgr,
+                        measures=_measures(entries),
                     )
                 )
             curves[method] = points
@@ -370,6 +267,17 @@ class Prune:
             ceiling=estimate(seed_interval(ceilings)) if ceilings else None,
             curves=curves,
         )
+
+
+def _measures(entries: list[dict[str, Any]]) -> dict[str, Estimate] | None:
+    """Each training measure (early-stopping iteration, ...) over the seeds."""
+    names = entries[0].get("measures", {})
+    if not names:
+        return None
+    return {
+        name: estimate(seed_interval([entry["measures"][name] for entry in entries]))
+        for name in names
+    }
 
 
 def _examples(

@@ -14,8 +14,9 @@ interrupted run resumes at the next round.
 from __future__ import annotations
 
 import functools
+import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,7 +24,13 @@ import torch
 from torch import nn
 
 from weak2strong.errors import W2SError
-from weak2strong.prune.masks import Masks, masked_gradients, prunable_weights, prune_lowest
+from weak2strong.prune.masks import (
+    Fractions,
+    Masks,
+    masked_gradients,
+    prunable_weights,
+    prune_lowest,
+)
 from weak2strong.prune.strategies import ScoringInputs, prune
 from weak2strong.runs import Run
 from weak2strong.settings import setting
@@ -42,6 +49,11 @@ class LotterySettings:
     rewind_step: int = setting(
         0, help="rewind to the weights after this many steps; 0: the initialisation"
     )
+    layer_fractions: dict[str, float] = setting(
+        help="per-layer rates (scope layer): regex over a weight's name → fraction pruned per "
+        "round, the first match; other weights prune `fraction`",
+        factory=dict,
+    )
     include: list[str] = setting(help="regexes over prunable parameter names", factory=list)
     exclude: list[str] = setting(help="regexes of parameters never pruned", factory=list)
     baselines: list[BaselineName] = setting(
@@ -56,9 +68,42 @@ class LotterySettings:
             raise W2SError(f"fraction must be in (0, 1), got {self.fraction}")
         if self.rewind_step < 0:
             raise W2SError("rewind_step must be ≥ 0")
+        if self.layer_fractions and self.scope != "layer":
+            raise W2SError("lottery.layer_fractions needs lottery.scope layer")
+        for pattern, fraction in self.layer_fractions.items():
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise W2SError(f"lottery.layer_fractions: bad regex '{pattern}': {error}") from None
+            if not 0 < fraction < 1:
+                raise W2SError(f"lottery.layer_fractions['{pattern}'] must be in (0, 1)")
 
     def sparsities(self) -> list[float]:
+        """The nominal sparsity after each round (of `fraction`; per-layer rates differ)."""
         return [1 - (1 - self.fraction) ** r for r in range(1, self.rounds + 1)]
+
+    def fractions(self, names: list[str]) -> Fractions:
+        """What one round prunes: `fraction`, or each weight's rate by `layer_fractions`."""
+        if not self.layer_fractions:
+            return self.fraction
+        return {
+            name: next(
+                (
+                    rate
+                    for pattern, rate in self.layer_fractions.items()
+                    if re.search(pattern, name)
+                ),
+                self.fraction,
+            )
+            for name in names
+        }
+
+    def after_rounds(self, rounds: int, names: list[str]) -> Fractions:
+        """The fraction pruned after `rounds` rounds, from dense (a baseline's one cut)."""
+        fractions = self.fractions(names)
+        if isinstance(fractions, Mapping):
+            return {name: 1 - (1 - rate) ** rounds for name, rate in fractions.items()}
+        return 1 - (1 - fractions) ** rounds
 
 
 AfterStep = Callable[[int], None]
@@ -73,6 +118,25 @@ class TicketProblem:
     # a model with freshly drawn weights, for the reinitialisation control; default `build`
     # (right when `build` itself draws random weights, wrong for a pretrained model)
     random_init: Callable[[int], nn.Module] | None = None
+    # what the last training measured beside the metric (the early-stopping iteration of an
+    # image classifier), by name
+    measures: Callable[[], dict[str, float]] | None = None
+
+
+MEASURE = "__measure__/"  # the key prefix of a measure among a round's stored tensors
+
+
+def measures_of(trained: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """A round's test metric, and its training's measures if it has any."""
+    record: dict[str, Any] = {"metric": float(trained["__metric__"])}
+    measured = {
+        key.removeprefix(MEASURE): float(value)
+        for key, value in trained.items()
+        if key.startswith(MEASURE)
+    }
+    if measured:
+        record["measures"] = measured
+    return record
 
 
 def state_of(model: nn.Module, names: list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -135,9 +199,7 @@ class Lottery:
             rewind = self._train(model, self.dense_masks(), seed, self.settings.rewind_step)
             assert rewind is not None
             self.run.save_tensors(f"seed{seed}-rewind", rewind)
-            trained = state_of(model, self.names)
-            trained["__metric__"] = torch.tensor(self.problem.evaluate(model), dtype=torch.float64)
-            return trained
+            return self._outcome(model, self.names)
 
         trained = self._tensors(f"seed{seed}-round0-trained", train_dense)
         return init, trained
@@ -156,14 +218,14 @@ class Lottery:
     def imp(self, seed: int) -> list[dict[str, Any]]:
         _, trained = self.dense(seed)
         masks = self.dense_masks()
-        rounds = [self._record(0, masks, float(trained["__metric__"]))]
+        rounds = [self._record(0, masks, trained)]
         for number in range(1, self.settings.rounds + 1):
             masks = self._round_masks(seed, number, masks, trained)
             trained = self._tensors(
                 f"seed{seed}-round{number}-trained",
                 functools.partial(self._retrain_from_rewind, seed, masks),
             )
-            rounds.append(self._record(number, masks, float(trained["__metric__"])))
+            rounds.append(self._record(number, masks, trained))
         return rounds
 
     def _round_masks(
@@ -174,7 +236,9 @@ class Lottery:
         if stored is not None:
             return Masks(stored)
         magnitudes = {weight: previous[weight].abs() for weight in masks}
-        new = prune_lowest(magnitudes, masks, self.settings.fraction, self.settings.scope)
+        new = prune_lowest(
+            magnitudes, masks, self.settings.fractions(self.names), self.settings.scope
+        )
         self.run.save_tensors(name, new.tensors())
         return new
 
@@ -186,30 +250,37 @@ class Lottery:
     ) -> dict[str, torch.Tensor]:
         model = self._model(seed, start)
         self._train(model, masks, seed if train_seed is None else train_seed)
-        trained = state_of(model, list(masks))
+        return self._outcome(model, list(masks))
+
+    def _outcome(self, model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
+        """The trained prunable weights, the test metric and the training's measures."""
+        trained = state_of(model, names)
         trained["__metric__"] = torch.tensor(self.problem.evaluate(model), dtype=torch.float64)
+        measured = self.problem.measures() if self.problem.measures is not None else {}
+        for name, value in measured.items():
+            trained[f"{MEASURE}{name}"] = torch.tensor(value, dtype=torch.float64)
         return trained
 
     @staticmethod
-    def _record(number: int, masks: Masks, metric: float) -> dict[str, Any]:
-        return {"round": number, "sparsity": masks.sparsity(), "metric": metric}
+    def _record(number: int, masks: Masks, trained: dict[str, torch.Tensor]) -> dict[str, Any]:
+        record = {"round": number, "sparsity": masks.sparsity(), **measures_of(trained)}
+        return record
 
     # ---- baselines at the IMP sparsities
 
     def baseline(self, method: BaselineName, seed: int) -> list[dict[str, Any]]:
         init, trained = self.dense(seed)
         results = []
-        for number, sparsity in enumerate(self.settings.sparsities(), start=1):
+        for number in range(1, self.settings.rounds + 1):
             key = f"seed{seed}-{method}-round{number}"
 
-            def compute(
-                number: int = number, sparsity: float = sparsity, key: str = key
-            ) -> dict[str, Any]:
-                masks = self._baseline_masks(method, seed, number, sparsity, init, trained)
+            def compute(number: int = number, key: str = key) -> dict[str, Any]:
+                pruned = self.settings.after_rounds(number, self.names)
+                masks = self._baseline_masks(method, seed, number, pruned, init, trained)
                 self.run.save_tensors(f"{key}-masks", masks.tensors())
                 start = RULES[method].start(self, seed, init)
                 outcome = self._retrain(seed, masks, start)
-                return {"sparsity": masks.sparsity(), "metric": float(outcome["__metric__"])}
+                return {"sparsity": masks.sparsity(), **measures_of(outcome)}
 
             results.append({"round": number, **self.run.cached_json(key, compute)})
         return results
@@ -219,7 +290,7 @@ class Lottery:
         method: BaselineName,
         seed: int,
         number: int,
-        sparsity: float,
+        pruned: Fractions,
         init: dict[str, torch.Tensor],
         trained: dict[str, torch.Tensor],
     ) -> Masks:
@@ -235,10 +306,10 @@ class Lottery:
         dense = self.dense_masks()
         if rule.masks == "trained magnitude":  # the trained dense weights, pruned at once
             magnitudes = {name: trained[name].abs() for name in self.names}
-            return prune_lowest(magnitudes, dense, sparsity, self.settings.scope)
+            return prune_lowest(magnitudes, dense, pruned, self.settings.scope)
         inputs = self.problem.scoring(seed) if self.problem.scoring is not None else None
         model = self._model(seed, init)  # pruning at initialisation
-        return prune(rule.masks, model, dense, sparsity, self.settings.scope, inputs)
+        return prune(rule.masks, model, dense, pruned, self.settings.scope, inputs)
 
     def fresh_start(self, seed: int, init: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Freshly drawn prunable weights; the rest (embeddings, norms, biases, head) starts

@@ -18,18 +18,21 @@ from torch import nn
 from weak2strong.errors import W2SError
 from weak2strong.fileio import write_tensors
 
+# the fraction of kept weights to remove: one for all, or one per prunable weight's name
+Fractions = float | Mapping[str, float]
+
 
 def prunable_weights(
     model: nn.Module, include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> dict[str, torch.Tensor]:
-    """The weight matrices of the model's `nn.Linear` layers, filtered by name patterns.
+    """The weights of the model's `nn.Linear` and `nn.Conv2d` layers, filtered by name.
 
     `include` / `exclude` are regular expressions searched in the parameter name
     (e.g. exclude `^head\\.` to leave a classifier head dense).
     """
     chosen: dict[str, torch.Tensor] = {}
     for module_name, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
+        if not isinstance(module, nn.Linear | nn.Conv2d):
             continue
         name = f"{module_name}.weight" if module_name else "weight"
         if include and not any(re.search(pattern, name) for pattern in include):
@@ -38,7 +41,7 @@ def prunable_weights(
             continue
         chosen[name] = module.weight
     if not chosen:
-        raise W2SError("no prunable weights: no nn.Linear layer matches include/exclude")
+        raise W2SError("no prunable weights: no linear or conv layer matches include/exclude")
     return chosen
 
 
@@ -118,25 +121,36 @@ def masked_gradients(model: nn.Module, masks: Masks) -> Iterator[None]:
 
 
 def prune_lowest(
-    scores: Mapping[str, torch.Tensor], masks: Masks, fraction: float, scope: str = "global"
+    scores: Mapping[str, torch.Tensor], masks: Masks, fraction: Fractions, scope: str = "global"
 ) -> Masks:
     """Remove `fraction` of the still-kept weights with the lowest scores.
 
-    `global`: one ranking over every layer; `layer`: the same fraction of each layer.
-    Exactly round(fraction × kept) weights go, so sparsity after n
-    rounds is 1 − (1 − p)^n to within one weight per round.
+    `global`: one ranking over every layer; `layer`: the same fraction of each layer, or
+    each layer's own fraction when `fraction` maps weight names to fractions (Frankle &
+    Carbin prune LeNet's hidden layers 20% per round, its output layer 10%). Exactly
+    round(fraction × kept) weights go, so sparsity after n rounds is 1 − (1 − p)^n to
+    within one weight per round.
     """
-    if not 0 <= fraction < 1:
-        raise W2SError(f"pruning fraction must be in [0, 1), got {fraction}")
     if scope not in ("global", "layer"):
         raise W2SError(f"unknown pruning scope '{scope}' (global or layer)")
+    if isinstance(fraction, Mapping) and scope != "layer":
+        raise W2SError("per-layer pruning fractions need scope 'layer'")
+    rates = (
+        {name: float(fraction[name]) for name in masks}
+        if isinstance(fraction, Mapping)
+        else dict.fromkeys(masks, float(fraction))
+    )
+    for rate in rates.values():
+        if not 0 <= rate < 1:
+            raise W2SError(f"pruning fraction must be in [0, 1), got {rate}")
     new = {name: mask.clone() for name, mask in masks.items()}
     groups = [list(new)] if scope == "global" else [[name] for name in new]
     for names in groups:
         kept_scores = torch.cat(
             [scores[n].detach().flatten().double().cpu()[new[n].flatten()] for n in names]
         )
-        count = round(fraction * kept_scores.numel())
+        rate = rates[names[0]]  # the group's one rate (global: every weight's)
+        count = round(rate * kept_scores.numel())
         if count == 0:
             continue
         # exactly `count` lowest (ties broken deterministically); a partial selection, not a

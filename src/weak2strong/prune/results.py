@@ -17,11 +17,15 @@ class RoundPoint:
     # weak-to-strong tickets: performance gap recovered (None where undefined, and always
     # None on gold labels)
     pgr: Estimate | None = None
+    # what each training measured beside the metric, over seeds (image classifiers: the
+    # early-stopping iteration and the test accuracy at the end of training)
+    measures: dict[str, Estimate] | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass(kw_only=True)
 class PruneResults:
     task: str
+    network: str | None = field(default=None, metadata=OMIT_IF_NONE)  # an image classifier
     test_examples: int
     task_fingerprint: str
     train_examples: int

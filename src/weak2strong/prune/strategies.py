@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from weak2strong.errors import W2SError
-from weak2strong.prune.masks import Masks, masked_gradients, prune_lowest
+from weak2strong.prune.masks import Fractions, Masks, masked_gradients, prune_lowest
 
 Logits = Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor]]
 
@@ -96,9 +96,14 @@ def grasp_scores(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[
 
 
 def synflow_prune(
-    model: nn.Module, masks: Masks, fraction: float, scope: str, inputs: ScoringInputs
+    model: nn.Module, masks: Masks, fraction: Fractions, scope: str, inputs: ScoringInputs
 ) -> Masks:
     """Iterative SynFlow from `masks` down to (1 − fraction) of their kept weights."""
+    if not isinstance(fraction, float | int):
+        raise W2SError(
+            "SynFlow ranks every layer together: it takes one fraction, not per-layer ones "
+            "(leave out the synflow baseline, or lottery.layer_fractions)"
+        )
     probe = copy.deepcopy(model).double().eval()
     with torch.no_grad():
         for parameter in probe.parameters():
@@ -127,7 +132,7 @@ def synflow_prune(
 
 # (model, masks, training inputs or None for a data-free strategy) → scores
 ScoreFunction = Callable[[nn.Module, Masks, ScoringInputs | None], dict[str, torch.Tensor]]
-Iterative = Callable[[nn.Module, Masks, float, str, ScoringInputs], Masks]
+Iterative = Callable[[nn.Module, Masks, Fractions, str, ScoringInputs], Masks]
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ def prune(
     strategy: str,
     model: nn.Module,
     masks: Masks,
-    fraction: float,
+    fraction: Fractions,
     scope: str,
     inputs: ScoringInputs | None = None,
 ) -> Masks:

@@ -81,14 +81,24 @@ def prune_tables(results: PruneResults) -> list[ResultTable]:
             cell = _plus_minus(entry.metric, 3) if entry else ""
             if entry and entry.pgr:
                 cell += f"\nPGR {_plus_minus(entry.pgr, 2)}"
+            if entry and entry.measures and STOP in entry.measures:
+                cell += f"\nstop {_plus_minus(entry.measures[STOP], 0)}"
             row.append(cell)
         rows.append(row)
     seeds = len(results.seeds)
+    stopped = bool(curves["imp"][0].measures)
+    where = " at early stopping" if stopped else ""
+    network = f" {results.network}" if results.network else ""
     title = (
-        f"{results.task}: test {results.metric} by weights remaining, labels "
+        f"{results.task}{network}: test {results.metric}{where} by weights remaining, labels "
         f"{results.labels} (mean over {seeds} seed{'s' if seeds > 1 else ''} ± 95% t-interval)"
     )
     notes = []
+    if stopped:
+        notes.append(
+            "stop: the early-stopping iteration (least validation loss); the accuracy is the "
+            "test accuracy there (Frankle & Carbin 2019)"
+        )
     if results.weak_accuracy is not None:
         notes.append(
             f"weak supervisor {results.labels}: {results.weak_accuracy:.3f}; dense ceiling "
@@ -97,7 +107,37 @@ def prune_tables(results: PruneResults) -> list[ResultTable]:
     return [ResultTable(title, ["weights remaining", *methods], rows, notes)]
 
 
+STOP = "early-stop iteration"
+
+
+def _plot_early_stopping(results: PruneResults, path: Path) -> None:
+    """Frankle & Carbin's other panel: when each network stopped, by weights remaining."""
+    series = {}
+    for method, points in results.curves.items():
+        stops = [p.measures[STOP] if p.measures else None for p in points]
+        if any(stop is None for stop in stops):
+            return
+        series[method] = (
+            [100 * (1 - p.sparsity) for p in points],
+            [stop.value for stop in stops if stop],
+            [stop.low for stop in stops if stop],
+            [stop.high for stop in stops if stop],
+        )
+    lines_with_intervals(
+        path,
+        series,  # type: ignore[arg-type]
+        title=f"{results.task} {results.network or ''}: early stopping (least validation loss; "
+        f"bands: 95% t-interval over {len(results.seeds)} seeds)",
+        xlabel="% of prunable weights remaining",
+        ylabel="early-stop iteration",
+        invert_x=True,
+        x_scale="log",
+    )
+
+
 def plot_prune_summary(results: PruneResults, path: Path) -> Path:
+    if results.curves["imp"][0].measures:
+        _plot_early_stopping(results, path.with_name(f"{path.stem}-early-stop{path.suffix}"))
     series = {}
     for method, points in results.curves.items():
         series[method] = (
@@ -116,13 +156,15 @@ def plot_prune_summary(results: PruneResults, path: Path) -> Path:
     return lines_with_intervals(
         path,
         series,  # type: ignore[arg-type]
-        title=f"{results.task}: lottery tickets ({results.labels} labels; "
+        title=f"{results.task}{' ' + results.network if results.network else ''}: lottery "
+        f"tickets ({results.labels} labels; "
         f"bands: 95% t-interval over {len(results.seeds)} seeds)",
         xlabel="% of prunable weights remaining",
         ylabel=f"test {results.metric}",
         invert_x=True,
         reference_lines=references,
         ylim=(min(shown) - 0.05, max(shown) + 0.05),
+        x_scale="log" if results.network else "linear",  # Frankle & Carbin's axes
     )
 
 

@@ -33,13 +33,11 @@ def _how(record: MetricRecord) -> str:
 
 
 def _where(at: Mapping[str, Any] | None) -> str:
-    if not at:
+    """A sparsity in words; the other places (an α, a compute budget) are in the model's
+    own label already (`α=4`, `bon-4`)."""
+    if not at or "remaining" not in at:
         return ""
-    if "remaining" in at:
-        return f" at {float(at['remaining']):.1%} of weights remaining"
-    return " at " + ", ".join(
-        f"{'α' if key == 'alpha' else key}={value}" for key, value in at.items()
-    )
+    return f" at {float(at['remaining']):.1%} of weights remaining"
 
 
 def effect_sentence(record: MetricRecord, digits: int = 3) -> str:

@@ -194,7 +194,7 @@ def _log_x(axis: Any, xs: Sequence[float]) -> None:
         # labels of x's within 10% of each other would print over one another
         if not ticks or x > ticks[-1] * 1.1:
             ticks.append(x)
-    axis.set_xticks(ticks, [f"{x:,.0f}" if x >= 10 else f"{x:g}" for x in ticks])
+    axis.set_xticks(ticks, [f"{x:,.0f}" if x >= 10 else f"{x:.2g}" for x in ticks])
     axis.xaxis.set_minor_locator(NullLocator())
     axis.xaxis.set_minor_formatter(NullFormatter())
 
