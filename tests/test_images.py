@@ -74,7 +74,8 @@ def test_a_damaged_idx_file_is_refused():
         read_idx(b"\x1f\x8b\x08\x00")  # a gzip file read as IDX
 
 
-def _cifar_folder(tmp_path, per_batch: int = 4):
+def cifar_folder(tmp_path, per_batch: int = 4):
+    """A synthetic CIFAR-10 in its python layout (`cifar-10-batches-py`) under `tmp_path`."""
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -96,7 +97,7 @@ def _cifar_folder(tmp_path, per_batch: int = 4):
 
 
 def test_cifar10_reads_its_python_layout_and_refuses_a_pickle_that_would_run_code(tmp_path):
-    folder = _cifar_folder(tmp_path)
+    folder = cifar_folder(tmp_path)
     cifar = load_cifar10(str(tmp_path))  # the parent folder, or the batches folder itself
     assert cifar.train_images.shape == (20, 3, 32, 32) and cifar.test_images.shape == (4, 3, 32, 32)
     first = pickle.loads((folder / "data_batch_1").read_bytes())

@@ -87,6 +87,9 @@ def _datasets(root: Path) -> dict[str, str]:
 
 def _input_files(cwd: Path) -> None:
     """The files recipes read by relative path, in the layouts they come in."""
+    from tests.test_images import cifar_folder
+
+    cifar_folder(cwd, per_batch=40)  # cifar-10-batches-py, 200 training images
     (cwd / "alpaca_eval.json").write_text(
         json.dumps([{"instruction": t, "dataset": "helpful_base"} for t in INSTRUCTIONS]), "utf-8"
     )
@@ -153,6 +156,13 @@ def _smoke(command: str, config: dict[str, Any], urls: dict[str, str]) -> dict[s
         config["task"]["max_per_split"] = 40
         config["finetune"] |= {"epochs": 1, "batch_size": 8, "max_length": 32}
         config["bootstrap_samples"] = 50
+    if command == "prune":
+        config |= {"seeds": [0]}
+        config["lottery"] |= {"rounds": 1}
+        config["network"] |= {"epochs": 1, "eval_every": 5}
+        config["images"] = config.get("images", {}) | {"validation_examples": 50}
+        if config["images"].get("dataset") == "mnist":
+            config["images"]["train_limit"] = 150
     judge = config.get("scorer", {}).get("judge")
     if judge:
         judge["api"]["base_url"] = urls["judge"]

@@ -201,7 +201,15 @@ def test_teacher_preferences_choose_a_stronger_models_answers_over_the_base_mode
 
     base = tiny_causal_lm(tmp_path / "base")
     # another family: the teacher's answers reach the base model as text
-    teacher = tiny_causal_lm(tmp_path / "teacher", tokenizer_of="qwen2.5-coder-0.5b-instruct")
+    teacher = tiny_causal_lm(tmp_path / "teacher", tokenizer_of="minilm-l6", eos_token="[SEP]")
+    from transformers import AutoTokenizer  # a chat format of its own, as a teacher has
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    tokenizer.save_pretrained(teacher)
     prompts = tmp_path / "instructions.jsonl"
     prompts.write_text("".join(json.dumps({"instruction": f"Task {i}."}) + "\n" for i in range(12)))
     config = TuneConfig(
