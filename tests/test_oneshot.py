@@ -238,6 +238,9 @@ def test_prune_lm_cli_measures_every_variant_against_magnitude_and_resumes(run_c
             blocks = variant["block_sparsities"]
             assert len(blocks) == 2 and sum(blocks) / 2 == pytest.approx(0.5)
     assert variants["wanda 2:4"]["baseline"] == "magnitude 2:4"
+    # OWL's block sparsities: one dense pass per target, shared by the three methods
+    assert [p.name for p in (run_dir / "steps").glob("owl-*")] == ["owl-50pct.json"]
+    assert len({tuple(v["block_sparsities"]) for v in variants.values() if v["owl"]}) == 1
     differences = [r for r in results["metrics"] if r["metric"] == "difference"]
     assert len(differences) == 6 and all(r["higher_is_better"] is False for r in differences)
     said = " ".join(first.stdout.split())

@@ -151,13 +151,18 @@ class _ArraysOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _unpickle(path: Path) -> dict[str, Any]:
+def _unpickle(path: Path) -> tuple[dict[str, Any], str]:
+    """A CIFAR file's dict (keys as text) and the SHA-256 of its bytes, read once."""
     if not path.is_file():
         raise W2SError(f"no {path.name} in {path.parent} (CIFAR-10's python layout)")
-    loaded = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    data = path.read_bytes()
+    loaded = _ArraysOnly(io.BytesIO(data), encoding="bytes").load()
     if not isinstance(loaded, dict):
         raise W2SError(f"{path} does not hold a CIFAR batch")
-    return {key.decode() if isinstance(key, bytes) else key: value for key, value in loaded.items()}
+    content = {
+        key.decode() if isinstance(key, bytes) else key: value for key, value in loaded.items()
+    }
+    return content, hashlib.sha256(data).hexdigest()
 
 
 def _cifar_folder(folder: str) -> Path:
@@ -177,8 +182,8 @@ def load_cifar10(folder: str = "") -> ImageData:
     digest = hashlib.sha256()
 
     def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
-        digest.update(hashlib.sha256((where / name).read_bytes()).hexdigest().encode())
-        content = _unpickle(where / name)
+        content, checksum = _unpickle(where / name)
+        digest.update(checksum.encode())
         images = np.asarray(content["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(content["labels"], dtype=np.int64)
         if len(images) != len(labels):
@@ -187,7 +192,7 @@ def load_cifar10(folder: str = "") -> ImageData:
 
     train = [batch(f"data_batch_{number}") for number in range(1, 6)]
     test_images, test_labels = batch("test_batch")
-    meta = _unpickle(where / "batches.meta")
+    meta, _ = _unpickle(where / "batches.meta")
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta["label_names"]]
     return ImageData(
         "cifar10",

@@ -44,15 +44,15 @@ def image_splits(
     mean = train.mean(axis=(0, 2, 3), keepdims=True)
     deviation = train.std(axis=(0, 2, 3), keepdims=True)
 
-    def standardised(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((images.astype(np.float32) / 255 - mean) / deviation)
+    def standardised(scaled: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy((scaled - mean) / deviation)
 
     return (
-        standardised(data.train_images[train_rows]),
+        standardised(train),
         data.train_labels[train_rows],
-        standardised(data.train_images[validation_rows]),
+        standardised(data.train_images[validation_rows].astype(np.float32) / 255),
         data.train_labels[validation_rows],
-        standardised(data.test_images),
+        standardised(data.test_images.astype(np.float32) / 255),
         data.test_labels,
     )
 

@@ -13,6 +13,7 @@ weights are zeros in dense tensors.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -124,23 +125,16 @@ class LanguagePrune:
         self,
         method: OneShotMethod,
         sparsity: Sparsity,
-        owl: bool,
+        owl: Callable[[], list[float]] | None,
         calibration: list[torch.Tensor],
         evaluation: torch.Tensor,
     ) -> dict[str, Any]:
+        """One variant pruned and measured; `owl` gives its block sparsities, if any."""
+        blocks = owl() if owl is not None else None
         model = self._model()
-        blocks = None
-        if owl:
-            blocks = owl_block_sparsities(
-                model,
-                calibration,
-                sparsity.fraction,
-                multiple=self.config.owl_multiple,
-                spread=self.config.owl_spread,
-            )
         layers = prune_language_model(model, calibration, method, sparsity, block_sparsities=blocks)
         return {
-            "losses": self._losses(model, evaluation, variant_label(method, sparsity, owl)),
+            "losses": self._losses(model, evaluation, variant_label(method, sparsity, bool(owl))),
             "layers": [
                 {
                     "block": layer.block,
@@ -152,6 +146,24 @@ class LanguagePrune:
             ],
             "block_sparsities": blocks,
         }
+
+    def _owl(self, run: Run, sparsity: Sparsity, calibration: list[torch.Tensor]) -> list[float]:
+        """OWL's block sparsities for a target, from the dense model: one cached step shared
+        by every method at that target."""
+
+        def compute() -> dict[str, list[float]]:
+            sparsities = owl_block_sparsities(
+                self._model(),
+                calibration,
+                sparsity.fraction,
+                multiple=self.config.owl_multiple,
+                spread=self.config.owl_spread,
+            )
+            return {"block_sparsities": sparsities}
+
+        key = f"owl-{sparsity}".replace("%", "pct")
+        stored: list[float] = run.cached_json(key, compute)["block_sparsities"]
+        return stored
 
     def run(self) -> tuple[Run, dict[str, Any]]:
         cfg = self.config
@@ -170,10 +182,11 @@ class LanguagePrune:
                 label = variant_label(method, sparsity, owl)
                 run.phase(label)
                 key = label.replace(" ", "-").replace(":", "of").replace("%", "pct")
+                blocks = functools.partial(self._owl, run, sparsity, calibration) if owl else None
                 outcomes[label] = run.cached_json(
                     key,
                     functools.partial(
-                        self._variant, method, sparsity, owl, calibration, evaluation
+                        self._variant, method, sparsity, blocks, calibration, evaluation
                     ),
                 )
             results = self._summarise(dense["losses"], outcomes, calibration, variants)

@@ -263,8 +263,7 @@ class Lottery:
 
     @staticmethod
     def _record(number: int, masks: Masks, trained: dict[str, torch.Tensor]) -> dict[str, Any]:
-        record = {"round": number, "sparsity": masks.sparsity(), **measures_of(trained)}
-        return record
+        return {"round": number, "sparsity": masks.sparsity(), **measures_of(trained)}
 
     # ---- baselines at the IMP sparsities
 
