@@ -323,12 +323,23 @@ def test_prune_lm_under_two_processes_equals_one(run_cli, run_torchrun, tmp_path
         "prune-lm", "--model", model, "--sparsity", "0.5", "--method", "magnitude",
         "--method", "wanda", "--set", "calibration_sequences=4", "--set", "eval_windows=6",
         "--set", "sequence_length=32", "--set", "batch_size=2", "--set", "bootstrap_samples=100",
+        "--set", "zero_shot.examples=6", "--set", "recovery.windows=3",
+        "--set", "recovery.batch_size=3", "--set", "recovery.learning_rate=1e-3",
     ]  # fmt: skip
     _run_both(run_cli, run_torchrun, args)
     _, two, first, second = _compare_runs(tmp_path, "prune-lm")
+    assert first["dense_accuracy"] == second["dense_accuracy"]
     for label in ("magnitude 50%", "wanda 50%"):
         a, b = first["variants"][label], second["variants"][label]
         assert a["sparsity_reached"] == b["sparsity_reached"]
         assert a["perplexity"]["value"] == pytest.approx(b["perplexity"]["value"], rel=1e-4)
+        assert a["accuracy"]["value"] == b["accuracy"]["value"]
+        # recovery: 3 windows in one global batch, split 2 + 1 between the processes
+        after_a, after_b = a["recovered"], b["recovered"]
+        assert after_a["perplexity"]["value"] != a["perplexity"]["value"]
+        assert after_a["perplexity"]["value"] == pytest.approx(
+            after_b["perplexity"]["value"], rel=1e-4
+        )
+        assert after_a["sparsity_reached"] == after_b["sparsity_reached"]
     # 6 windows in batches of 2: 2 + 1 batches per process
     assert [4, 2] in _inference_rows((two / "run.log").read_text(), "perplexity dense")

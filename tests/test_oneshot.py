@@ -217,6 +217,8 @@ def test_prune_lm_cli_measures_every_variant_against_magnitude_and_resumes(run_c
         "--sparsity", "0.5", "--sparsity", "2:4", "--set", "owl=true",
         "--set", "calibration_sequences=4", "--set", "eval_windows=8",
         "--set", "sequence_length=32", "--set", "bootstrap_samples=200",
+        "--set", "zero_shot.examples=24", "--set", "recovery.windows=6",
+        "--set", "recovery.batch_size=3", "--set", "recovery.learning_rate=1e-3",
     ]  # fmt: skip
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
@@ -238,13 +240,42 @@ def test_prune_lm_cli_measures_every_variant_against_magnitude_and_resumes(run_c
             blocks = variant["block_sparsities"]
             assert len(blocks) == 2 and sum(blocks) / 2 == pytest.approx(0.5)
     assert variants["wanda 2:4"]["baseline"] == "magnitude 2:4"
+    # zero-shot accuracy on the same 24 questions for every model, paired against magnitude
+    assert results["zero_shot_task"] == "rotten-tomatoes" and results["zero_shot_examples"] == 24
+    assert 0 <= results["dense_accuracy"]["value"] <= 1
+    assert variants["wanda 50%"]["accuracy_minus_magnitude"]["value"] == pytest.approx(
+        variants["wanda 50%"]["accuracy"]["value"] - variants["magnitude 50%"]["accuracy"]["value"]
+    )
+    # recovery: the fine-tuned model changed, and kept at least the pruned model's zeros
+    for label, variant in variants.items():
+        recovered = variant["recovered"]
+        assert recovered["sparsity_reached"] >= variant["sparsity_reached"] - 1e-9, label
+        assert recovered["perplexity"]["value"] != variant["perplexity"]["value"], label
     # OWL's block sparsities: one dense pass per target, shared by the three methods
     assert [p.name for p in (run_dir / "steps").glob("owl-*")] == ["owl-50pct.json"]
     assert len({tuple(v["block_sparsities"]) for v in variants.values() if v["owl"]}) == 1
     differences = [r for r in results["metrics"] if r["metric"] == "difference"]
-    assert len(differences) == 6 and all(r["higher_is_better"] is False for r in differences)
+    # log-perplexity and accuracy against magnitude (6 each), recovered against pruned (9)
+    of = [r["of"] for r in differences]
+    assert of.count("log-perplexity") == 6 + 9 and of.count("zero-shot accuracy") == 6
     said = " ".join(first.stdout.split())
     assert re.search(r"effect: wanda 50% (beats|does not clearly beat) magnitude 50%", said)
     second = run_cli(*args)
     assert second.returncode == 0, second.stderr
     assert "done in" not in (run_dir / "run.log").read_text().split("(resumed")[-1]
+    # the same report pages and comparison as every command: tables, plot, effects
+    other = run_cli(
+        "prune-lm", "--model", str(model), "--runs-dir", str(tmp_path / "runs"), "--seed", "1",
+        "--method", "magnitude", "--sparsity", "0.5", "--set", "calibration_sequences=4",
+        "--set", "eval_windows=8", "--set", "sequence_length=32", "--set", "zero_shot.examples=0",
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    report = run_cli("report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report" / "prune.html").read_text()
+    assert page.count('class="plot"') == 2 and "Recovery: each pruned model" in page
+    assert "wanda 2:4 recovered" in page and "zero-shot accuracy" in page
+    runs = sorted(p.name for p in (tmp_path / "runs").glob("prune-lm-*"))
+    compared = run_cli("compare", *runs, "--runs-dir", str(tmp_path / "runs"))
+    assert compared.returncode == 0, compared.stderr
+    assert "dense perplexity" in compared.stdout and "magnitude 50%" in compared.stdout

@@ -269,12 +269,13 @@ COMMANDS: dict[str, Command] = {
             "prune-lm",
             "One-shot pruning of a causal LM by perplexity (magnitude, Wanda, SparseGPT, OWL, "
             "N-of-M).",
-            "weak2strong.prune.language:LanguagePruneConfig",
+            "weak2strong.prune.language_config:LanguagePruneConfig",
             "weak2strong.prune.language:LanguagePrune",
             results_path="weak2strong.prune.language_summary:LanguagePruneResults",
             page="prune",
             tables_path="weak2strong.prune.language_summary:language_tables",
             headline_path="weak2strong.prune.language_summary:language_headline",
+            plot_path="weak2strong.prune.language_summary:plot_language",
             shortcuts=(
                 _SEED,
                 Shortcut("--model", "model", "the causal LM to prune"),
