@@ -216,3 +216,71 @@ def test_prune_cli_runs_lenet_on_mnist_with_early_stopping(run_cli, tmp_path):
     assert stops["n"] == 2 and 5 <= stops["value"] <= 10
     said = " ".join(result.stdout.split())
     assert "effect: imp" in said and "weights remaining" in said
+
+
+def test_crop_and_flip_shifts_or_mirrors_each_image_the_same_under_any_split():
+    from weak2strong.prune.images import crop_and_flip
+
+    images = torch.randn(6, 3, 8, 8)
+    rows = [5, 0, 3, 9, 2, 7]
+    whole = crop_and_flip(images, rows, step=3, seed=1, examples=10)
+    halves = [
+        crop_and_flip(images[:2], rows[:2], 3, 1, examples=10),
+        crop_and_flip(images[2:], rows[2:], 3, 1, examples=10),
+    ]
+    assert torch.equal(whole, torch.cat(halves))  # two processes draw what one draws
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    flipped = 0
+    for position in range(len(rows)):
+        candidates = [
+            (padded[position, :, top : top + 8, left : left + 8], mirrored)
+            for top in range(9)
+            for left in range(9)
+            for mirrored in (False, True)
+        ]
+        matches = [
+            mirrored
+            for crop, mirrored in candidates
+            if torch.equal(whole[position], crop.flip(-1) if mirrored else crop)
+        ]
+        assert matches, position
+        flipped += matches[0]
+    assert not torch.equal(
+        whole, crop_and_flip(images, rows, step=4, seed=1, examples=10)
+    )  # a new draw
+    assert 0 < flipped < len(rows) or not torch.equal(whole, images)
+
+
+def test_sgd_with_momentum_and_step_decay_matches_torch_written_out():
+    """The shared loop's SGD path against the same training written with torch alone."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from weak2strong.training import OptimiserSettings, fit, one_hot
+
+    inputs, labels = torch.randn(40, 5), torch.randint(0, 3, (40,))
+    targets = one_hot(labels.tolist(), 3)
+    settings = OptimiserSettings(
+        epochs=3, batch_size=8, learning_rate=0.1, weight_decay=1e-3, optimiser="sgd",
+        momentum=0.9, milestones=[1, 2], gamma=0.1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    ours = torch.nn.Linear(5, 3)
+    reference = torch.nn.Linear(5, 3)
+    reference.load_state_dict(ours.state_dict())
+    fit(ours, inputs, targets, settings, seed=4)
+    sgd = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    decay = torch.optim.lr_scheduler.MultiStepLR(sgd, [1, 2], 0.1)
+    batches = DataLoader(
+        TensorDataset(torch.arange(40)), batch_size=8, shuffle=True,
+        generator=torch.Generator().manual_seed(4),
+    )  # fmt: skip
+    for _ in range(3):
+        for (batch,) in batches:
+            loss = torch.nn.functional.cross_entropy(reference(inputs[batch]), labels[batch])
+            sgd.zero_grad()
+            loss.backward()
+            sgd.step()
+        decay.step()
+    for mine, theirs in zip(ours.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+    assert sgd.param_groups[0]["lr"] == pytest.approx(0.001)

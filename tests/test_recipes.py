@@ -159,6 +159,8 @@ def _smoke(command: str, config: dict[str, Any], urls: dict[str, str]) -> dict[s
     if command == "prune":
         config |= {"seeds": [0]}
         config["lottery"] |= {"rounds": 1}
+        if config["lottery"].get("rewind_step"):  # within the smoke run's few steps
+            config["lottery"]["rewind_step"] = 2
         config["network"] |= {"epochs": 1, "eval_every": 5}
         config["images"] = config.get("images", {}) | {"validation_examples": 50}
         if config["images"].get("dataset") == "mnist":

@@ -4,7 +4,7 @@ Two families of networks: the default text student (a pretrained MiniLM encoder 
 fresh head, on gold or weak labels), and the lottery-ticket literature's image classifiers
 (`network.architecture`: LeNet-300-100 and Conv-2/4/6 on MNIST, VGG-16 and ResNet-20 on
 CIFAR-10), trained from scratch as Frankle & Carbin (2019) and open_lth train them. The
-recipes in `configs/lottery/` hold each paper setting's hyperparameters.
+recipes in `configs/paper/prune-*.yaml` hold each paper setting's hyperparameters.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 from weak2strong.data import TaskConfig
 from weak2strong.prune.lottery import LotterySettings
 from weak2strong.settings import setting
-from weak2strong.training.settings import AdamWSettings
+from weak2strong.training.settings import AdamWSettings, OptimiserSettings
 
 
 @dataclass
@@ -35,8 +35,10 @@ class StudentSettings(AdamWSettings):
 
 
 @dataclass
-class NetworkSettings(AdamWSettings):
-    """An image classifier trained from scratch (Adam: AdamW without weight decay)."""
+class NetworkSettings(OptimiserSettings):
+    """An image classifier trained from scratch: Adam (AdamW without weight decay) as
+    Frankle & Carbin train LeNet and Conv-2/4/6, or SGD with momentum and step decay as
+    open_lth trains VGG-16 and ResNet-20."""
 
     architecture: str = setting(
         "", help="lenet-300-100, conv-2, conv-4, conv-6, vgg-16, resnet-20; empty: the text student"
@@ -59,6 +61,9 @@ class ImageSettings:
         5000, help="training images held out for the validation loss that picks early stopping"
     )
     train_limit: int = setting(0, help="training images used (after the hold-out); 0: all")
+    augment: bool = setting(
+        False, help="random 4-pixel shifts and left-right flips of training images (CIFAR-10)"
+    )
 
 
 @dataclass

@@ -22,7 +22,7 @@ from weak2strong.models.vision import build_network
 from weak2strong.prune.config import ImageSettings, NetworkSettings
 from weak2strong.prune.lottery import TicketProblem
 from weak2strong.prune.strategies import ScoringInputs
-from weak2strong.training import fit, one_hot, predict_proba
+from weak2strong.training import StepInfo, fit, one_hot, predict_proba
 
 EVAL_BATCH = 1000
 
@@ -57,6 +57,26 @@ def image_splits(
     )
 
 
+def crop_and_flip(
+    images: torch.Tensor, rows: list[int], step: int, seed: int, examples: int, padding: int = 4
+) -> torch.Tensor:
+    """open_lth's CIFAR-10 augmentation: each image shifted by up to `padding` pixels (a
+    random crop of the zero-padded image) and flipped left-right with probability 1/2.
+    A step draws for all `examples` training images at once, and each row takes its own
+    draw: any split of a batch between processes augments as one process does."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    flips = torch.rand(examples, generator=generator) < 0.5
+    shifts = torch.randint(0, 2 * padding + 1, (examples, 2), generator=generator)
+    padded = nn.functional.pad(images, (padding, padding, padding, padding))
+    height, width = images.shape[-2:]
+    out = torch.empty_like(images)
+    for position, row in enumerate(rows):
+        top, left = (int(value) for value in shifts[row])
+        crop = padded[position, :, top : top + height, left : left + width]
+        out[position] = crop.flip(-1) if flips[row] else crop
+    return out
+
+
 class ImageProblem:
     """An image classifier's ticket problem; its last training's trajectory gives the
     metric (test accuracy at early stopping) and the measures."""
@@ -65,6 +85,7 @@ class ImageProblem:
         if settings.eval_every < 1:
             raise W2SError("network.eval_every must be at least 1")
         self.settings = settings
+        self.augment = images.augment
         self.shape = data.shape
         self.classes = len(data.classes)
         splits = image_splits(data, images)
@@ -98,6 +119,9 @@ class ImageProblem:
             if step % every == 0:
                 self._checkpoint(model, step)
 
+        def augment(batch: torch.Tensor, rows: list[int], info: StepInfo) -> torch.Tensor:
+            return crop_and_flip(batch, rows, info.step, seed, len(self.train_labels))
+
         fit(
             model,
             self.train_images,
@@ -105,6 +129,7 @@ class ImageProblem:
             self.settings,
             seed=seed,
             after_step=step_done,
+            augment=augment if self.augment else None,
             curves_name=f"prune/{self.settings.architecture}/seed{seed}",
         )
         steps = self.settings.epochs * -(-len(self.train_labels) // self.settings.batch_size)

@@ -14,12 +14,13 @@ from weak2strong.training.loop import (
     soft_cross_entropy,
     train,
 )
-from weak2strong.training.settings import AdamWSettings, TrainingSettings
+from weak2strong.training.settings import AdamWSettings, OptimiserSettings, TrainingSettings
 
 __all__ = [
     "AdamWSettings",
     "Inputs",
     "Loss",
+    "OptimiserSettings",
     "Probe",
     "Schedule",
     "StepInfo",

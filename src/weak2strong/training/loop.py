@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from weak2strong import distributed
 from weak2strong.tracking import training_curves
 from weak2strong.training.classifier import Inputs, take
-from weak2strong.training.settings import AdamWSettings
+from weak2strong.training.settings import AdamWSettings, OptimiserSettings
 
 Schedule = AdamWSettings  # what a training run needs from a config section
 
@@ -43,6 +43,9 @@ class StepInfo:
 
 # logits [rows, classes], soft targets [rows, classes] → per-example losses [rows]
 Loss = Callable[[torch.Tensor, torch.Tensor, StepInfo], torch.Tensor]
+
+# (inputs of a batch, their example indices, step) → the inputs the model trains on
+Augment = Callable[[Any, list[int], StepInfo], Any]
 
 # (model, this process's example indices, step) → (summed loss, count it sums over); the
 # indices may be empty when a global batch has fewer examples than there are processes
@@ -62,6 +65,30 @@ def _settings(schedule: Schedule) -> dict[str, Any]:
         for key, value in dataclasses.asdict(schedule).items()
         if isinstance(value, int | float | str | bool)
     }
+
+
+def _optimiser(
+    parameters: list[nn.Parameter], schedule: Schedule
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The optimiser a schedule asks for, and its per-epoch learning-rate decay if any."""
+    options = schedule if isinstance(schedule, OptimiserSettings) else OptimiserSettings()
+    optimiser: torch.optim.Optimizer
+    if options.optimiser == "sgd":
+        optimiser = torch.optim.SGD(
+            parameters,
+            lr=schedule.learning_rate,
+            momentum=options.momentum,
+            weight_decay=schedule.weight_decay,
+        )
+    else:
+        optimiser = torch.optim.AdamW(
+            parameters, lr=schedule.learning_rate, weight_decay=schedule.weight_decay
+        )
+    if not options.milestones:
+        return optimiser, None
+    return optimiser, torch.optim.lr_scheduler.MultiStepLR(
+        optimiser, options.milestones, options.gamma
+    )
 
 
 def _accelerator() -> Any:
@@ -103,7 +130,8 @@ def train(
     curves_name: str = "train",
     curves_settings: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """Minimise `batch_loss` over `examples` examples with AdamW; returns the unwrapped model.
+    """Minimise `batch_loss` over `examples` examples with AdamW (or what an
+    `OptimiserSettings` asks for); returns the unwrapped model.
 
     `after_step(n)` runs after the n-th optimiser step on every process (pruning keeps its
     masks and rewind points through it). With a tracker asked for, the global mean loss
@@ -112,9 +140,7 @@ def train(
     accelerator = _accelerator()
     torch.manual_seed(seed)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimiser = torch.optim.AdamW(
-        trainable, lr=schedule.learning_rate, weight_decay=schedule.weight_decay
-    )
+    optimiser, decay = _optimiser(trainable, schedule)
     global_batches = _global_batches(examples, schedule.batch_size, seed)
     model, optimiser = accelerator.prepare(model, optimiser)
     processes = distributed.num_processes()
@@ -146,6 +172,8 @@ def train(
                     log_values({"train/loss": mean_loss}, step)
                 if after_step is not None:
                     after_step(step)
+            if decay is not None:
+                decay.step()  # milestones count epochs
     return accelerator.unwrap_model(model)
 
 
@@ -158,10 +186,13 @@ def fit(
     loss: Loss = soft_cross_entropy,
     seed: int,
     after_step: Callable[[int], None] | None = None,
+    augment: Augment | None = None,
     curves_name: str = "fit",
     curves_settings: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """Train a classifier `model(inputs)` towards soft `targets` [n, classes] under `loss`."""
+    """Train a classifier `model(inputs)` towards soft `targets` [n, classes] under `loss`;
+    `augment` transforms each batch's inputs (its randomness a function of the example
+    indices and the step, so that any number of processes draws the same)."""
     target_tensor = torch.as_tensor(targets, dtype=torch.float32)
 
     def batch_loss(
@@ -170,7 +201,9 @@ def fit(
         rows = len(indices)
         # A process without examples in this batch still runs the model (on one example,
         # kept out of the loss) so that its gradients, all zero, join DDP's all-reduce.
-        logits = module(take(inputs, indices or [0]))[:rows]
+        chosen = indices or [0]
+        batch = take(inputs, chosen)
+        logits = module(augment(batch, chosen, info) if augment else batch)[:rows]
         losses = loss(logits, target_tensor[indices].to(logits.device), info)
         return losses.sum(), torch.tensor(float(rows), device=logits.device)
 
