@@ -113,6 +113,8 @@ test-vllm: $(VLLM_STAMP)
 # contended, about 15 minutes on 2 cores.
 bench-peers: install
 	cd benchmarks && TORCH="$(TORCH)" ../$(BIN)/python extrapolate_vs_mergekit.py --mergekit-venv ../.venv-mergekit
+	$(BIN)/w2s assets prepare smollm2-135m-instruct imdb
+	cd benchmarks && TORCH="$(TORCH)" ../$(BIN)/python prune_lm_vs_llmcompressor.py --venv ../.venv-llmcompressor
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
@@ -120,4 +122,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .venv-mergekit runs report tracking test-artifacts .pytest_cache .mypy_cache .ruff_cache .coverage coverage.json
+	rm -rf $(VENV) $(VLLM_VENV) .venv-mergekit .venv-llmcompressor runs report tracking test-artifacts .pytest_cache .mypy_cache .ruff_cache .coverage coverage.json
