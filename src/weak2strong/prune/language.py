@@ -56,6 +56,7 @@ class Texts:
     answers: list[int]  # their gold labels
     label_names: tuple[str, ...]
     fingerprints: dict[str, str]
+    tokenizer: Any  # the model's, loaded once
 
 
 class LanguagePrune:
@@ -116,6 +117,7 @@ class LanguagePrune:
             answers,
             label_names,
             fingerprints,
+            tokenizer,
         )
 
     def _model(self) -> Any:
@@ -136,7 +138,7 @@ class LanguagePrune:
         if texts.questions:
             measured["answers"] = label_log_likelihoods(
                 model,
-                load_tokenizer(cfg.model),
+                texts.tokenizer,
                 texts.questions,
                 texts.label_names,
                 max_text_tokens=cfg.zero_shot.max_text_tokens,
