@@ -14,7 +14,10 @@ on the pruned blocks' outputs, as ours), on every Linear layer but `lm_head`.
 Both tools get the calibration windows `w2s prune-lm` draws by default (32 × 256 tokens of
 IMDB train reviews); both pruned models are measured by our perplexity on the same 64 held-
 out windows. Printed per method and sparsity: the fraction of weights on which the two masks
-agree (and the least agreeing layer), the largest difference between kept weights, both
+agree (overall, in the least agreeing layer, in the first block, where both calibrate on
+the same dense inputs, and in the last), beside the agreement of ours with itself when the
+calibration batches are summed in reverse order (the same data: what float rounding alone
+moves, compounded block after block), the largest difference between kept weights, both
 perplexities with the paired log-perplexity difference (ours − theirs), and the wall time
 of each tool's pruning (llmcompressor's inside its process, model load excluded).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -114,20 +118,39 @@ def linear_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def block_of(name: str) -> int:
+    """The transformer block a weight belongs to (its first number: `model.layers.3.…`)."""
+    found = re.search(r"\.(\d+)\.", name)
+    return int(found.group(1)) if found else -1
+
+
 def compare(ours: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> dict[str, float]:
-    agree = total = 0
+    """Mask agreement overall, in the least agreeing layer, in the first block (where both
+    tools calibrate on the same dense inputs) and in the last; the largest gap between
+    weights both kept."""
+    agree: dict[int, int] = {}
+    total: dict[int, int] = {}
     least = 1.0
     largest = 0.0
     for name, weight in ours.items():
         kept_ours, kept_theirs = weight != 0, other[name] != 0
         same = int((kept_ours == kept_theirs).sum())
-        agree, total = agree + same, total + weight.numel()
+        block = block_of(name)
+        agree[block] = agree.get(block, 0) + same
+        total[block] = total.get(block, 0) + weight.numel()
         least = min(least, same / weight.numel())
         both = kept_ours & kept_theirs
         if both.any():
             gap = (weight[both] - other[name][both].to(weight.dtype)).abs().max()
             largest = max(largest, float(gap))
-    return {"mask_agreement": agree / total, "least_layer_agreement": least, "kept_gap": largest}
+    first, last = min(agree), max(agree)
+    return {
+        "mask_agreement": sum(agree.values()) / sum(total.values()),
+        "least_layer_agreement": least,
+        "first_block_agreement": agree[first] / total[first],
+        "last_block_agreement": agree[last] / total[last],
+        "kept_gap": largest,
+    }
 
 
 def main() -> None:
@@ -153,6 +176,12 @@ def main() -> None:
                 prune_language_model(model, texts.calibration, method, Sparsity.parse(text))
                 ours_seconds = time.perf_counter() - started
                 ours = linear_weights(model)
+                # the same data summed in another order: how far numerics alone move masks
+                floor_model, _ = load_causal_lm(args.model, dtype="float32", device="cpu")
+                calibration = list(reversed(texts.calibration))
+                prune_language_model(floor_model, calibration, method, Sparsity.parse(text))
+                floor = compare(ours, linear_weights(floor_model))
+                del floor_model
                 ours_losses = window_losses(model, texts.evaluation, config.batch_size)
                 other, their_seconds = theirs(
                     python, model_dir, windows, method, text, Path(scratch) / "theirs.safetensors"
@@ -166,6 +195,8 @@ def main() -> None:
                     "method": method,
                     "sparsity": text,
                     **compare(ours, other),
+                    "self_agreement": floor["mask_agreement"],
+                    "self_last_block_agreement": floor["last_block_agreement"],
                     "perplexity_ours": float(torch.tensor(ours_losses).mean().exp()),
                     "perplexity_theirs": float(torch.tensor(their_losses).mean().exp()),
                     "log_ppl_ours_minus_theirs": paired["difference"]["ours"],
@@ -176,7 +207,10 @@ def main() -> None:
                 d = row["log_ppl_ours_minus_theirs"]
                 print(
                     f"{method:9} {text:4}  masks agree {row['mask_agreement']:.4f} "
-                    f"(least layer {row['least_layer_agreement']:.4f}), kept weights within "
+                    f"(least layer {row['least_layer_agreement']:.4f}, first block "
+                    f"{row['first_block_agreement']:.4f}, last {row['last_block_agreement']:.4f}), "
+                    f"ours with calibration reversed {row['self_agreement']:.4f} (last block "
+                    f"{row['self_last_block_agreement']:.4f}); kept weights within "
                     f"{row['kept_gap']:.2e}; perplexity ours {row['perplexity_ours']:.2f} "
                     f"theirs {row['perplexity_theirs']:.2f}, log-ppl ours − theirs "
                     f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]; pruning "
