@@ -121,7 +121,7 @@ class LanguagePrune:
         )
 
     def _model(self) -> Any:
-        model, _ = load_causal_lm(self.config.model, dtype=self.config.dtype, device="cpu")
+        model, _ = load_causal_lm(self.config.model, dtype=self.config.dtype)
         return model
 
     def _measure(self, model: Any, texts: Texts, label: str) -> dict[str, Any]:

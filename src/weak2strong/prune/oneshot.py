@@ -83,7 +83,7 @@ def magnitude_mask(weight: torch.Tensor, sparsity: Sparsity) -> torch.Tensor:
     if sparsity.structured:
         return n_m_mask(scores, sparsity.n, sparsity.m)
     count = int(scores.numel() * sparsity.fraction)
-    keep = torch.ones(scores.numel(), dtype=torch.bool)
+    keep = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
     keep[torch.topk(scores.flatten(), count, largest=False).indices] = False
     return keep.reshape(scores.shape)
 
@@ -121,11 +121,11 @@ def sparsegpt_prune(
     dead = torch.diag(hessian) == 0  # inputs never active: their weights carry nothing
     hessian[dead, dead] = 1
     matrix[:, dead] = 0
-    hessian += damping * torch.mean(torch.diag(hessian)) * torch.eye(columns)
+    hessian.diagonal().add_(damping * torch.mean(torch.diag(hessian)))
     inverse = torch.linalg.cholesky(
         torch.cholesky_inverse(torch.linalg.cholesky(hessian)), upper=True
     )
-    keep = torch.ones(rows, columns, dtype=torch.bool)
+    keep = torch.ones(rows, columns, dtype=torch.bool, device=matrix.device)
     for start in range(0, columns, block_size):
         end = min(start + block_size, columns)
         block = matrix[:, start:end].clone()
@@ -187,11 +187,12 @@ def first_block_inputs(
         caught.append((args, dict(kwargs)))
         raise _Caught
 
+    device = next(model.parameters()).device
     handle = blocks[0].register_forward_pre_hook(catch, with_kwargs=True)
     try:
         for batch in batches:
             with suppress(_Caught):
-                model(input_ids=batch, use_cache=False)
+                model(input_ids=batch.to(device), use_cache=False)
     finally:
         handle.remove()
     return caught
@@ -205,11 +206,16 @@ def input_statistics(
     input feature (Wanda, OWL), and XXᵀ when `hessians` (SparseGPT); `tokens` counts them."""
     stats: dict[str, dict[str, torch.Tensor]] = {
         name: {
-            "sq_norms": torch.zeros(layer.in_features, dtype=torch.float64),
-            "tokens": torch.zeros((), dtype=torch.float64),
-            **({"xxt": torch.zeros(layer.in_features, layer.in_features)} if hessians else {}),
+            "sq_norms": torch.zeros(layer.in_features, dtype=torch.float64, device=device),
+            "tokens": torch.zeros((), dtype=torch.float64, device=device),
+            **(
+                {"xxt": torch.zeros(layer.in_features, layer.in_features, device=device)}
+                if hessians
+                else {}
+            ),
         }
         for name, layer in linears.items()
+        for device in [layer.weight.device]
     }
 
     def hook(name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:

@@ -47,19 +47,20 @@ def recover(
     zero; returns the masks it was held to."""
     masks = pruned_masks(model)
     model.float()  # trained in fp32 whatever it is measured in
+    device = next(model.parameters()).device
 
     def batch_loss(
         module: nn.Module, indices: list[int], info: StepInfo
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # a process without windows in this batch runs one, kept out of the loss, so that its
         # zero gradients join DDP's all-reduce
-        batch = windows[indices or [0]]
+        batch = windows[indices or [0]].to(device)
         logits = module(input_ids=batch, use_cache=False).logits[:, :-1]
         losses = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none"
         )
         tokens = batch[:, 1:].numel() if indices else 0
-        return losses.sum() * bool(indices), torch.tensor(float(tokens))
+        return losses.sum() * bool(indices), torch.tensor(float(tokens), device=device)
 
     model.train()
     with masked_gradients(model, masks):
