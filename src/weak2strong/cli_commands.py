@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import typing
 from typing import Any
 
@@ -21,7 +22,9 @@ from rich.console import Console
 from weak2strong.commands import COMMANDS, Command, Shortcut, _load
 from weak2strong.runs.config import Leaf, leaves
 
-console = Console()
+# A log file or pipe has no width of its own, and rich's 80 columns fold the wider result
+# tables (prune-lm's seven columns) into unreadable cells; a terminal or COLUMNS still rules.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120)
 
 TRACK_HELP = (
     "Log training curves, hyperparameters and final metrics to tensorboard, mlflow or wandb "
