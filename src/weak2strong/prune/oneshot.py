@@ -198,25 +198,25 @@ def first_block_inputs(
     return caught
 
 
+def _empty_statistics(layer: nn.Linear, hessians: bool) -> dict[str, torch.Tensor]:
+    """Zeroed sums for one layer's inputs, on its weight's device."""
+    features, device = layer.in_features, layer.weight.device
+    stats = {
+        "sq_norms": torch.zeros(features, dtype=torch.float64, device=device),
+        "tokens": torch.zeros((), dtype=torch.float64, device=device),
+    }
+    if hessians:
+        stats["xxt"] = torch.zeros(features, features, device=device)
+    return stats
+
+
 @contextmanager
 def input_statistics(
     linears: dict[str, nn.Linear], hessians: bool
 ) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
     """While open, each linear layer's calibration inputs are summed: squared norms per
     input feature (Wanda, OWL), and XXᵀ when `hessians` (SparseGPT); `tokens` counts them."""
-    stats: dict[str, dict[str, torch.Tensor]] = {
-        name: {
-            "sq_norms": torch.zeros(layer.in_features, dtype=torch.float64, device=device),
-            "tokens": torch.zeros((), dtype=torch.float64, device=device),
-            **(
-                {"xxt": torch.zeros(layer.in_features, layer.in_features, device=device)}
-                if hessians
-                else {}
-            ),
-        }
-        for name, layer in linears.items()
-        for device in [layer.weight.device]
-    }
+    stats = {name: _empty_statistics(layer, hessians) for name, layer in linears.items()}
 
     def hook(name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
